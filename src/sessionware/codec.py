@@ -1,0 +1,100 @@
+"""Encoding session values to bytes and back, refusing anything that would not round-trip."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Protocol, runtime_checkable
+
+from .errors import InvalidValueError, SessionDecodeError
+
+JsonDict = dict[str, Any]
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """Turns a session dict into bytes and back."""
+
+    def encode(self, value: JsonDict) -> bytes:
+        """Encode ``value``; raise :class:`InvalidValueError` if it would not round-trip."""
+        ...
+
+    def decode(self, key: str, data: bytes) -> JsonDict:
+        """Decode stored ``data``; raise :class:`SessionDecodeError` naming ``key``."""
+        ...
+
+
+class JsonCodec:
+    """Compact JSON, ASCII-only output, exact round trips or an error.
+
+    ``\\u0000``, lone surrogates and any other code point are escaped, so the
+    bytes are valid in every backend. Non-finite floats, tuples, non-string
+    keys and any non-JSON type are refused with the path of the offending part.
+    """
+
+    __slots__ = ("_dumps", "_verify")
+
+    def __init__(self, *, verify: bool = True) -> None:
+        self._verify = verify
+        self._dumps = json.JSONEncoder(
+            ensure_ascii=True, allow_nan=False, separators=(",", ":"), default=_refuse
+        ).encode
+
+    def encode(self, value: JsonDict) -> bytes:
+        """Encode a session dict to bytes."""
+        if type(value) is not dict:
+            raise InvalidValueError("$", f"must be a dict, not {type(value).__name__}")
+        try:
+            text = self._dumps(value)
+        except (TypeError, ValueError, RecursionError) as exc:
+            _explain(value, "$", 0)
+            raise InvalidValueError("$", f"cannot be encoded as JSON: {exc}") from exc
+        if self._verify and json.loads(text) != value:
+            _explain(value, "$", 0)
+            raise InvalidValueError("$", "does not survive a JSON round trip")
+        return text.encode("ascii")
+
+    def decode(self, key: str, data: bytes) -> JsonDict:
+        """Decode stored bytes to a session dict."""
+        try:
+            value = json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            raise SessionDecodeError(key, f"invalid JSON ({exc})") from exc
+        if type(value) is not dict:
+            raise SessionDecodeError(key, f"stored JSON is a {type(value).__name__}, not an object")
+        return value
+
+
+MAX_DEPTH = 256
+
+
+def _refuse(obj: object) -> Any:
+    raise TypeError(f"{type(obj).__name__} is not JSON-compatible")
+
+
+def _explain(value: object, path: str, depth: int) -> None:
+    """Raise :class:`InvalidValueError` naming the first part of ``value`` that cannot round-trip."""
+    if depth > MAX_DEPTH:
+        raise InvalidValueError(path, f"is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InvalidValueError(path, f"has a {type(k).__name__} key {k!r}; keys must be str")
+            _explain(v, f"{path}[{k!r}]", depth + 1)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _explain(v, f"{path}[{i}]", depth + 1)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidValueError(path, f"is {value!r}; JSON has no non-finite floats")
+    elif isinstance(value, tuple):
+        raise InvalidValueError(path, "is a tuple; use a list so it reads back the same")
+    elif not isinstance(value, _SCALARS):
+        raise InvalidValueError(
+            path, f"is a {type(value).__name__}; only dict, list, str, int, float, bool and None are stored"
+        )
+
+
+DEFAULT_CODEC = JsonCodec()

@@ -1,0 +1,95 @@
+"""The typed errors sessionware raises, one hierarchy under :class:`SessionwareError`."""
+
+from __future__ import annotations
+
+
+class SessionwareError(Exception):
+    """Base class of every error sessionware raises on purpose."""
+
+
+class StoreError(SessionwareError):
+    """A session store failed to carry out an operation."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot be reached (connection refused, lost or timed out)."""
+
+
+class StoreTimeoutError(StoreUnavailableError):
+    """A store operation did not finish within its configured timeout."""
+
+
+class SessionDecodeError(StoreError):
+    """Stored bytes cannot be decoded; the stored record is left untouched."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"session {key!r} cannot be decoded: {reason}")
+
+
+class SchemaVersionError(StoreError):
+    """The store's on-disk schema was written by a newer or unknown release."""
+
+
+class InvalidKeyError(SessionwareError, ValueError):
+    """A session key is empty, too long or contains characters no backend can store."""
+
+
+class InvalidValueError(SessionwareError, ValueError):
+    """A session value is not JSON-compatible and would not round-trip exactly."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"session value at {path} {reason}")
+
+
+class ValueTooLargeError(SessionwareError, ValueError):
+    """An encoded session value is larger than the store's size limit."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"encoded session is {size} bytes, over the limit of {limit} bytes")
+
+
+class ConflictError(StoreError):
+    """A compare-and-set write found that someone else wrote in between."""
+
+
+class LockError(StoreError):
+    """A lock could not be taken, or was lost before the write."""
+
+
+class LeaseExpiredError(LockError):
+    """A lock's lease expired while its holder still ran; the write was refused."""
+
+
+class MissingExtraError(ImportError, SessionwareError):
+    """A backend's optional driver is not installed."""
+
+    def __init__(self, backend: str, extra: str, module: str) -> None:
+        self.extra = extra
+        super().__init__(
+            f"the {backend} backend needs the {module!r} package: "
+            f"pip install 'sessionware[{extra}]'",
+            name=module,
+        )
+
+
+__all__ = [
+    "ConflictError",
+    "InvalidKeyError",
+    "InvalidValueError",
+    "LeaseExpiredError",
+    "LockError",
+    "MissingExtraError",
+    "SchemaVersionError",
+    "SessionDecodeError",
+    "SessionwareError",
+    "StoreError",
+    "StoreTimeoutError",
+    "StoreUnavailableError",
+    "ValueTooLargeError",
+]

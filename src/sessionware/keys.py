@@ -1,0 +1,41 @@
+"""Validation of session keys and time-to-live values, shared by every backend."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from .errors import InvalidKeyError, InvalidValueError
+
+MAX_KEY_LENGTH = 1024
+
+TTL = float | int | timedelta | None
+
+
+def check_key(key: object) -> str:
+    """Return ``key`` if every backend can store it, else raise :class:`InvalidKeyError`."""
+    if type(key) is not str:
+        raise InvalidKeyError(f"session key must be a str, not {type(key).__name__}")
+    if not key:
+        raise InvalidKeyError("session key must not be empty")
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidKeyError(f"session key is {len(key)} characters, over the limit of {MAX_KEY_LENGTH}")
+    if "\x00" in key:
+        raise InvalidKeyError(f"session key {key[:40]!r} contains a NUL character")
+    if not key.isascii():
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidKeyError(f"session key {key[:40]!r} is not valid unicode: {exc.reason}") from exc
+    return key
+
+
+def ttl_seconds(ttl: TTL) -> float | None:
+    """Normalise a TTL to positive seconds, or ``None`` for no expiry."""
+    if ttl is None:
+        return None
+    seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise InvalidValueError("ttl", f"must be seconds or a timedelta, not {type(ttl).__name__}")
+    if not seconds > 0 or seconds == float("inf"):
+        raise InvalidValueError("ttl", f"must be a positive, finite duration, not {ttl!r}")
+    return float(seconds)

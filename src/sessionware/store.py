@@ -1,0 +1,271 @@
+"""The store contract, its optional capabilities, and the base class of sessionware's own backends."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from typing import ClassVar, NamedTuple, Protocol, TypeVar, runtime_checkable
+
+from .codec import DEFAULT_CODEC, Codec, JsonDict
+from .errors import (
+    InvalidValueError,
+    SessionwareError,
+    StoreError,
+    StoreTimeoutError,
+    StoreUnavailableError,
+    ValueTooLargeError,
+)
+from .keys import TTL, check_key, ttl_seconds
+
+T = TypeVar("T")
+
+DEFAULT_MAX_SIZE = 1024 * 1024
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """What a session store must do: a miss is ``None``, deleting a missing key is a no-op.
+
+    A store written with only ``set(key, value)`` (no ``ttl``) works too, as long
+    as no TTL is asked of it.
+    """
+
+    async def get(self, key: str) -> JsonDict | None:
+        """Return the session stored under ``key``, or ``None``."""
+        ...
+
+    async def set(self, key: str, value: JsonDict, *, ttl: TTL = None) -> None:
+        """Store ``value`` under ``key``, expiring after ``ttl`` if given."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key``; nothing happens if it is missing."""
+        ...
+
+
+@runtime_checkable
+class RawStore(Protocol):
+    """A store that hands out the stored bytes, so a caller can skip decoding and re-encoding."""
+
+    codec: Codec
+
+    async def get_raw(self, key: str) -> bytes | None:
+        """Return the stored bytes of ``key``, or ``None``."""
+        ...
+
+    async def set_raw(self, key: str, data: bytes, *, ttl: TTL = None) -> None:
+        """Store already encoded ``data`` under ``key``."""
+        ...
+
+
+@runtime_checkable
+class ExpiringStore(Protocol):
+    """A store that can report and extend a key's expiry."""
+
+    async def expires_in(self, key: str) -> float | None:
+        """Seconds until ``key`` expires; ``None`` if it is missing or never expires."""
+        ...
+
+    async def touch(self, key: str, ttl: TTL) -> bool:
+        """Reset the expiry of ``key``; ``False`` if it is missing."""
+        ...
+
+
+@runtime_checkable
+class ScannableStore(Protocol):
+    """A store that can list its keys."""
+
+    def scan(self, prefix: str = "", *, limit: int | None = None) -> AsyncIterator[str]:
+        """Yield the live keys that start with ``prefix`` (taken literally, never as a pattern)."""
+        ...
+
+
+@runtime_checkable
+class PurgeableStore(Protocol):
+    """A store whose expired records stay until purged (SQL backends)."""
+
+    async def purge_expired(self) -> int:
+        """Delete expired records and return how many were removed."""
+        ...
+
+
+@runtime_checkable
+class ClosableStore(Protocol):
+    """A store holding connections or files to release."""
+
+    async def close(self) -> None:
+        """Release the store's resources."""
+        ...
+
+
+class LogEntry(NamedTuple):
+    """One record of an append-only log: its store-assigned sequence number and its value."""
+
+    seq: int
+    value: JsonDict
+
+
+@runtime_checkable
+class LogStore(Protocol):
+    """Append-only logs, one per key, with sequence numbers assigned by the store.
+
+    Sequence numbers start at 1 and are gap-free and strictly increasing per
+    log, also under concurrent appends from several tasks or processes. Trimming
+    to ``max_len`` drops the oldest entries but never reuses a number. A log's
+    keyspace is separate from the session records': ``log_delete(k)`` never
+    touches ``get(k)``.
+    """
+
+    async def log_append(
+        self, key: str, entries: Sequence[JsonDict], *, ttl: TTL = None, max_len: int | None = None
+    ) -> list[int]:
+        """Append ``entries`` atomically; return their sequence numbers.
+
+        ``ttl`` (re)sets the log's expiry (sliding); ``None`` leaves it as it
+        is. ``max_len`` trims the log to its newest ``max_len`` entries.
+        """
+        ...
+
+    async def log_read(
+        self, key: str, *, after: int | None = None, before: int | None = None, last: int | None = None
+    ) -> list[LogEntry]:
+        """Entries with ``after < seq < before``, oldest first; ``last`` keeps only the newest N of them."""
+        ...
+
+    async def log_length(self, key: str) -> int:
+        """How many entries the log holds now (0 if it does not exist)."""
+        ...
+
+    async def log_last_seq(self, key: str) -> int:
+        """The highest sequence number ever assigned in the log (0 if it does not exist)."""
+        ...
+
+    async def log_delete(self, key: str) -> None:
+        """Remove the whole log; nothing happens if it is missing."""
+        ...
+
+
+class BaseSessionStore(ABC):
+    """Shared machinery of sessionware's backends: keys, codec, size limit, timeouts, errors.
+
+    A backend implements ``_get``, ``_set`` and ``_delete`` on bytes and lists
+    its driver's exceptions in ``_unavailable_errors`` (connection trouble) and
+    ``_driver_errors`` (anything else the driver raises); the base class wraps
+    them in :class:`StoreUnavailableError` and :class:`StoreError`.
+    """
+
+    backend: ClassVar[str] = "store"
+    _unavailable_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+    _driver_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    def __init__(
+        self,
+        *,
+        codec: Codec | None = None,
+        max_size: int = DEFAULT_MAX_SIZE,
+        timeout: float | None = None,
+    ) -> None:
+        self.codec: Codec = codec or DEFAULT_CODEC
+        self.max_size = max_size
+        self.timeout = timeout
+
+    async def get(self, key: str) -> JsonDict | None:
+        """Return the session stored under ``key``, or ``None``."""
+        data = await self.get_raw(key)
+        return None if data is None else self.codec.decode(key, data)
+
+    async def set(self, key: str, value: JsonDict, *, ttl: TTL = None) -> None:
+        """Store ``value`` under ``key``; invalid or oversized values are refused before any write."""
+        check_key(key)
+        await self.set_raw(key, self.codec.encode(value), ttl=ttl)
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key``; nothing happens if it is missing."""
+        await self._run("delete", self._delete(check_key(key)))
+
+    async def get_raw(self, key: str) -> bytes | None:
+        """Return the stored bytes of ``key``, or ``None``."""
+        return await self._run("get", self._get(check_key(key)))
+
+    async def set_raw(self, key: str, data: bytes, *, ttl: TTL = None) -> None:
+        """Store already encoded ``data`` under ``key``."""
+        check_key(key)
+        if len(data) > self.max_size:
+            raise ValueTooLargeError(len(data), self.max_size)
+        await self._run("set", self._set(key, data, ttl_seconds(ttl)))
+
+    async def close(self) -> None:  # noqa: B027 - stores holding nothing have nothing to close
+        """Release the store's resources (nothing for stores that hold none)."""
+
+    async def __aenter__(self: T) -> T:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @abstractmethod
+    async def _get(self, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    async def _set(self, key: str, data: bytes, ttl: float | None) -> None: ...
+
+    @abstractmethod
+    async def _delete(self, key: str) -> None: ...
+
+    async def _run(self, op: str, aw: Awaitable[T]) -> T:
+        """Await a driver call under the store's timeout, translating driver errors."""
+        try:
+            if self.timeout is None:
+                return await aw
+            async with asyncio.timeout(self.timeout):
+                return await aw
+        except SessionwareError:
+            raise
+        except TimeoutError as exc:
+            raise StoreTimeoutError(f"{self.backend} {op} timed out after {self.timeout}s") from exc
+        except self._unavailable_errors as exc:
+            raise StoreUnavailableError(f"{self.backend} {op} failed: {exc}") from exc
+        except self._driver_errors as exc:
+            raise StoreError(f"{self.backend} {op} failed: {exc}") from exc
+
+    def _wrap(self, op: str, exc: BaseException) -> StoreError:
+        """Translate a driver exception raised outside :meth:`_run` (e.g. while scanning)."""
+        if isinstance(exc, self._unavailable_errors):
+            return StoreUnavailableError(f"{self.backend} {op} failed: {exc}")
+        return StoreError(f"{self.backend} {op} failed: {exc}")
+
+
+def check_log_args(entries: Sequence[JsonDict], max_len: int | None) -> None:
+    """Validate the arguments of :meth:`LogStore.log_append` shared by every backend."""
+    if isinstance(entries, dict) or not isinstance(entries, Sequence):
+        raise InvalidValueError("entries", "must be a sequence of dicts")
+    if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1):
+        raise InvalidValueError("max_len", f"must be a positive int, not {max_len!r}")
+
+
+def accepts_ttl(store: object) -> bool:
+    """Whether ``store.set`` takes a ``ttl`` keyword (stores written to the bare contract may not)."""
+    import inspect
+
+    try:
+        params = inspect.signature(store.set).parameters  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        return True
+    return "ttl" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+__all__ = [
+    "DEFAULT_MAX_SIZE",
+    "BaseSessionStore",
+    "ClosableStore",
+    "ExpiringStore",
+    "LogEntry",
+    "LogStore",
+    "PurgeableStore",
+    "RawStore",
+    "ScannableStore",
+    "SessionStore",
+    "accepts_ttl",
+    "check_log_args",
+]

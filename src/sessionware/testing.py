@@ -1,0 +1,301 @@
+"""A contract test suite any session store can run to prove it behaves like sessionware's own.
+
+Subclass :class:`StoreContract` in a pytest module and give it a ``store``
+fixture (``pytest-asyncio`` runs the tests)::
+
+    class TestMyStore(StoreContract):
+        @pytest.fixture
+        async def store(self):
+            yield MyStore(...)
+
+Tests of optional capabilities (expiry, scanning, bytes access, typed
+validation) run only when the store has them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any, ClassVar
+
+import pytest
+
+from .errors import InvalidKeyError, InvalidValueError, SessionwareError, ValueTooLargeError
+from .store import BaseSessionStore, ExpiringStore, LogStore, RawStore, ScannableStore, SessionStore
+
+ROUND_TRIP_VALUES: list[dict[str, Any]] = [
+    {},
+    {"counter": 1, "items": ["a", "b"], "flag": True, "nothing": None},
+    {"text": "nul \u0000 inside", "emoji": "🦜👩🏽‍💻", "cjk": "会话", "rtl": "مرحبا", "ctl": "\x01\x1f\x7f"},
+    {"lone_surrogate": "\ud800x\udfff"},
+    {"big": 2**53 + 1, "bigger": 2**100, "negative": -(2**70), "zero": 0},
+    {"floats": [0.1, 1e308, -0.0, 5e-324, 1.5, -2.25e-10]},
+    {"nested": {"a": {"b": {"c": [[{"d": [1, [2, [3]]]}]]}}}},
+    {"": "empty key", " ": "space", "k\u0000": "nul in key", "quote\"'": 1},
+]
+
+BAD_VALUES: list[Any] = [
+    {"t": (1, 2)},
+    {"s": {1, 2}},
+    {"b": b"bytes"},
+    {"nan": float("nan")},
+    {"inf": [float("inf")]},
+    {1: "int key"},
+    {"o": object()},
+]
+
+
+class StoreContract:
+    """The behaviour every session store must have. Provide a ``store`` fixture."""
+
+    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
+
+    async def test_miss_is_none(self, store: SessionStore) -> None:
+        assert await store.get("contract:missing") is None
+
+    @pytest.mark.parametrize("value", ROUND_TRIP_VALUES)
+    async def test_round_trip_exactly(self, store: SessionStore, value: dict[str, Any]) -> None:
+        await store.set("contract:rt", value)
+        got = await store.get("contract:rt")
+        assert got == value
+        assert _types(got) == _types(value)
+
+    async def test_overwrite(self, store: SessionStore) -> None:
+        await store.set("contract:ow", {"v": 1})
+        await store.set("contract:ow", {"w": 2})
+        assert await store.get("contract:ow") == {"w": 2}
+
+    async def test_delete_and_delete_missing(self, store: SessionStore) -> None:
+        await store.set("contract:del", {"v": 1})
+        await store.delete("contract:del")
+        assert await store.get("contract:del") is None
+        await store.delete("contract:del")
+        await store.delete("contract:never-there")
+
+    async def test_no_shared_objects(self, store: SessionStore) -> None:
+        value: dict[str, Any] = {"items": [1, 2], "inner": {"x": 1}}
+        await store.set("contract:share", value)
+        value["items"].append(3)
+        value["inner"]["x"] = 99
+        first = await store.get("contract:share")
+        assert first == {"items": [1, 2], "inner": {"x": 1}}
+        assert first is not None
+        first["items"].append(4)
+        assert await store.get("contract:share") == {"items": [1, 2], "inner": {"x": 1}}
+
+    async def test_keys_are_independent(self, store: SessionStore) -> None:
+        keys = ["contract:k", "contract:k*", "contract:k?", "contract:k%", "contract:k_", "contract:k[1]"]
+        for i, key in enumerate(keys):
+            await store.set(key, {"i": i})
+        await store.delete("contract:k*")
+        assert await store.get("contract:k*") is None
+        for i, key in enumerate(keys):
+            if key != "contract:k*":
+                assert await store.get(key) == {"i": i}, key
+
+    async def test_many_concurrent_writers(self, store: SessionStore) -> None:
+        await asyncio.gather(*(store.set(f"contract:c{i}", {"i": i}) for i in range(100)))
+        got = await asyncio.gather(*(store.get(f"contract:c{i}") for i in range(100)))
+        assert got == [{"i": i} for i in range(100)]
+
+    # -- typed validation (sessionware's own stores) -------------------------------------------
+
+    @pytest.mark.parametrize("bad", BAD_VALUES, ids=lambda v: type(next(iter(v.values()))).__name__)
+    async def test_bad_value_refused_before_write(self, store: SessionStore, bad: Any) -> None:
+        if not isinstance(store, BaseSessionStore):
+            pytest.skip("typed validation is part of BaseSessionStore")
+        await store.set("contract:bad", {"kept": True})
+        with pytest.raises(InvalidValueError):
+            await store.set("contract:bad", copy.copy(bad))
+        assert await store.get("contract:bad") == {"kept": True}
+
+    async def test_too_large_refused_before_write(self, store: SessionStore) -> None:
+        if not isinstance(store, BaseSessionStore):
+            pytest.skip("the size limit is part of BaseSessionStore")
+        await store.set("contract:big", {"kept": True})
+        with pytest.raises(ValueTooLargeError) as info:
+            await store.set("contract:big", {"blob": "x" * (store.max_size + 1)})
+        assert info.value.limit == store.max_size
+        assert await store.get("contract:big") == {"kept": True}
+
+    @pytest.mark.parametrize("key", ["", "a\x00b", "\ud800", "x" * 5000])
+    async def test_bad_key_refused(self, store: SessionStore, key: str) -> None:
+        if not isinstance(store, BaseSessionStore):
+            pytest.skip("key validation is part of BaseSessionStore")
+        with pytest.raises(InvalidKeyError):
+            await store.set(key, {"v": 1})
+        with pytest.raises(InvalidKeyError):
+            await store.get(key)
+
+    async def test_errors_share_one_base(self, store: SessionStore) -> None:
+        if not isinstance(store, BaseSessionStore):
+            pytest.skip("typed errors are part of BaseSessionStore")
+        with pytest.raises(SessionwareError):
+            await store.set("contract:err", {"x": {1, 2}})
+
+    # -- optional capabilities -----------------------------------------------------------------
+
+    async def test_raw_round_trip(self, store: SessionStore) -> None:
+        if not isinstance(store, RawStore):
+            pytest.skip("store has no bytes access")
+        data = store.codec.encode({"raw": [1, "two"]})
+        await store.set_raw("contract:raw", data)
+        assert await store.get_raw("contract:raw") == data
+        assert await store.get("contract:raw") == {"raw": [1, "two"]}
+
+    async def test_ttl_expires(self, store: SessionStore) -> None:
+        if not isinstance(store, ExpiringStore):
+            pytest.skip("store has no expiry")
+        await store.set("contract:ttl", {"v": 1}, ttl=0.3)
+        await store.set("contract:keep", {"v": 2})
+        left = await store.expires_in("contract:ttl")
+        assert left is not None
+        assert 0 < left <= 0.3
+        assert await store.expires_in("contract:keep") is None
+        assert await store.expires_in("contract:missing") is None
+        await asyncio.sleep(0.45)
+        assert await store.get("contract:ttl") is None
+        assert await store.get("contract:keep") == {"v": 2}
+
+    async def test_set_without_ttl_clears_expiry(self, store: SessionStore) -> None:
+        if not isinstance(store, ExpiringStore):
+            pytest.skip("store has no expiry")
+        await store.set("contract:clear", {"v": 1}, ttl=0.3)
+        await store.set("contract:clear", {"v": 2})
+        assert await store.expires_in("contract:clear") is None
+
+    async def test_touch_extends(self, store: SessionStore) -> None:
+        if not isinstance(store, ExpiringStore):
+            pytest.skip("store has no expiry")
+        await store.set("contract:touch", {"v": 1}, ttl=0.3)
+        assert await store.touch("contract:touch", 30)
+        left = await store.expires_in("contract:touch")
+        assert left is not None
+        assert left > 10
+        assert not await store.touch("contract:touch-missing", 30)
+
+    async def test_invalid_ttl_refused(self, store: SessionStore) -> None:
+        if not isinstance(store, BaseSessionStore):
+            pytest.skip("ttl validation is part of BaseSessionStore")
+        for ttl in (0, -1, float("nan"), float("inf")):
+            with pytest.raises(InvalidValueError):
+                await store.set("contract:badttl", {"v": 1}, ttl=ttl)
+        assert await store.get("contract:badttl") is None
+
+    async def test_scan_takes_prefix_literally(self, store: SessionStore) -> None:
+        if not isinstance(store, ScannableStore):
+            pytest.skip("store cannot list keys")
+        keys = ["scan:a*1", "scan:a*2", "scan:ab", "scan:a%", "scan:a_", "scan:a[x]", "other:a*"]
+        for key in keys:
+            await store.set(key, {})
+        if isinstance(store, ExpiringStore):
+            await store.set("scan:a*gone", {}, ttl=0.1)
+            await asyncio.sleep(0.2)
+        assert sorted([k async for k in store.scan("scan:a*")]) == ["scan:a*1", "scan:a*2"]
+        assert sorted([k async for k in store.scan("scan:a%")]) == ["scan:a%"]
+        assert sorted([k async for k in store.scan("scan:a_")]) == ["scan:a_"]
+        assert sorted([k async for k in store.scan("scan:a[")]) == ["scan:a[x]"]
+        everything = [k async for k in store.scan("scan:")]
+        assert sorted(everything) == sorted(k for k in keys if k.startswith("scan:"))
+        assert len([k async for k in store.scan("scan:", limit=2)]) == 2
+
+    # -- append-only logs ------------------------------------------------------------------------
+
+    async def test_log_append_and_read(self, store: SessionStore) -> None:
+        if not isinstance(store, LogStore):
+            pytest.skip("store has no logs")
+        assert await store.log_read("log:a") == []
+        assert await store.log_length("log:a") == 0
+        assert await store.log_last_seq("log:a") == 0
+        assert await store.log_append("log:a", [{"n": 1}, {"n": 2}]) == [1, 2]
+        assert await store.log_append("log:a", [{"n": 3, "text": "nul \u0000 🦜", "big": 2**70}]) == [3]
+        got = await store.log_read("log:a")
+        assert [e.seq for e in got] == [1, 2, 3]
+        assert got[2].value == {"n": 3, "text": "nul \u0000 🦜", "big": 2**70}
+        assert await store.log_length("log:a") == 3
+        assert await store.log_last_seq("log:a") == 3
+        assert await store.log_append("log:a", []) == []
+
+    async def test_log_windows(self, store: SessionStore) -> None:
+        if not isinstance(store, LogStore):
+            pytest.skip("store has no logs")
+        await store.log_append("log:w", [{"n": i} for i in range(1, 11)])
+        assert [e.seq for e in await store.log_read("log:w", last=3)] == [8, 9, 10]
+        assert [e.seq for e in await store.log_read("log:w", after=7)] == [8, 9, 10]
+        assert [e.seq for e in await store.log_read("log:w", before=3)] == [1, 2]
+        assert [e.seq for e in await store.log_read("log:w", after=2, before=8, last=2)] == [6, 7]
+        assert [e.value["n"] for e in await store.log_read("log:w", before=5, last=2)] == [3, 4]
+        assert await store.log_read("log:w", after=10) == []
+        assert await store.log_read("log:w", last=0) == []
+
+    async def test_log_trim_keeps_numbering(self, store: SessionStore) -> None:
+        if not isinstance(store, LogStore):
+            pytest.skip("store has no logs")
+        await store.log_append("log:t", [{"n": i} for i in range(1, 6)], max_len=3)
+        assert [e.seq for e in await store.log_read("log:t")] == [3, 4, 5]
+        assert await store.log_append("log:t", [{"n": 6}], max_len=3) == [6]
+        assert [e.seq for e in await store.log_read("log:t")] == [4, 5, 6]
+        assert [e.seq for e in await store.log_read("log:t", after=1, last=10)] == [4, 5, 6]
+        assert await store.log_length("log:t") == 3
+        assert await store.log_last_seq("log:t") == 6
+
+    async def test_log_is_separate_from_records(self, store: SessionStore) -> None:
+        if not isinstance(store, LogStore):
+            pytest.skip("store has no logs")
+        await store.set("log:s", {"record": True})
+        await store.log_append("log:s", [{"entry": True}])
+        await store.log_append("log:s*", [{"other": True}])
+        await store.log_delete("log:s")
+        assert await store.log_read("log:s") == []
+        assert await store.get("log:s") == {"record": True}
+        assert [e.value for e in await store.log_read("log:s*")] == [{"other": True}]
+        await store.log_delete("log:never")
+
+    async def test_log_concurrent_appends_gap_free(self, store: SessionStore) -> None:
+        if not isinstance(store, LogStore):
+            pytest.skip("store has no logs")
+
+        async def writer(task: int) -> list[int]:
+            seqs: list[int] = []
+            for i in range(20):
+                seqs += await store.log_append("log:c", [{"task": task, "i": i}])
+            return seqs
+
+        results = await asyncio.gather(*(writer(t) for t in range(50)))
+        assigned = sorted(s for r in results for s in r)
+        assert assigned == list(range(1, 1001))
+        entries = await store.log_read("log:c")
+        assert [e.seq for e in entries] == list(range(1, 1001))
+        for task, seqs in enumerate(results):
+            assert [entries[s - 1].value for s in seqs] == [{"task": task, "i": i} for i in range(20)]
+
+    async def test_log_ttl(self, store: SessionStore) -> None:
+        if not isinstance(store, LogStore):
+            pytest.skip("store has no logs")
+        await store.log_append("log:ttl", [{"n": 1}], ttl=0.3)
+        await store.log_append("log:keep", [{"n": 1}])
+        await asyncio.sleep(0.45)
+        assert await store.log_read("log:ttl") == []
+        assert await store.log_length("log:ttl") == 0
+        assert len(await store.log_read("log:keep")) == 1
+
+    async def test_log_bad_entry_refused_before_write(self, store: SessionStore) -> None:
+        if not isinstance(store, LogStore):
+            pytest.skip("store has no logs")
+        await store.log_append("log:bad", [{"ok": 1}])
+        with pytest.raises(InvalidValueError):
+            await store.log_append("log:bad", [{"ok": 2}, {"bad": (1, 2)}])
+        with pytest.raises(InvalidValueError):
+            await store.log_append("log:bad", [{"ok": 3}], max_len=0)
+        assert [e.value for e in await store.log_read("log:bad")] == [{"ok": 1}]
+
+
+def _types(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _types(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_types(v) for v in value]
+    return type(value).__name__
+
+
+__all__ = ["BAD_VALUES", "ROUND_TRIP_VALUES", "StoreContract"]
