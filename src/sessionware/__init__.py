@@ -31,6 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BaseSessionStore",
+    "BasicSessionStore",
     "ClosableStore",
     "Codec",
     "ConflictError",

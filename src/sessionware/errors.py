@@ -54,6 +54,10 @@ class ValueTooLargeError(SessionwareError, ValueError):
         super().__init__(f"encoded session is {size} bytes, over the limit of {limit} bytes")
 
 
+class InvalidStoreURLError(SessionwareError, ValueError):
+    """A store URL has an unknown scheme or missing parts."""
+
+
 class ConflictError(StoreError):
     """A compare-and-set write found that someone else wrote in between."""
 
@@ -81,6 +85,7 @@ class MissingExtraError(ImportError, SessionwareError):
 __all__ = [
     "ConflictError",
     "InvalidKeyError",
+    "InvalidStoreURLError",
     "InvalidValueError",
     "LeaseExpiredError",
     "LockError",

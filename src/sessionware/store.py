@@ -45,6 +45,26 @@ class SessionStore(Protocol):
 
 
 @runtime_checkable
+class BasicSessionStore(Protocol):
+    """The seed's bare contract: ``get`` / ``set(key, value)`` / ``delete``, no expiry.
+
+    Every :class:`SessionStore` is one; the ``session()`` middleware accepts either.
+    """
+
+    async def get(self, key: str) -> JsonDict | None:
+        """Return the session stored under ``key``, or ``None``."""
+        ...
+
+    async def set(self, key: str, value: JsonDict) -> None:
+        """Store ``value`` under ``key``."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key``; nothing happens if it is missing."""
+        ...
+
+
+@runtime_checkable
 class RawStore(Protocol):
     """A store that hands out the stored bytes, so a caller can skip decoding and re-encoding."""
 
@@ -258,6 +278,7 @@ def accepts_ttl(store: object) -> bool:
 __all__ = [
     "DEFAULT_MAX_SIZE",
     "BaseSessionStore",
+    "BasicSessionStore",
     "ClosableStore",
     "ExpiringStore",
     "LogEntry",

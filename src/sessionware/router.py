@@ -1,0 +1,230 @@
+"""A small message router: middleware in onion order, then the first matching handler.
+
+The router core is platform-neutral; an :class:`UpdateAdapter` turns a
+platform's update into an :class:`Incoming` event. :class:`TelegramAdapter`
+(the default) reads Telegram-shaped update dicts.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TextIO
+
+from .codec import JsonDict
+from .errors import SessionwareError
+
+Update = dict[str, Any]
+Kind = Literal["command", "text", "callback", "other"]
+Next = Callable[[], Awaitable[None]]
+Middleware = Callable[["Context", Next], Awaitable[None]]
+Handler = Callable[["Context"], Awaitable[Any]]
+Pattern = str | re.Pattern[str] | None
+
+
+class RouterError(SessionwareError):
+    """A router or middleware was used the wrong way."""
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """What an update says, independent of the platform it came from."""
+
+    kind: Kind
+    from_user: JsonDict | None = None
+    chat: JsonDict | None = None
+    text: str | None = None
+
+
+class UpdateAdapter(Protocol):
+    """Reads a platform's update."""
+
+    def parse(self, update: Update) -> Incoming:
+        """Describe ``update`` as an :class:`Incoming` event."""
+        ...
+
+
+class TelegramAdapter:
+    """Reads Telegram Bot API update dicts (messages, edited messages, callback queries)."""
+
+    def parse(self, update: Update) -> Incoming:
+        """Describe a Telegram update."""
+        query = update.get("callback_query")
+        if isinstance(query, dict):
+            message = query.get("message") or {}
+            return Incoming("callback", query.get("from"), message.get("chat"), query.get("data"))
+        message = update.get("message") or update.get("edited_message")
+        if isinstance(message, dict):
+            text = message.get("text")
+            kind: Kind = "other"
+            if isinstance(text, str):
+                kind = "command" if text.startswith("/") else "text"
+            return Incoming(kind, message.get("from"), message.get("chat"), text)
+        return Incoming("other")
+
+
+class ReplyClient(Protocol):
+    """Where ``ctx.reply()`` sends text."""
+
+    async def send_message(self, chat_id: Any, text: str, **options: Any) -> Any:
+        """Send ``text`` to ``chat_id``."""
+        ...
+
+
+class ConsoleClient:
+    """A reply client that prints replies, for demos and local runs."""
+
+    def __init__(self, out: TextIO | None = None, *, names: dict[Any, str] | None = None) -> None:
+        self.out = out
+        self.names = names or {}
+        self.sent: list[tuple[Any, str]] = []
+
+    async def send_message(self, chat_id: Any, text: str, **options: Any) -> None:
+        """Print ``text`` as the bot's reply in ``chat_id``."""
+        self.sent.append((chat_id, text))
+        out = self.out or sys.stdout
+        print(f"  bot → {self.names.get(chat_id, chat_id)}: {text}", file=out)
+
+
+@dataclass(eq=False)
+class Context:
+    """Everything a middleware or handler sees about one update."""
+
+    update: Update
+    incoming: Incoming
+    client: ReplyClient | None = None
+    session: JsonDict = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def from_user(self) -> JsonDict | None:
+        """The sender of the update (Telegram's ``from``)."""
+        return self.incoming.from_user
+
+    @property
+    def chat(self) -> JsonDict | None:
+        """The chat the update belongs to."""
+        return self.incoming.chat
+
+    @property
+    def text(self) -> str | None:
+        """The message text or callback data."""
+        return self.incoming.text
+
+    async def reply(self, text: str, **options: Any) -> Any:
+        """Send ``text`` to the chat this update came from."""
+        if self.client is None:
+            raise RouterError("ctx.reply() needs a client: Router(client=...)")
+        chat_id = (self.chat or {}).get("id", (self.from_user or {}).get("id"))
+        return await self.client.send_message(chat_id, text, **options)
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    kind: Kind
+    pattern: Pattern
+    handler: Handler
+
+    def match(self, incoming: Incoming) -> dict[str, Any] | None:
+        if incoming.kind != self.kind:
+            return None
+        text = incoming.text or ""
+        if self.kind == "command":
+            head, _, args = text.partition(" ")
+            name = head[1:].split("@", 1)[0]
+            if self.pattern is not None and name != self.pattern:
+                return None
+            return {"command": name, "args": args.strip(), "argv": args.split()}
+        if self.pattern is None:
+            return {}
+        if isinstance(self.pattern, str):
+            return {} if text == self.pattern else None
+        found = self.pattern.fullmatch(text)
+        if found is None:
+            return None
+        return {"match": found, **found.groupdict()}
+
+
+class Router:
+    """Runs middleware around the first handler whose route matches an update.
+
+    ``router.use(mw)`` adds a middleware ``async def mw(ctx, next)``; each runs
+    in the order added and calls ``await next()`` to go on. Handlers are added
+    with :meth:`command`, :meth:`text` and :meth:`callback`; the first match
+    in registration order runs.
+    """
+
+    def __init__(self, *, client: ReplyClient | None = None, adapter: UpdateAdapter | None = None) -> None:
+        self.client = client
+        self.adapter: UpdateAdapter = adapter or TelegramAdapter()
+        self._middleware: list[Middleware] = []
+        self._routes: list[_Route] = []
+
+    def use(self, middleware: Middleware) -> Router:
+        """Add a middleware; returns the router so calls can be chained."""
+        if not callable(middleware):
+            raise RouterError(f"middleware must be callable, not {type(middleware).__name__}")
+        self._middleware.append(middleware)
+        return self
+
+    def on(self, kind: Kind, pattern: Pattern = None) -> Callable[[Handler], Handler]:
+        """Register a handler for updates of ``kind`` matching ``pattern``."""
+
+        def register(handler: Handler) -> Handler:
+            if not inspect.iscoroutinefunction(handler):
+                raise RouterError(f"handler {handler!r} must be an async function")
+            self._routes.append(_Route(kind, pattern, handler))
+            return handler
+
+        return register
+
+    def command(self, name: str | None = None) -> Callable[[Handler], Handler]:
+        """Handle ``/name`` (also ``/name@bot``); ``ctx.params`` gets ``args`` and ``argv``."""
+        return self.on("command", name.lstrip("/") if name else None)
+
+    def text(self, pattern: Pattern = None) -> Callable[[Handler], Handler]:
+        """Handle text equal to a string, fully matching a regex (groups go to ``ctx.params``), or any."""
+        return self.on("text", pattern)
+
+    def callback(self, pattern: Pattern = None) -> Callable[[Handler], Handler]:
+        """Handle callback queries whose data matches ``pattern`` (as for :meth:`text`)."""
+        return self.on("callback", pattern)
+
+    def context(self, update: Update) -> Context:
+        """Build the context of ``update`` (handy in tests)."""
+        if not isinstance(update, dict):
+            raise RouterError(f"an update must be a dict, not {type(update).__name__}")
+        return Context(update=update, incoming=self.adapter.parse(update), client=self.client)
+
+    async def handle(self, update: Update) -> Context:
+        """Run one update through the middleware and its handler; return its context."""
+        ctx = self.context(update)
+        await self._call(ctx, 0)
+        return ctx
+
+    async def _call(self, ctx: Context, index: int) -> None:
+        if index == len(self._middleware):
+            await self._dispatch(ctx)
+            return
+        called = False
+
+        async def next_() -> None:
+            nonlocal called
+            if called:
+                raise RouterError("next() called more than once in one middleware")
+            called = True
+            await self._call(ctx, index + 1)
+
+        await self._middleware[index](ctx, next_)
+
+    async def _dispatch(self, ctx: Context) -> None:
+        for route in self._routes:
+            params = route.match(ctx.incoming)
+            if params is not None:
+                ctx.params.update(params)
+                await route.handler(ctx)
+                return

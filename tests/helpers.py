@@ -1,0 +1,74 @@
+"""Small real stores and update builders shared by tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sessionware.store import BaseSessionStore
+
+
+class SeedStyleStore:
+    """A store written exactly to the seed's contract: get/set/delete, no ttl, returns its own objects."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, dict[str, Any]] = {}
+        self.calls: list[str] = []
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        self.calls.append(f"get {key}")
+        return self.data.get(key)
+
+    async def set(self, key: str, value: dict[str, Any]) -> None:
+        self.calls.append(f"set {key}")
+        self.data[key] = value
+
+    async def delete(self, key: str) -> None:
+        self.calls.append(f"delete {key}")
+        self.data.pop(key, None)
+
+
+class Counting:
+    """Counts the writes that reach a real store, passing every call through to it."""
+
+    def __init__(self, store: BaseSessionStore) -> None:
+        self.store = store
+        self.writes = 0
+        self.deletes = 0
+        orig_set_raw, orig_delete = store.set_raw, store.delete
+
+        async def set_raw(key: str, data: bytes, *, ttl: Any = None) -> None:
+            self.writes += 1
+            await orig_set_raw(key, data, ttl=ttl)
+
+        async def delete(key: str) -> None:
+            self.deletes += 1
+            await orig_delete(key)
+
+        store.set_raw = set_raw  # type: ignore[method-assign]
+        store.delete = delete  # type: ignore[method-assign]
+
+
+def message(user: int, text: str, chat: int | None = None, update_id: int = 1) -> dict[str, Any]:
+    """A Telegram-shaped message update."""
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": update_id,
+            "from": {"id": user, "first_name": f"user{user}"},
+            "chat": {"id": chat if chat is not None else user, "type": "private" if chat is None else "group"},
+            "text": text,
+        },
+    }
+
+
+def callback(user: int, data: str, chat: int | None = None) -> dict[str, Any]:
+    """A Telegram-shaped callback query update."""
+    return {
+        "update_id": 1,
+        "callback_query": {
+            "id": "cb1",
+            "from": {"id": user},
+            "message": {"message_id": 1, "chat": {"id": chat if chat is not None else user}},
+            "data": data,
+        },
+    }

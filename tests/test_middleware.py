@@ -1,0 +1,205 @@
+"""The session() middleware on every backend: load, save only on change, no lost updates."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from sessionware import InvalidValueError, SessionDecodeError
+from sessionware.middleware import by_chat, by_user_in_chat, session
+from sessionware.router import Context, Router
+from sessionware.store import BaseSessionStore
+
+from .helpers import Counting, SeedStyleStore, message
+
+
+def counter_router(store: Any, **options: Any) -> Router:
+    router = Router()
+    router.use(session(store, **options))
+
+    @router.command("inc")
+    async def inc(ctx: Context) -> None:
+        n = ctx.session.get("n", 0)
+        await asyncio.sleep(0)  # a handler that awaits something between read and write
+        ctx.session["n"] = n + 1
+
+    @router.command("look")
+    async def look(ctx: Context) -> None:
+        ctx.state["n"] = ctx.session.get("n")
+
+    @router.command("reset")
+    async def reset(ctx: Context) -> None:
+        ctx.session.clear()
+
+    @router.command("boom")
+    async def boom(ctx: Context) -> None:
+        ctx.session["n"] = -1
+        raise RuntimeError("handler failed")
+
+    @router.command("bad")
+    async def bad(ctx: Context) -> None:
+        ctx.session["n"] = {1, 2}
+
+    return router
+
+
+async def test_loaded_before_and_saved_after(store: BaseSessionStore) -> None:
+    router = counter_router(store)
+    await router.handle(message(1, "/inc"))
+    await router.handle(message(1, "/inc"))
+    await router.handle(message(2, "/inc"))
+    assert await store.get("1") == {"n": 2}
+    assert await store.get("2") == {"n": 1}
+    ctx = await counter_router(store).handle(message(1, "/look"))
+    assert ctx.state["n"] == 2
+
+
+async def test_writes_only_when_changed(store: BaseSessionStore) -> None:
+    spy = Counting(store)
+    router = counter_router(store, initial=lambda: {"n": 0, "tags": []})
+    await router.handle(message(1, "/look"))
+    assert spy.writes == 0
+    assert await store.get("1") is None, "an untouched initial session is never written"
+    await router.handle(message(1, "/inc"))
+    assert spy.writes == 1
+    for _ in range(3):
+        await router.handle(message(1, "/look"))
+    assert spy.writes == 1
+    assert await store.get("1") == {"n": 1, "tags": []}
+
+
+async def test_emptied_session_is_deleted(store: BaseSessionStore) -> None:
+    spy = Counting(store)
+    router = counter_router(store)
+    await router.handle(message(1, "/inc"))
+    await router.handle(message(1, "/reset"))
+    assert await store.get("1") is None
+    assert spy.deletes == 1
+    await router.handle(message(1, "/reset"))
+    assert spy.deletes == 1, "a session that never existed is not deleted"
+
+
+async def test_no_write_back_when_handler_raises(store: BaseSessionStore) -> None:
+    router = counter_router(store)
+    await router.handle(message(1, "/inc"))
+    with pytest.raises(RuntimeError, match="handler failed"):
+        await router.handle(message(1, "/boom"))
+    assert await store.get("1") == {"n": 1}
+    saving = counter_router(store, save_on_error=True)
+    with pytest.raises(RuntimeError):
+        await saving.handle(message(1, "/boom"))
+    assert await store.get("1") == {"n": -1}
+
+
+async def test_undecodable_record_stops_update_and_is_kept(store: BaseSessionStore) -> None:
+    await store.set_raw("1", b'{"n": 1, "trunc')
+    router = counter_router(store)
+    with pytest.raises(SessionDecodeError) as info:
+        await router.handle(message(1, "/inc"))
+    assert info.value.key == "1"
+    assert await store.get_raw("1") == b'{"n": 1, "trunc'
+
+
+async def test_invalid_value_is_refused_and_old_value_kept(store: BaseSessionStore) -> None:
+    router = counter_router(store)
+    await router.handle(message(1, "/inc"))
+    with pytest.raises(InvalidValueError, match=r"\['n'\]"):
+        await router.handle(message(1, "/bad"))
+    assert await store.get("1") == {"n": 1}
+
+
+async def test_hundred_concurrent_updates_to_one_key_lose_nothing(store: BaseSessionStore) -> None:
+    router = counter_router(store)
+    await asyncio.gather(*(router.handle(message(1, "/inc", update_id=i)) for i in range(100)))
+    assert await store.get("1") == {"n": 100}
+    mw = router._middleware[0]
+    assert len(mw._locks) == 0  # type: ignore[attr-defined]
+
+
+async def test_without_isolation_the_same_updates_are_lost(store: BaseSessionStore) -> None:
+    router = counter_router(store, isolation="none")
+    await asyncio.gather(*(router.handle(message(1, "/inc", update_id=i)) for i in range(100)))
+    got = await store.get("1")
+    assert got is not None
+    assert got["n"] < 100, "isolation='none' is the seed's behaviour and loses updates"
+
+
+async def test_ttl_expires_sessions(store: BaseSessionStore) -> None:
+    router = counter_router(store, ttl=0.3)
+    await router.handle(message(1, "/inc"))
+    assert await store.get("1") == {"n": 1}
+    await asyncio.sleep(0.45)
+    assert await store.get("1") is None
+
+
+async def test_rolling_ttl_extends_on_unchanged_reads(store: BaseSessionStore) -> None:
+    router = counter_router(store, ttl=0.5, rolling=True)
+    await router.handle(message(1, "/inc"))
+    for _ in range(3):
+        await asyncio.sleep(0.25)
+        await router.handle(message(1, "/look"))
+    assert await store.get("1") == {"n": 1}
+
+
+async def test_lock_table_does_not_grow_with_users(store: BaseSessionStore) -> None:
+    router = counter_router(store)
+    await asyncio.gather(*(router.handle(message(u, "/inc")) for u in range(300)))
+    assert len(router._middleware[0]._locks) == 0  # type: ignore[attr-defined]
+    assert await store.get("299") == {"n": 1}
+
+
+async def test_key_presets_and_custom_keys() -> None:
+    seed = SeedStyleStore()
+    chat_router = counter_router(seed, key=by_chat)
+    await chat_router.handle(message(1, "/inc", chat=-5))
+    await chat_router.handle(message(2, "/inc", chat=-5))
+    assert seed.data["-5"] == {"n": 2}
+    per_chat = counter_router(seed, key=by_user_in_chat)
+    await per_chat.handle(message(1, "/inc", chat=-5))
+    await per_chat.handle(message(1, "/inc", chat=-6))
+    assert seed.data["-5:1"] == {"n": 1}
+    assert seed.data["-6:1"] == {"n": 1}
+
+    async def tenant_key(ctx: Context) -> str | None:
+        return f"tenant-a:{ctx.from_user['id']}" if ctx.from_user else None
+
+    await counter_router(seed, key=tenant_key).handle(message(3, "/inc"))
+    assert seed.data["tenant-a:3"] == {"n": 1}
+    await counter_router(seed, key="user_in_chat").handle(message(3, "/inc", chat=9))
+    assert seed.data["9:3"] == {"n": 1}
+    with pytest.raises(InvalidValueError, match="key"):
+        session(seed, key="nobody")
+
+
+async def test_none_key_gives_empty_session_and_no_store_call() -> None:
+    seed = SeedStyleStore()
+    router = counter_router(seed, key=lambda ctx: None)
+    await router.handle(message(1, "/inc"))
+    assert seed.calls == []
+
+
+async def test_seed_style_store_works_and_is_not_shared() -> None:
+    seed = SeedStyleStore()
+    router = Router()
+    router.use(session(store=seed))
+
+    @router.text()
+    async def note(ctx: Context) -> None:
+        ctx.session.setdefault("notes", []).append(ctx.text)
+
+    await router.handle(message(1, "a"))
+    stored = seed.data["1"]
+    await router.handle(message(1, "b"))
+    assert seed.data["1"] == {"notes": ["a", "b"]}
+    assert stored == {"notes": ["a"]}, "the handler never mutated the object the store holds"
+    with pytest.raises(InvalidValueError, match="ttl"):
+        session(store=seed, ttl=60)
+
+
+async def test_default_store_is_in_memory() -> None:
+    mw = session()
+    from sessionware import InMemorySessionStore
+
+    assert isinstance(mw.store, InMemorySessionStore)
