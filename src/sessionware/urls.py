@@ -33,13 +33,13 @@ def open_store(url: str, **options: Any) -> BaseSessionStore:
         _no_leftovers(url, query)
         return InMemorySessionStore(**options)
     if scheme == "sqlite":
-        from .stores.sqlite import SQLiteSessionStore
-
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
         if parts.netloc or not path:
             raise InvalidStoreURLError(
                 f"bad SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db"
             )
+        from .stores.sqlite import SQLiteSessionStore
+
         if "table" in query:
             options.setdefault("table", query.pop("table"))
         _no_leftovers(url, query)
