@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import Any
 
 import pytest
 
-from sessionware import InvalidValueError, SessionDecodeError
+from sessionware import InvalidValueError, LeaseExpiredError, SessionDecodeError
 from sessionware.middleware import by_chat, by_user_in_chat, session
 from sessionware.router import Context, Router
 from sessionware.store import BaseSessionStore
@@ -203,3 +205,47 @@ async def test_default_store_is_in_memory() -> None:
     from sessionware import InMemorySessionStore
 
     assert isinstance(mw.store, InMemorySessionStore)
+
+
+async def test_distributed_isolation_loses_nothing(store: BaseSessionStore) -> None:
+    router = counter_router(store, isolation="distributed", lease=5, lock_wait=30)
+    await asyncio.gather(*(router.handle(message(1, "/inc", update_id=i)) for i in range(50)))
+    assert await store.get("1") == {"n": 50}
+    await router.handle(message(1, "/reset"))
+    assert await store.get("1") is None
+
+
+async def test_lease_lost_during_handler_refuses_the_write(
+    store: BaseSessionStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    router = Router()
+    router.use(session(store, isolation="distributed", lease=0.2))
+
+    @router.command("stall")
+    async def stall(ctx: Context) -> None:
+        ctx.session["n"] = -1
+        time.sleep(0.5)  # noqa: ASYNC251 - the process stalls (GC pause, blocked loop): no renewal runs
+
+    await store.set("1", {"n": 1})
+    with pytest.raises(LeaseExpiredError), caplog.at_level(logging.WARNING, logger="sessionware"):
+        await router.handle(message(1, "/stall"))
+    assert await store.get("1") == {"n": 1}
+    assert any("expired" in r.getMessage() for r in caplog.records)
+
+
+async def test_lease_is_renewed_while_a_slow_handler_awaits(store: BaseSessionStore) -> None:
+    router = Router()
+    router.use(session(store, isolation="distributed", lease=0.3))
+
+    @router.command("slow")
+    async def slow(ctx: Context) -> None:
+        await asyncio.sleep(0.8)
+        ctx.session["n"] = 7
+
+    await router.handle(message(1, "/slow"))
+    assert await store.get("1") == {"n": 7}
+
+
+async def test_distributed_needs_a_store_with_leases() -> None:
+    with pytest.raises(InvalidValueError, match="leases"):
+        session(SeedStyleStore(), isolation="distributed")

@@ -8,14 +8,15 @@ from typing import Any, Literal
 
 from .codec import DEFAULT_CODEC, Codec, JsonDict
 from .errors import InvalidValueError
+from .isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, HeldLease, hold
 from .keys import TTL, check_key, ttl_seconds
 from .locks import KeyedLock
 from .router import Context, Next
-from .store import BasicSessionStore, RawStore, accepts_ttl
+from .store import BasicSessionStore, LockingStore, RawStore, accepts_ttl
 from .stores.memory import InMemorySessionStore
 
 KeyFunc = Callable[[Context], "str | Awaitable[str | None] | None"]
-Isolation = Literal["none", "local"]
+Isolation = Literal["none", "local", "distributed"]
 
 
 def by_user(ctx: Context) -> str | None:
@@ -52,6 +53,8 @@ class SessionMiddleware:
         rolling: bool = False,
         isolation: Isolation = "local",
         save_on_error: bool = False,
+        lease: float = DEFAULT_LEASE,
+        lock_wait: float = DEFAULT_LOCK_WAIT,
     ) -> None:
         self.store: BasicSessionStore = store if store is not None else InMemorySessionStore()
         if isinstance(key, str):
@@ -60,8 +63,17 @@ class SessionMiddleware:
             key = KEY_PRESETS[key]
         if not callable(key):
             raise InvalidValueError("key", f"must be a callable or a preset name, not {type(key).__name__}")
-        if isolation not in ("none", "local"):
-            raise InvalidValueError("isolation", f"must be 'none' or 'local', not {isolation!r}")
+        if isolation not in ("none", "local", "distributed"):
+            raise InvalidValueError("isolation", f"must be 'none', 'local' or 'distributed', not {isolation!r}")
+        self._leases: LockingStore | None = None
+        if isolation == "distributed":
+            if not isinstance(self.store, LockingStore) or not isinstance(self.store, RawStore):
+                raise InvalidValueError(
+                    "isolation", f"'distributed' needs a store with leases; {type(self.store).__name__} has none"
+                )
+            self._leases = self.store
+        self.lease = lease
+        self.lock_wait = lock_wait
         self.key = key
         self.initial = initial
         self.ttl = ttl_seconds(ttl)
@@ -91,19 +103,27 @@ class SessionMiddleware:
                 await self._run(ctx, key, next)
 
     async def _run(self, ctx: Context, key: str, next: Next) -> None:
-        stored = await self._load(key)
+        if self._leases is not None:
+            async with hold(self._leases, key, lease=self.lease, wait=self.lock_wait) as held:
+                stored = None if held.record is None else held.record.data
+                await self._update(ctx, key, next, stored, held)
+            return
+        await self._update(ctx, key, next, await self._load(key), None)
+
+    async def _update(
+        self, ctx: Context, key: str, next: Next, stored: bytes | None, held: HeldLease | None
+    ) -> None:
         existed = stored is not None
         if stored is None:
-            value = self.initial() if self.initial is not None else {}
-            stored = self.codec.encode(value)
+            stored = self.codec.encode(self.initial() if self.initial is not None else {})
         ctx.session = self.codec.decode(key, stored)
         try:
             await next()
         except BaseException:
             if self.save_on_error:
-                await self._save(ctx, key, stored, existed)
+                await self._save(ctx, key, stored, existed, held)
             raise
-        await self._save(ctx, key, stored, existed)
+        await self._save(ctx, key, stored, existed, held)
 
     async def _load(self, key: str) -> bytes | None:
         if self._raw:
@@ -111,10 +131,12 @@ class SessionMiddleware:
         value = await self.store.get(key)
         return None if value is None else self.codec.encode(value)
 
-    async def _save(self, ctx: Context, key: str, before: bytes, existed: bool) -> None:
+    async def _save(self, ctx: Context, key: str, before: bytes, existed: bool, held: HeldLease | None) -> None:
         value: Any = ctx.session
         if not value:
-            if existed:
+            if held is not None and existed:
+                await held.commit(None)
+            elif existed:
                 await self.store.delete(key)
             return
         data = self.codec.encode(value)
@@ -124,7 +146,9 @@ class SessionMiddleware:
                 if touch is not None:
                     await touch(key, self.ttl)
             return
-        if self._raw:
+        if held is not None:
+            await held.commit(data, ttl=self.ttl)
+        elif self._raw:
             await self.store.set_raw(key, data, ttl=self.ttl)  # type: ignore[attr-defined]
         elif self.ttl is None:
             await self.store.set(key, value)
@@ -141,6 +165,8 @@ def session(
     rolling: bool = False,
     isolation: Isolation = "local",
     save_on_error: bool = False,
+    lease: float = DEFAULT_LEASE,
+    lock_wait: float = DEFAULT_LOCK_WAIT,
 ) -> SessionMiddleware:
     """The session middleware: ``router.use(session())``.
 
@@ -151,7 +177,12 @@ def session(
     - ``initial``: factory of a new session; an untouched initial session is never written.
     - ``ttl``: expiry of written sessions; ``rolling=True`` also extends it on unchanged reads.
     - ``isolation``: ``"local"`` (default) runs updates for one key one at a
-      time, in arrival order, in this process; ``"none"`` turns that off.
+      time, in arrival order, in this process; ``"distributed"`` also holds a
+      store lease on the key across processes (loaded under the lease, renewed
+      while the handler runs, the write fenced: refused with
+      :class:`~sessionware.errors.LeaseExpiredError` if the lease was lost);
+      ``"none"`` turns isolation off.
+    - ``lease`` / ``lock_wait``: lease length and how long to wait for it (distributed only).
     - ``save_on_error``: also save when a handler raised (off: nothing is written).
 
     The session is written only when its encoding differs from what was read,
@@ -166,4 +197,6 @@ def session(
         rolling=rolling,
         isolation=isolation,
         save_on_error=save_on_error,
+        lease=lease,
+        lock_wait=lock_wait,
     )

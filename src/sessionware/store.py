@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Sequence
+from dataclasses import dataclass, field
 from typing import ClassVar, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from .codec import DEFAULT_CODEC, Codec, JsonDict
@@ -166,6 +169,93 @@ class LogStore(Protocol):
         ...
 
 
+class Versioned(NamedTuple):
+    """A stored record with its version: an int that changes on every write of the record."""
+
+    data: bytes
+    version: int
+
+
+@runtime_checkable
+class VersionedStore(Protocol):
+    """Compare-and-set on records.
+
+    Every write of a record (``set`` too) gives it a new version; a missing
+    record has version 0. A version is only ever compared for equality.
+    """
+
+    async def get_versioned(self, key: str) -> Versioned | None:
+        """Return the stored bytes of ``key`` with their version, or ``None``."""
+        ...
+
+    async def set_versioned(self, key: str, data: bytes, *, expected: int | None, ttl: TTL = None) -> int:
+        """Write ``data`` if the record's version is ``expected`` (0: must be missing; ``None``: any).
+
+        Return the new version; raise :class:`~sessionware.errors.ConflictError`
+        and write nothing if someone wrote in between.
+        """
+        ...
+
+    async def delete_versioned(self, key: str, *, expected: int | None) -> None:
+        """Delete ``key`` if its version is ``expected``; else raise ``ConflictError``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A held lock on one key: a random token, valid for ``ttl`` seconds from ``acquired_at``."""
+
+    key: str
+    token: str
+    ttl: float
+    acquired_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def remaining(self) -> float:
+        """Seconds of the lease left by this process's clock (the store's expiry is authoritative)."""
+        return self.ttl - (time.monotonic() - self.acquired_at)
+
+
+class Locked(NamedTuple):
+    """What :meth:`LockingStore.lock` returns: the lease and the record read under it."""
+
+    lease: Lease
+    record: Versioned | None
+
+
+@runtime_checkable
+class LockingStore(Protocol):
+    """Leases on keys that hold across processes, with fenced writes.
+
+    A lease is taken and the record read in one step where the backend can;
+    :meth:`commit` writes and releases in one step and refuses (with
+    :class:`~sessionware.errors.LeaseExpiredError`, writing nothing) if the
+    lease expired in the meantime. Only the holder's token can release or
+    renew a lease. A holder that dies loses its lease when it expires.
+    """
+
+    async def lock(self, key: str, *, lease: float, wait: float) -> Locked:
+        """Take the lease on ``key`` within ``wait`` seconds (else ``LockError``) and read the record."""
+        ...
+
+    async def renew(self, lease: Lease) -> Lease:
+        """Extend a held lease by its ``ttl``; raise ``LeaseExpiredError`` if it was lost."""
+        ...
+
+    async def commit(self, lease: Lease, data: bytes | None, *, ttl: TTL = None) -> int:
+        """Write ``data`` (``None`` deletes) and release, if the lease is still held; return the new version."""
+        ...
+
+    async def unlock(self, lease: Lease) -> None:
+        """Release a lease without writing; a lease that already expired or was taken over is left alone."""
+        ...
+
+
+def new_token() -> str:
+    """A random lease token (128 bits)."""
+    return secrets.token_hex(16)
+
+
 class BaseSessionStore(ABC):
     """Shared machinery of sessionware's backends: keys, codec, size limit, timeouts, errors.
 
@@ -281,12 +371,18 @@ __all__ = [
     "BasicSessionStore",
     "ClosableStore",
     "ExpiringStore",
+    "Lease",
+    "Locked",
+    "LockingStore",
     "LogEntry",
     "LogStore",
     "PurgeableStore",
     "RawStore",
     "ScannableStore",
     "SessionStore",
+    "Versioned",
+    "VersionedStore",
     "accepts_ttl",
     "check_log_args",
+    "new_token",
 ]

@@ -20,8 +20,27 @@ from typing import Any, ClassVar
 
 import pytest
 
-from .errors import InvalidKeyError, InvalidValueError, SessionwareError, ValueTooLargeError
-from .store import BaseSessionStore, ExpiringStore, LogStore, RawStore, ScannableStore, SessionStore
+from .errors import (
+    ConflictError,
+    InvalidKeyError,
+    InvalidValueError,
+    LeaseExpiredError,
+    LockError,
+    SessionwareError,
+    ValueTooLargeError,
+)
+from .store import (
+    BaseSessionStore,
+    ExpiringStore,
+    Lease,
+    Locked,
+    LockingStore,
+    LogStore,
+    RawStore,
+    ScannableStore,
+    SessionStore,
+    VersionedStore,
+)
 
 ROUND_TRIP_VALUES: list[dict[str, Any]] = [
     {},
@@ -288,6 +307,116 @@ class StoreContract:
         with pytest.raises(InvalidValueError):
             await store.log_append("log:bad", [{"ok": 3}], max_len=0)
         assert [e.value for e in await store.log_read("log:bad")] == [{"ok": 1}]
+
+    # -- versions (compare-and-set) --------------------------------------------------------------
+
+    async def test_versions_compare_and_set(self, store: SessionStore) -> None:
+        if not isinstance(store, VersionedStore) or not isinstance(store, RawStore):
+            pytest.skip("store has no versions")
+        enc = store.codec.encode
+        assert await store.get_versioned("cas:a") is None
+        v1 = await store.set_versioned("cas:a", enc({"n": 1}), expected=0)
+        with pytest.raises(ConflictError):
+            await store.set_versioned("cas:a", enc({"n": -1}), expected=0)
+        v2 = await store.set_versioned("cas:a", enc({"n": 2}), expected=v1)
+        assert v2 != v1
+        with pytest.raises(ConflictError):
+            await store.set_versioned("cas:a", enc({"n": -1}), expected=v1)
+        got = await store.get_versioned("cas:a")
+        assert got is not None
+        assert (got.data, got.version) == (enc({"n": 2}), v2)
+        await store.set("cas:a", {"n": 3})
+        after_plain_set = await store.get_versioned("cas:a")
+        assert after_plain_set is not None
+        assert after_plain_set.version not in (v1, v2), "a plain set must change the version too"
+        with pytest.raises(ConflictError):
+            await store.delete_versioned("cas:a", expected=v2)
+        assert await store.get("cas:a") == {"n": 3}
+        await store.delete_versioned("cas:a", expected=after_plain_set.version)
+        assert await store.get("cas:a") is None
+        v = await store.set_versioned("cas:a", enc({"n": 4}), expected=None, ttl=30)
+        assert v not in (0, v1, v2)
+        assert await store.get("cas:a") == {"n": 4}
+
+    async def test_versioned_write_validates_before_writing(self, store: SessionStore) -> None:
+        if not isinstance(store, VersionedStore) or not isinstance(store, BaseSessionStore):
+            pytest.skip("store has no versions")
+        v = await store.set_versioned("cas:big", store.codec.encode({"kept": True}), expected=0)
+        with pytest.raises(ValueTooLargeError):
+            await store.set_versioned("cas:big", b"{" + b" " * store.max_size + b"}", expected=v)
+        assert await store.get("cas:big") == {"kept": True}
+
+    # -- leases ----------------------------------------------------------------------------------
+
+    async def test_lock_excludes_and_reads_under_the_lease(self, store: SessionStore) -> None:
+        if not isinstance(store, LockingStore) or not isinstance(store, RawStore):
+            pytest.skip("store has no locks")
+        await store.set("lock:a", {"n": 1})
+        held = await store.lock("lock:a", lease=5, wait=0)
+        assert held.record is not None
+        assert store.codec.decode("lock:a", held.record.data) == {"n": 1}
+        with pytest.raises(LockError):
+            await store.lock("lock:a", lease=5, wait=0.05)
+        other = await store.lock("lock:b", lease=5, wait=0)
+        assert other.record is None
+        await store.unlock(other.lease)
+        version = await store.commit(held.lease, store.codec.encode({"n": 2}))
+        assert version != held.record.version
+        assert await store.get("lock:a") == {"n": 2}
+        again = await store.lock("lock:a", lease=5, wait=0)
+        assert again.record is not None
+        assert again.record.version == version
+        assert await store.commit(again.lease, None) == 0
+        assert await store.get("lock:a") is None
+        await store.unlock((await store.lock("lock:a", lease=5, wait=0)).lease)
+
+    async def test_expired_lease_is_fenced(self, store: SessionStore) -> None:
+        if not isinstance(store, LockingStore) or not isinstance(store, RawStore):
+            pytest.skip("store has no locks")
+        await store.set("lock:f", {"n": 1})
+        slow = await store.lock("lock:f", lease=0.2, wait=0)
+        await asyncio.sleep(0.3)
+        fast = await store.lock("lock:f", lease=5, wait=0)
+        await store.commit(fast.lease, store.codec.encode({"n": 2}))
+        with pytest.raises(LeaseExpiredError):
+            await store.commit(slow.lease, store.codec.encode({"n": -1}))
+        assert await store.get("lock:f") == {"n": 2}
+        lonely = await store.lock("lock:f", lease=0.2, wait=0)
+        await asyncio.sleep(0.3)
+        with pytest.raises(LeaseExpiredError):
+            await store.commit(lonely.lease, store.codec.encode({"n": -2}))
+        with pytest.raises(LeaseExpiredError):
+            await store.renew(lonely.lease)
+        assert await store.get("lock:f") == {"n": 2}
+
+    async def test_renew_keeps_the_lease_and_only_the_owner_releases(self, store: SessionStore) -> None:
+        if not isinstance(store, LockingStore) or not isinstance(store, RawStore):
+            pytest.skip("store has no locks")
+        held = await store.lock("lock:r", lease=0.4, wait=0)
+        await asyncio.sleep(0.25)
+        held = Locked(await store.renew(held.lease), held.record)
+        await asyncio.sleep(0.25)
+        impostor = Lease(held.lease.key, "0" * 32, 5)
+        await store.unlock(impostor)
+        with pytest.raises(LeaseExpiredError):
+            await store.commit(impostor, store.codec.encode({"n": -1}))
+        with pytest.raises(LockError):
+            await store.lock("lock:r", lease=5, wait=0)
+        await store.commit(held.lease, store.codec.encode({"n": 1}))
+        assert await store.get("lock:r") == {"n": 1}
+
+    async def test_lock_serialises_read_modify_write(self, store: SessionStore) -> None:
+        if not isinstance(store, LockingStore) or not isinstance(store, RawStore):
+            pytest.skip("store has no locks")
+
+        async def increment() -> None:
+            held = await store.lock("lock:c", lease=5, wait=10)
+            n = 0 if held.record is None else store.codec.decode("lock:c", held.record.data)["n"]
+            await asyncio.sleep(0)
+            await store.commit(held.lease, store.codec.encode({"n": n + 1}))
+
+        await asyncio.gather(*(increment() for _ in range(30)))
+        assert await store.get("lock:c") == {"n": 30}
 
 
 def _types(value: Any) -> Any:

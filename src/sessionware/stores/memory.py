@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from ..codec import Codec, JsonDict
-from ..errors import ValueTooLargeError
+from ..errors import ConflictError, InvalidValueError, LeaseExpiredError, LockError, ValueTooLargeError
 from ..keys import TTL, check_key, ttl_seconds
-from ..store import DEFAULT_MAX_SIZE, BaseSessionStore, LogEntry, check_log_args
+from ..store import (
+    DEFAULT_MAX_SIZE,
+    BaseSessionStore,
+    Lease,
+    Locked,
+    LogEntry,
+    Versioned,
+    check_log_args,
+    new_token,
+)
 
 DEFAULT_MAX_SESSIONS = 100_000
 
@@ -43,47 +53,59 @@ class InMemorySessionStore(BaseSessionStore):
         if max_sessions is not None and max_sessions < 1:
             raise ValueError("max_sessions must be at least 1")
         self.max_sessions = max_sessions
-        self._data: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
+        self._data: OrderedDict[str, tuple[bytes, float | None, int]] = OrderedDict()
+        self._locks: dict[str, tuple[str, float]] = {}
+        self._version = 0
         self._logs: OrderedDict[str, _Log] = OrderedDict()
         self._writes_since_sweep = 0
 
     def __len__(self) -> int:
         return len(self._data)
 
-    async def get_raw(self, key: str) -> bytes | None:
-        """Return the stored bytes of ``key``, or ``None``."""
+    def _live(self, key: str) -> tuple[bytes, float | None, int] | None:
         entry = self._data.get(key)
         if entry is None:
             check_key(key)
             return None
-        data, expires_at = entry
-        if expires_at is not None and expires_at <= time.monotonic():
+        if entry[1] is not None and entry[1] <= time.monotonic():
             del self._data[key]
             return None
         self._data.move_to_end(key)
-        return data
+        return entry
+
+    async def get_raw(self, key: str) -> bytes | None:
+        """Return the stored bytes of ``key``, or ``None``."""
+        entry = self._live(key)
+        return None if entry is None else entry[0]
 
     async def _get(self, key: str) -> bytes | None:
         return await self.get_raw(key)
 
     async def _set(self, key: str, data: bytes, ttl: float | None) -> None:
-        self._data[key] = (data, None if ttl is None else time.monotonic() + ttl)
+        self._write(key, data, ttl)
+
+    def _write(self, key: str, data: bytes, ttl: float | None) -> int:
+        self._version += 1
+        self._data[key] = (data, None if ttl is None else time.monotonic() + ttl, self._version)
         self._data.move_to_end(key)
         if self.max_sessions is not None and len(self._data) > self.max_sessions:
             self._data.popitem(last=False)
         self._count_write()
+        return self._version
 
     async def _delete(self, key: str) -> None:
         self._data.pop(key, None)
 
     def _sweep(self) -> int:
         now = time.monotonic()
-        dead = [k for k, (_, exp) in self._data.items() if exp is not None and exp <= now]
+        dead = [k for k, (_, exp, _) in self._data.items() if exp is not None and exp <= now]
         for k in dead:
             del self._data[k]
         dead_logs = [k for k, g in self._logs.items() if g.expires_at is not None and g.expires_at <= now]
         for k in dead_logs:
             del self._logs[k]
+        for k in [k for k, (_, exp) in self._locks.items() if exp <= now]:
+            del self._locks[k]
         self._writes_since_sweep = 0
         return len(dead) + len(dead_logs)
 
@@ -94,25 +116,25 @@ class InMemorySessionStore(BaseSessionStore):
 
     async def expires_in(self, key: str) -> float | None:
         """Seconds until ``key`` expires; ``None`` if it is missing or never expires."""
-        if await self.get_raw(key) is None:
+        entry = self._live(key)
+        if entry is None or entry[1] is None:
             return None
-        expires_at = self._data[key][1]
-        return None if expires_at is None else max(0.0, expires_at - time.monotonic())
+        return max(0.0, entry[1] - time.monotonic())
 
     async def touch(self, key: str, ttl: TTL) -> bool:
         """Reset the expiry of ``key``; ``False`` if it is missing."""
         seconds = ttl_seconds(ttl)
-        data = await self.get_raw(key)
-        if data is None:
+        entry = self._live(key)
+        if entry is None:
             return False
-        self._data[key] = (data, None if seconds is None else time.monotonic() + seconds)
+        self._data[key] = (entry[0], None if seconds is None else time.monotonic() + seconds, entry[2])
         return True
 
     async def scan(self, prefix: str = "", *, limit: int | None = None) -> AsyncIterator[str]:
         """Yield the live keys that start with ``prefix``."""
         now = time.monotonic()
         count = 0
-        for key, (_, exp) in list(self._data.items()):
+        for key, (_, exp, _) in list(self._data.items()):
             if limit is not None and count >= limit:
                 return
             if key.startswith(prefix) and (exp is None or exp > now):
@@ -189,3 +211,82 @@ class InMemorySessionStore(BaseSessionStore):
     async def log_delete(self, key: str) -> None:
         """Remove the whole log."""
         self._logs.pop(check_key(key), None)
+
+    # -- versions and leases ---------------------------------------------------------------------
+
+    async def get_versioned(self, key: str) -> Versioned | None:
+        """Return the stored bytes of ``key`` with their version, or ``None``."""
+        entry = self._live(key)
+        return None if entry is None else Versioned(entry[0], entry[2])
+
+    def _check_version(self, key: str, expected: int | None) -> None:
+        entry = self._live(key)
+        current = 0 if entry is None else entry[2]
+        if expected is not None and current != expected:
+            raise ConflictError(f"session {key!r} changed: expected version {expected}, found {current}")
+
+    async def set_versioned(self, key: str, data: bytes, *, expected: int | None, ttl: TTL = None) -> int:
+        """Write ``data`` if the record's version is ``expected``; return the new version."""
+        seconds = self._check_write(key, data, ttl)
+        self._check_version(key, expected)
+        return self._write(key, data, seconds)
+
+    async def delete_versioned(self, key: str, *, expected: int | None) -> None:
+        """Delete ``key`` if its version is ``expected``."""
+        self._check_version(key, expected)
+        self._data.pop(key, None)
+
+    def _check_write(self, key: str, data: bytes, ttl: TTL) -> float | None:
+        check_key(key)
+        if len(data) > self.max_size:
+            raise ValueTooLargeError(len(data), self.max_size)
+        return ttl_seconds(ttl)
+
+    def _holds(self, lease: Lease) -> bool:
+        held = self._locks.get(lease.key)
+        return held is not None and held[0] == lease.token and held[1] > time.monotonic()
+
+    async def lock(self, key: str, *, lease: float, wait: float) -> Locked:
+        """Take the lease on ``key`` within ``wait`` seconds and read the record."""
+        check_key(key)
+        seconds = ttl_seconds(lease)
+        if seconds is None:
+            raise InvalidValueError("lease", "must be a positive duration")
+        deadline = time.monotonic() + wait
+        delay = 0.0005
+        while True:
+            now = time.monotonic()
+            held = self._locks.get(key)
+            if held is None or held[1] <= now:
+                token = new_token()
+                self._locks[key] = (token, now + seconds)
+                return Locked(Lease(key, token, seconds, now), await self.get_versioned(key))
+            if now >= deadline:
+                raise LockError(f"session {key!r} is locked by another holder; gave up after {wait}s")
+            await asyncio.sleep(min(delay, max(0.0, deadline - now)))
+            delay = min(delay * 2, 0.02)
+
+    async def renew(self, lease: Lease) -> Lease:
+        """Extend a held lease by its ``ttl``."""
+        if not self._holds(lease):
+            raise LeaseExpiredError(f"the lease on session {lease.key!r} expired before it was renewed")
+        now = time.monotonic()
+        self._locks[lease.key] = (lease.token, now + lease.ttl)
+        return Lease(lease.key, lease.token, lease.ttl, now)
+
+    async def commit(self, lease: Lease, data: bytes | None, *, ttl: TTL = None) -> int:
+        """Write ``data`` (``None`` deletes) and release, if the lease is still held."""
+        seconds = None if data is None else self._check_write(lease.key, data, ttl)
+        if not self._holds(lease):
+            raise LeaseExpiredError(f"the lease on session {lease.key!r} expired; the write was refused")
+        del self._locks[lease.key]
+        if data is None:
+            self._data.pop(lease.key, None)
+            return 0
+        return self._write(lease.key, data, seconds)
+
+    async def unlock(self, lease: Lease) -> None:
+        """Release a lease without writing."""
+        held = self._locks.get(lease.key)
+        if held is not None and held[0] == lease.token:
+            del self._locks[lease.key]
