@@ -89,7 +89,7 @@ async def open_backend(backend: str, tmp_path: Path, **options: Any) -> tuple[Ba
         store = PostgresSessionStore.from_url(POSTGRES_URL, table=table, **options)
 
         async def drop_postgres() -> None:
-            await store.drop_tables()  # type: ignore[attr-defined]
+            await store.drop_tables()
             await store.close()
 
         return store, drop_postgres

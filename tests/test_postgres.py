@@ -1,0 +1,334 @@
+"""The PostgreSQL backend against the real server: schema, errors, corruption, several processes, purge."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+
+from sessionware.errors import (
+    InvalidValueError,
+    SchemaVersionError,
+    SessionDecodeError,
+    StoreError,
+    StoreUnavailableError,
+)
+from sessionware.stores._sql import SCHEMA_VERSION
+from sessionware.stores.postgres import PostgresSessionStore
+
+from .conftest import POSTGRES_URL, require_server, unique
+
+OpenStore = Callable[..., PostgresSessionStore]
+
+
+@pytest.fixture
+async def open_store() -> AsyncIterator[OpenStore]:
+    """Stores on fresh tables (one table unless given); every table is dropped afterwards."""
+    require_server("postgres")
+    stores: list[PostgresSessionStore] = []
+    default_table = unique("sessionware_test_")
+
+    def factory(**options: Any) -> PostgresSessionStore:
+        options.setdefault("table", default_table)
+        store = PostgresSessionStore.from_url(POSTGRES_URL, **options)
+        stores.append(store)
+        return store
+
+    yield factory
+    for store in stores:
+        try:
+            await store.drop_tables()
+        finally:
+            await store.close()
+
+
+@pytest.fixture
+async def conn() -> AsyncIterator[asyncpg.Connection]:
+    """A raw connection of our own, as another program would have."""
+    require_server("postgres")
+    connection = await asyncpg.connect(POSTGRES_URL)
+    yield connection
+    await connection.close()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_unreachable_server_is_unavailable() -> None:
+    store = PostgresSessionStore(f"postgresql://postgres@127.0.0.1:{closed_port()}/test")
+    with pytest.raises(StoreUnavailableError) as info:
+        await store.get("k")
+    assert isinstance(info.value.__cause__, OSError)
+    with pytest.raises(StoreUnavailableError):
+        await store.log_append("k", [{"n": 1}])
+    await store.close()
+
+
+async def test_closed_pool_is_unavailable_and_not_ours_to_close(open_store: OpenStore) -> None:
+    owner = open_store()
+    pool = await asyncpg.create_pool(POSTGRES_URL, min_size=1, max_size=2)
+    store = PostgresSessionStore(pool, table=owner.table)
+    await store.set("k", {"v": 1})
+    await store.close()
+    assert await pool.fetchval("SELECT 1") == 1, "close() left the caller's pool open"
+    assert await store.get("k") == {"v": 1}
+    await pool.close()
+    with pytest.raises(StoreUnavailableError, match="closed"):
+        await store.get("k")
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(InvalidValueError, match="url"):
+        PostgresSessionStore.from_url("mysql://localhost/db")
+    with pytest.raises(InvalidValueError, match="pool_or_dsn"):
+        PostgresSessionStore(42)  # type: ignore[arg-type]
+    for table in ["", "bad-name", "x; DROP TABLE y", 'q"uote', "a" * 51]:
+        with pytest.raises(InvalidValueError, match="table"):
+            PostgresSessionStore(POSTGRES_URL, table=table)
+
+
+async def test_schema_created_on_first_use_with_version_row(open_store: OpenStore, conn: asyncpg.Connection) -> None:
+    store = open_store()
+    table = store.table
+    assert await conn.fetchval("SELECT to_regclass($1)", table) is None
+    await store.get("k")
+    names = {r[0] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE tablename LIKE $1", table + "%")}
+    assert names == {table, f"{table}_log", f"{table}_logs", f"{table}_meta"}
+    assert await conn.fetchval(f'SELECT value FROM "{table}_meta" WHERE name = $1', "schema_version") == (
+        SCHEMA_VERSION
+    )
+    value_type = await conn.fetchval(
+        "SELECT data_type FROM information_schema.columns WHERE table_name = $1 AND column_name = 'value'", table
+    )
+    assert value_type == "bytea"
+
+
+async def test_newer_schema_version_is_refused(open_store: OpenStore, conn: asyncpg.Connection) -> None:
+    store = open_store()
+    await store.set("k", {"v": 1})
+    await conn.execute(f'UPDATE "{store.table}_meta" SET value = $1', SCHEMA_VERSION + 1)
+    newer = open_store()
+    with pytest.raises(SchemaVersionError, match=rf"schema version {SCHEMA_VERSION + 1}.*upgrade sessionware"):
+        await newer.get("k")
+    with pytest.raises(SchemaVersionError):
+        await newer.set("k", {"v": 2})
+    assert await conn.fetchval(f'SELECT value FROM "{store.table}" WHERE key = $1', "k") == b'{"v":1}'
+
+
+async def test_tables_created_by_several_stores_at_once(open_store: OpenStore) -> None:
+    stores = [open_store() for _ in range(6)]
+    await asyncio.gather(*(s.set(f"k{i}", {"i": i}) for i, s in enumerate(stores)))
+    assert await stores[0].get("k5") == {"i": 5}
+    seqs = await asyncio.gather(*(s.log_append("shared", [{"i": i}]) for i, s in enumerate(stores)))
+    assert sorted(s for batch in seqs for s in batch) == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [b"\xff\xfe\x00garbage", b'{"truncated": [1, 2', b"[1, 2]"],
+    ids=["invalid-bytes", "truncated-json", "not-an-object"],
+)
+async def test_corrupted_value_is_reported_and_left_alone(
+    open_store: OpenStore, conn: asyncpg.Connection, stored: bytes
+) -> None:
+    store = open_store()
+    await store.set("victim", {"ok": True})
+    await store.set("bystander", {"ok": True})
+    await conn.execute(f'UPDATE "{store.table}" SET value = $1 WHERE key = $2', stored, "victim")
+    for _ in range(2):
+        with pytest.raises(SessionDecodeError) as info:
+            await store.get("victim")
+        assert info.value.key == "victim"
+    assert await conn.fetchval(f'SELECT value FROM "{store.table}" WHERE key = $1', "victim") == stored
+    assert await store.get_raw("victim") == stored
+    assert await store.get("bystander") == {"ok": True}
+
+
+async def test_corrupted_log_entry_names_the_log(open_store: OpenStore, conn: asyncpg.Connection) -> None:
+    store = open_store()
+    await store.log_append("chat", [{"n": 1}, {"n": 2}])
+    await conn.execute(f'UPDATE "{store.table}_log" SET value = $1 WHERE seq = 2', b"\x80")
+    with pytest.raises(SessionDecodeError) as info:
+        await store.log_read("chat")
+    assert info.value.key == "chat"
+    assert [e.value for e in await store.log_read("chat", last=1, before=2)] == [{"n": 1}]
+
+
+async def test_versions_grow_with_every_write_and_never_repeat(open_store: OpenStore, conn: asyncpg.Connection) -> None:
+    store = open_store()
+
+    async def version(key: str) -> int:
+        return int(await conn.fetchval(f'SELECT version FROM "{store.table}" WHERE key = $1', key))
+
+    seen = []
+    for i in range(3):
+        await store.set("k", {"i": i})
+        seen.append(await version("k"))
+    assert seen == sorted(set(seen))
+    assert await store.touch("k", 30)
+    assert await version("k") == seen[-1], "touch moves the expiry, not the value"
+    await store.delete("k")
+    await store.set("k", {"i": 9})
+    assert await version("k") > seen[-1], "a key written again after a delete starts above its old versions"
+
+
+async def test_purge_expired_counts_and_removes(open_store: OpenStore, conn: asyncpg.Connection) -> None:
+    store = open_store()
+    t = store.table
+    await store.set("gone:1", {"v": 1}, ttl=0.1)
+    await store.set("gone:2", {"v": 2}, ttl=0.1)
+    await store.set("kept:ttl", {"v": 3}, ttl=60)
+    await store.set("kept:forever", {"v": 4})
+    await store.log_append("log:gone", [{"n": 1}, {"n": 2}], ttl=0.1)
+    await store.log_append("log:kept", [{"n": 1}])
+    await asyncio.sleep(0.25)
+    assert await store.get("gone:1") is None
+    assert await store.log_read("log:gone") == []
+    assert [k async for k in store.scan("gone:")] == []
+    assert await conn.fetchval(f'SELECT count(*) FROM "{t}"') == 4
+    assert await store.purge_expired() == 3
+    assert sorted(r[0] for r in await conn.fetch(f'SELECT key FROM "{t}"')) == ["kept:forever", "kept:ttl"]
+    assert [tuple(r) for r in await conn.fetch(f'SELECT key FROM "{t}_logs"')] == [("log:kept",)]
+    assert [tuple(r) for r in await conn.fetch(f'SELECT key, seq FROM "{t}_log"')] == [("log:kept", 1)]
+    assert await store.purge_expired() == 0
+
+
+async def test_expired_log_starts_again_from_one(open_store: OpenStore) -> None:
+    store = open_store()
+    await store.log_append("chat", [{"n": i} for i in range(5)], ttl=0.1, max_len=3)
+    await asyncio.sleep(0.2)
+    assert await store.log_last_seq("chat") == 0
+    assert await store.log_append("chat", [{"fresh": True}]) == [1]
+    assert [(e.seq, e.value) for e in await store.log_read("chat")] == [(1, {"fresh": True})]
+    assert await store.log_length("chat") == 1
+    left = await store.expires_in("chat")
+    assert left is None, "the log's ttl does not touch the record of the same key"
+
+
+async def test_trim_inside_one_big_append(open_store: OpenStore, conn: asyncpg.Connection) -> None:
+    store = open_store()
+    assert await store.log_append("chat", [{"n": i} for i in range(10)], max_len=3) == list(range(1, 11))
+    assert [e.seq for e in await store.log_read("chat")] == [8, 9, 10]
+    assert await store.log_append("chat", [{"n": 10}, {"n": 11}], max_len=3) == [11, 12]
+    assert [e.seq for e in await store.log_read("chat")] == [10, 11, 12]
+    assert await conn.fetchval(f'SELECT count(*) FROM "{store.table}_log"') == 3
+    assert await store.log_append("chat", [], max_len=1) == []
+    assert [e.seq for e in await store.log_read("chat")] == [12]
+    assert await store.log_last_seq("chat") == 12
+
+
+async def test_last_entries_read_through_the_key_seq_index(open_store: OpenStore, conn: asyncpg.Connection) -> None:
+    store = open_store()
+    for start in range(0, 3000, 500):
+        await store.log_append("long", [{"n": i} for i in range(start, start + 500)])
+    await store.log_append("other", [{"n": 0}])
+    await conn.execute(f'ANALYZE "{store.table}_log"')
+    assert [e.seq for e in await store.log_read("long", last=3)] == [2998, 2999, 3000]
+    plan = json.loads(await conn.fetchval("EXPLAIN (FORMAT JSON) " + store._sql.log_read, "long", 0, 2**62, 20))
+
+    def nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+        return [node, *(n for child in node.get("Plans", []) for n in nodes(child))]
+
+    scans = [n for n in nodes(plan[0]["Plan"]) if n.get("Relation Name") == f"{store.table}_log"]
+    assert [(n["Node Type"], n["Scan Direction"], n["Index Name"]) for n in scans] == [
+        ("Index Scan", "Backward", f"{store.table}_log_pkey")
+    ]
+    assert not [n for n in nodes(plan[0]["Plan"]) if n["Node Type"] == "Sort"]
+
+
+async def test_scan_is_literal_and_pages(open_store: OpenStore) -> None:
+    store = open_store()
+    await asyncio.gather(*(store.set(f"p:{i:04d}", {}) for i in range(1100)))
+    for key in ["p%", "p_x", "P:upper", "a\ue000"]:
+        await store.set(key, {})
+    keys = [k async for k in store.scan("p:")]
+    assert keys == [f"p:{i:04d}" for i in range(1100)]
+    assert len([k async for k in store.scan("", limit=1103)]) == 1103
+    assert [k async for k in store.scan("p_")] == ["p_x"]
+    assert [k async for k in store.scan("a\ud7ff")] == []
+
+
+async def test_driver_errors_are_typed(open_store: OpenStore, conn: asyncpg.Connection) -> None:
+    store = open_store()
+    await store.set("k", {"v": 1})
+    await conn.execute(f'DROP TABLE "{store.table}_logs"')
+    with pytest.raises(StoreError, match="log_last_seq failed") as info:
+        await store.log_last_seq("k")
+    assert isinstance(info.value.__cause__, asyncpg.UndefinedTableError)
+    assert await store.get("k") == {"v": 1}
+
+
+WORKER = """
+import asyncio, json, sys, time
+from sessionware.stores.postgres import PostgresSessionStore
+
+async def main(url, table, worker, start_at, tasks, rounds):
+    store = PostgresSessionStore.from_url(url, table=table, pool_options={"min_size": tasks, "max_size": tasks})
+    await store.get("warm-up")
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+
+    async def task(t):
+        seqs = []
+        for i in range(rounds):
+            entries = [{"w": worker, "t": t, "i": i, "part": p} for p in range(1 + i % 3)]
+            seqs.append(await store.log_append("shared", entries, max_len=10_000))
+            await store.set(f"w{worker}:t{t}:i{i}", {"w": worker, "t": t, "i": i})
+        return seqs
+
+    results = await asyncio.gather(*(task(t) for t in range(tasks)))
+    await store.close()
+    print(json.dumps(results))
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])))
+"""
+
+
+@pytest.mark.slow
+async def test_several_processes_append_gap_free(open_store: OpenStore) -> None:
+    processes, tasks, rounds = 3, 3, 40
+    store = open_store()
+    start_at = time.time() + 2.0
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            WORKER,
+            POSTGRES_URL,
+            store.table,
+            str(w),
+            str(start_at),
+            str(tasks),
+            str(rounds),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for w in range(processes)
+    ]
+    outputs = [await child.communicate() for child in children]
+    for child, (_, err) in zip(children, outputs, strict=True):
+        assert child.returncode == 0, err.decode()
+    results: list[list[list[list[int]]]] = [json.loads(out) for out, _ in outputs]
+
+    per_round = [1 + i % 3 for i in range(rounds)]
+    total = processes * tasks * sum(per_round)
+    assigned = sorted(s for worker in results for task in worker for batch in task for s in batch)
+    assert assigned == list(range(1, total + 1))
+    entries = await store.log_read("shared")
+    assert [e.seq for e in entries] == list(range(1, total + 1))
+    by_seq = {e.seq: e.value for e in entries}
+    for w, worker in enumerate(results):
+        for t, task in enumerate(worker):
+            for i, batch in enumerate(task):
+                assert batch == list(range(batch[0], batch[0] + per_round[i]))
+                assert [by_seq[s] for s in batch] == [{"w": w, "t": t, "i": i, "part": p} for p in range(per_round[i])]
+    assert len([k async for k in store.scan("w")]) == processes * tasks * rounds

@@ -1,0 +1,434 @@
+"""The SQLite backend on real files: persistence, several processes, corruption, schema versions, locks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sessionware.errors import (
+    InvalidKeyError,
+    InvalidValueError,
+    SchemaVersionError,
+    SessionDecodeError,
+    StoreError,
+    StoreTimeoutError,
+    StoreUnavailableError,
+)
+from sessionware.stores._sql import SCAN_PAGE, SCHEMA_VERSION
+from sessionware.stores.sqlite import SQLiteSessionStore
+
+TABLE = "sessionware_sessions"
+
+
+def raw(path: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Run one statement on a connection of our own, as another program would."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "sessions.db"
+
+
+async def test_data_persists_across_close_and_reopen(path: Path) -> None:
+    first = SQLiteSessionStore(path)
+    await first.set("user:1", {"name": "Ada", "n": 2**70})
+    await first.set("user:2", {"v": 2}, ttl=60)
+    assert await first.log_append("chat:1", [{"m": "hi"}, {"m": "there"}]) == [1, 2]
+    await first.close()
+
+    second = SQLiteSessionStore(str(path))
+    assert await second.get("user:1") == {"name": "Ada", "n": 2**70}
+    left = await second.expires_in("user:2")
+    assert left is not None
+    assert 50 < left <= 60
+    assert [e.value for e in await second.log_read("chat:1")] == [{"m": "hi"}, {"m": "there"}]
+    assert await second.log_append("chat:1", [{"m": "again"}]) == [3]
+    await second.close()
+
+    # A closed store opens its file again when used.
+    assert await first.log_last_seq("chat:1") == 3
+    await first.close()
+
+
+def test_nothing_is_opened_before_first_use(path: Path) -> None:
+    SQLiteSessionStore(path)
+    assert not path.exists()
+
+
+async def test_wal_mode_and_schema_on_first_use(path: Path) -> None:
+    store = SQLiteSessionStore(path)
+    await store.get("nothing")
+    assert raw(path, "PRAGMA journal_mode") == [("wal",)]
+    tables = {row[0] for row in raw(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {TABLE, f"{TABLE}_log", f"{TABLE}_logs", f"{TABLE}_meta"}
+    assert raw(path, f"SELECT value FROM {TABLE}_meta WHERE name = 'schema_version'") == [(SCHEMA_VERSION,)]
+    await store.close()
+
+
+async def test_versions_grow_with_every_write_and_never_repeat(path: Path) -> None:
+    store = SQLiteSessionStore(path)
+
+    def version(key: str) -> int:
+        return int(raw(path, f"SELECT version FROM {TABLE} WHERE key = ?", key)[0][0])
+
+    for i in range(3):
+        await store.set("k", {"i": i})
+    assert version("k") == 3
+    assert await store.touch("k", 30)
+    assert version("k") == 3, "touch moves the expiry, not the value"
+    await store.set("other", {})
+    await store.delete("k")
+    await store.set("k", {"i": 9})
+    assert version("k") == 4, "a key written again after a delete starts above its old versions"
+    await store.set("gone", {}, ttl=0.05)
+    await store.set("gone", {})
+    await store.set("gone", {}, ttl=0.05)
+    gone = version("gone")
+    await asyncio.sleep(0.1)
+    assert await store.purge_expired() == 1
+    await store.set("gone", {})
+    assert version("gone") > gone
+    await store.close()
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [b"\xff\xfe\x00garbage", b'{"truncated": [1, 2', b"[1, 2]", "text written by hand"],
+    ids=["invalid-bytes", "truncated-json", "not-an-object", "text-value"],
+)
+async def test_corrupted_value_is_reported_and_left_alone(path: Path, stored: bytes | str) -> None:
+    store = SQLiteSessionStore(path)
+    await store.set("victim", {"ok": True})
+    await store.set("bystander", {"ok": True})
+    raw(path, f"UPDATE {TABLE} SET value = ? WHERE key = 'victim'", stored)
+
+    for _ in range(2):
+        with pytest.raises(SessionDecodeError) as info:
+            await store.get("victim")
+        assert info.value.key == "victim"
+        assert "victim" in str(info.value)
+    assert raw(path, f"SELECT value FROM {TABLE} WHERE key = 'victim'") == [(stored,)]
+    expected = stored if isinstance(stored, bytes) else stored.encode()
+    assert await store.get_raw("victim") == expected
+    assert await store.get("bystander") == {"ok": True}
+    await store.close()
+
+
+async def test_corrupted_log_entry_names_the_log(path: Path) -> None:
+    store = SQLiteSessionStore(path)
+    await store.log_append("chat", [{"n": 1}, {"n": 2}])
+    raw(path, f"UPDATE {TABLE}_log SET value = ? WHERE key = 'chat' AND seq = 2", b'{"n": ')
+    with pytest.raises(SessionDecodeError) as info:
+        await store.log_read("chat")
+    assert info.value.key == "chat"
+    assert [e.value for e in await store.log_read("chat", before=2)] == [{"n": 1}]
+    assert raw(path, f"SELECT value FROM {TABLE}_log WHERE key = 'chat' AND seq = 2") == [(b'{"n": ',)]
+    await store.close()
+
+
+async def test_newer_schema_version_is_refused(path: Path) -> None:
+    store = SQLiteSessionStore(path)
+    await store.set("k", {"v": 1})
+    await store.close()
+    raw(path, f"UPDATE {TABLE}_meta SET value = ? WHERE name = 'schema_version'", SCHEMA_VERSION + 1)
+
+    newer = SQLiteSessionStore(path)
+    with pytest.raises(SchemaVersionError, match=rf"schema version {SCHEMA_VERSION + 1}.*upgrade sessionware"):
+        await newer.get("k")
+    with pytest.raises(SchemaVersionError):
+        await newer.set("k", {"v": 2})
+    await newer.close()
+    assert raw(path, f"SELECT value FROM {TABLE} WHERE key = 'k'") == [(b'{"v":1}',)]
+
+    raw(path, f"UPDATE {TABLE}_meta SET value = 'banana' WHERE name = 'schema_version'")
+    with pytest.raises(SchemaVersionError, match="unreadable schema version 'banana'"):
+        await SQLiteSessionStore(path).get("k")
+
+
+async def test_purge_expired_counts_and_removes(path: Path) -> None:
+    store = SQLiteSessionStore(path)
+    await store.set("gone:1", {"v": 1}, ttl=0.1)
+    await store.set("gone:2", {"v": 2}, ttl=0.1)
+    await store.set("kept:ttl", {"v": 3}, ttl=60)
+    await store.set("kept:forever", {"v": 4})
+    await store.log_append("log:gone", [{"n": 1}, {"n": 2}], ttl=0.1)
+    await store.log_append("log:kept", [{"n": 1}])
+    await asyncio.sleep(0.25)
+    # Expired rows are invisible before the purge...
+    assert await store.get("gone:1") is None
+    assert await store.log_read("log:gone") == []
+    assert raw(path, f"SELECT count(*) FROM {TABLE}") == [(4,)]
+    # ...and gone after it.
+    assert await store.purge_expired() == 3
+    assert sorted(r[0] for r in raw(path, f"SELECT key FROM {TABLE}")) == ["kept:forever", "kept:ttl"]
+    assert raw(path, f"SELECT key FROM {TABLE}_logs") == [("log:kept",)]
+    assert raw(path, f"SELECT key, seq FROM {TABLE}_log") == [("log:kept", 1)]
+    assert await store.purge_expired() == 0
+    await store.close()
+
+
+async def test_expired_log_starts_again_from_one(path: Path) -> None:
+    store = SQLiteSessionStore(path)
+    await store.log_append("chat", [{"n": i} for i in range(5)], ttl=0.1)
+    await asyncio.sleep(0.2)
+    assert await store.log_last_seq("chat") == 0
+    assert await store.log_length("chat") == 0
+    assert await store.log_append("chat", [{"fresh": True}]) == [1]
+    assert [(e.seq, e.value) for e in await store.log_read("chat")] == [(1, {"fresh": True})]
+    assert await store.log_length("chat") == 1
+    await store.close()
+
+
+async def test_log_ttl_slides_and_empty_append_refreshes_it(path: Path) -> None:
+    store = SQLiteSessionStore(path)
+    await store.log_append("chat", [{"n": 1}], ttl=0.2)
+    assert await store.log_append("chat", [], ttl=60) == []
+    await store.log_append("chat", [{"n": 2}])
+    await asyncio.sleep(0.3)
+    assert [e.seq for e in await store.log_read("chat")] == [1, 2]
+    assert await store.log_append("other", []) == []
+    assert await store.log_last_seq("other") == 0
+    await store.close()
+
+
+async def test_trim_inside_one_big_append(path: Path) -> None:
+    store = SQLiteSessionStore(path)
+    assert await store.log_append("chat", [{"n": i} for i in range(10)], max_len=3) == list(range(1, 11))
+    assert [e.seq for e in await store.log_read("chat")] == [8, 9, 10]
+    assert await store.log_length("chat") == 3
+    assert raw(path, f"SELECT count(*) FROM {TABLE}_log") == [(3,)]
+    assert await store.log_append("chat", [], max_len=1) == []
+    assert [e.seq for e in await store.log_read("chat")] == [10]
+    assert await store.log_last_seq("chat") == 10
+    await store.close()
+
+
+async def test_log_read_arguments_are_checked(path: Path) -> None:
+    store = SQLiteSessionStore(path)
+    await store.log_append("chat", [{"n": 1}])
+    with pytest.raises(InvalidValueError, match="last"):
+        await store.log_read("chat", last=-1)
+    with pytest.raises(InvalidValueError, match="after"):
+        await store.log_read("chat", after="0")  # type: ignore[arg-type]
+    with pytest.raises(InvalidValueError, match="before"):
+        await store.log_read("chat", before=True)
+    assert [e.seq for e in await store.log_read("chat", after=-5, before=2**80)] == [1]
+    await store.close()
+
+
+async def test_last_entries_read_through_the_key_seq_index(path: Path) -> None:
+    store = SQLiteSessionStore(path)
+    for start in range(0, 3000, 500):
+        await store.log_append("long", [{"n": i} for i in range(start, start + 500)])
+    assert [e.seq for e in await store.log_read("long", last=3)] == [2998, 2999, 3000]
+    plan = " | ".join(
+        str(row[-1])
+        for row in raw(path, "EXPLAIN QUERY PLAN " + store._sql.log_read, "long", 0, 2**62, "long", 0.0, 20)
+    )
+    assert f"SEARCH {TABLE}_log USING INDEX sqlite_autoindex_{TABLE}_log_1 (key=? AND seq>? AND seq<?)" in plan
+    assert "TEMP B-TREE" not in plan
+    await store.close()
+
+
+async def test_scan_pages_through_many_keys(path: Path) -> None:
+    store = SQLiteSessionStore(path)
+    count = SCAN_PAGE * 2 + 7
+    for i in range(count):
+        await store.set(f"p:{i:05d}", {})
+    await store.set("p:expired", {}, ttl=0.05)
+    await store.set("q:other", {})
+    await asyncio.sleep(0.1)
+    keys = [k async for k in store.scan("p:")]
+    assert keys == [f"p:{i:05d}" for i in range(count)]
+    assert [k async for k in store.scan("p:", limit=SCAN_PAGE + 1)] == keys[: SCAN_PAGE + 1]
+    assert [k async for k in store.scan("p:", limit=0)] == []
+    await store.close()
+
+
+async def test_scan_prefix_edges(path: Path) -> None:
+    store = SQLiteSessionStore(path)
+    for key in ["a\ud7ffz", "a\ue000", "\U0010ffffx", "\U0010ffff", "b"]:
+        await store.set(key, {})
+    assert [k async for k in store.scan("a\ud7ff")] == ["a\ud7ffz"]
+    assert [k async for k in store.scan("\U0010ffff")] == ["\U0010ffff", "\U0010ffffx"]
+    assert [k async for k in store.scan("bad\x00prefix")] == []
+    with pytest.raises(InvalidKeyError):
+        [k async for k in store.scan(b"a")]  # type: ignore[arg-type]
+    with pytest.raises(InvalidValueError, match="limit"):
+        [k async for k in store.scan("a", limit=-1)]
+    await store.close()
+
+
+@pytest.mark.parametrize("table", ["", "1st", "bad-name", "x; DROP TABLE y", 'q"uote', "a" * 51, None])
+def test_table_must_be_a_plain_identifier(path: Path, table: Any) -> None:
+    with pytest.raises(InvalidValueError, match="table"):
+        SQLiteSessionStore(path, table=table)
+
+
+async def test_tables_in_one_file_are_independent(path: Path) -> None:
+    one = SQLiteSessionStore(path, table="bots")
+    two = SQLiteSessionStore(path, table="agents")
+    assert one.table == "bots"
+    await one.set("k", {"who": "bots"})
+    await two.set("k", {"who": "agents"})
+    await one.log_append("k", [{"n": 1}])
+    assert await one.get("k") == {"who": "bots"}
+    assert await two.get("k") == {"who": "agents"}
+    assert await two.log_last_seq("k") == 0
+    await one.close()
+    await two.close()
+
+
+async def test_ttl_too_long_is_refused_before_a_write(path: Path) -> None:
+    store = SQLiteSessionStore(path)
+    await store.set("k", {"kept": True})
+    with pytest.raises(InvalidValueError, match="ttl"):
+        await store.set("k", {"v": 2}, ttl=1e300)
+    with pytest.raises(InvalidValueError, match="ttl"):
+        await store.log_append("k", [{"v": 2}], ttl=1e300)
+    assert await store.get("k") == {"kept": True}
+    assert await store.log_last_seq("k") == 0
+    await store.close()
+
+
+def write_garbage(path: Path) -> None:
+    path.write_bytes(b"this is not a database" * 100)
+
+
+async def test_a_file_that_is_not_a_database_is_a_store_error(path: Path) -> None:
+    write_garbage(path)
+    store = SQLiteSessionStore(path)
+    with pytest.raises(StoreError, match="not a database") as info:
+        await store.get("k")
+    assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
+    await store.close()
+
+
+def test_lock_timeout_is_checked(path: Path) -> None:
+    for bad in (-1, float("nan"), "5", True):
+        with pytest.raises(InvalidValueError, match="lock_timeout"):
+            SQLiteSessionStore(path, lock_timeout=bad)  # type: ignore[arg-type]
+
+
+async def test_unopenable_file_is_unavailable(tmp_path: Path) -> None:
+    store = SQLiteSessionStore(tmp_path / "no-such-dir" / "x.db")
+    with pytest.raises(StoreUnavailableError, match="no-such-dir"):
+        await store.get("k")
+
+
+async def test_a_foreign_lock_never_blocks_the_event_loop(path: Path) -> None:
+    store = SQLiteSessionStore(path, lock_timeout=0.4)
+    await store.set("k", {"v": 1})
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticking = asyncio.create_task(ticker())
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreTimeoutError, match="locked by another connection"):
+            await store.set("k", {"v": 2})
+        assert ticks >= 5, "the loop kept running while the store waited for the lock"
+        # WAL: reads go on under another connection's write lock.
+        assert await store.get("k") == {"v": 1}
+        impatient = SQLiteSessionStore(path, timeout=0.1)
+        with pytest.raises(StoreTimeoutError, match=r"timed out after 0\.1s"):
+            await impatient.set("k", {"v": 2})
+        await impatient.close()
+
+        pending = asyncio.create_task(store.log_append("chat", [{"n": 1}]))
+        await asyncio.sleep(0.1)
+        assert not pending.done()
+        other.execute("ROLLBACK")
+        assert await pending == [1]
+    ticking.cancel()
+    assert await store.get("k") == {"v": 1}
+    await store.close()
+
+
+WORKER = """
+import asyncio, json, sys, time
+from sessionware.stores.sqlite import SQLiteSessionStore
+
+async def main(path, worker, start_at, tasks, rounds):
+    store = SQLiteSessionStore(path, lock_timeout=60)
+    await store.get("warm-up")
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+
+    async def task(t):
+        seqs = []
+        for i in range(rounds):
+            entries = [{"w": worker, "t": t, "i": i, "part": p} for p in range(1 + i % 3)]
+            seqs.append(await store.log_append("shared", entries))
+            await store.set(f"w{worker}:t{t}:i{i}", {"w": worker, "t": t, "i": i})
+        return seqs
+
+    results = await asyncio.gather(*(task(t) for t in range(tasks)))
+    await store.close()
+    print(json.dumps(results))
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])))
+"""
+
+
+@pytest.mark.slow
+async def test_several_processes_share_one_file(path: Path) -> None:
+    processes, tasks, rounds = 4, 3, 60
+    await SQLiteSessionStore(path).close()
+    start_at = time.time() + 1.5
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            WORKER,
+            str(path),
+            str(w),
+            str(start_at),
+            str(tasks),
+            str(rounds),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for w in range(processes)
+    ]
+    outputs = [await child.communicate() for child in children]
+    for child, (_, err) in zip(children, outputs, strict=True):
+        assert child.returncode == 0, err.decode()
+    results: list[list[list[list[int]]]] = [json.loads(out) for out, _ in outputs]
+
+    per_round = [1 + i % 3 for i in range(rounds)]
+    total = processes * tasks * sum(per_round)
+    assigned = sorted(s for worker in results for task in worker for batch in task for s in batch)
+    assert assigned == list(range(1, total + 1))
+
+    store = SQLiteSessionStore(path)
+    entries = await store.log_read("shared")
+    assert [e.seq for e in entries] == list(range(1, total + 1))
+    by_seq = {e.seq: e.value for e in entries}
+    for w, worker in enumerate(results):
+        for t, task in enumerate(worker):
+            for i, batch in enumerate(task):
+                assert batch == list(range(batch[0], batch[0] + per_round[i])), "a batch is contiguous"
+                assert [by_seq[s] for s in batch] == [{"w": w, "t": t, "i": i, "part": p} for p in range(per_round[i])]
+    keys = [k async for k in store.scan("w")]
+    assert len(keys) == processes * tasks * rounds
+    assert await store.get(f"w{processes - 1}:t{tasks - 1}:i{rounds - 1}") == {
+        "w": processes - 1,
+        "t": tasks - 1,
+        "i": rounds - 1,
+    }
+    await store.close()
