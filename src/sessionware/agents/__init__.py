@@ -1,0 +1,42 @@
+"""Agent conversations: persistent sessions with history, tool invocations and ownership checks.
+
+::
+
+    from sessionware.agents import SessionManager
+
+    manager = SessionManager(store)  # any backend; None keeps sessions in memory
+    session = await manager.create_session("user-123", metadata={"preferences": {"theme": "dark"}})
+    await manager.add_message(session.id, "user", "hello", user_id="user-123")
+    window = await manager.history(session.id, last=20, user_id="user-123")
+"""
+
+from .errors import InvalidCursorError, InvalidSessionIdError, MissingCapabilityError, SessionNotFoundError
+from .export import to_anthropic_messages, to_openai_messages
+from .frozen import FrozenList, FrozenMap
+from .history import TokenCounter, approx_tokens
+from .keyspace import AgentKeys
+from .manager import DEFAULT_HISTORY_WINDOW, SessionManager
+from .models import Message, Role, Session, SessionPage, ToolCall, ToolInvocation, ToolStatus
+
+__all__ = [
+    "DEFAULT_HISTORY_WINDOW",
+    "AgentKeys",
+    "FrozenList",
+    "FrozenMap",
+    "InvalidCursorError",
+    "InvalidSessionIdError",
+    "Message",
+    "MissingCapabilityError",
+    "Role",
+    "Session",
+    "SessionManager",
+    "SessionNotFoundError",
+    "SessionPage",
+    "TokenCounter",
+    "ToolCall",
+    "ToolInvocation",
+    "ToolStatus",
+    "approx_tokens",
+    "to_anthropic_messages",
+    "to_openai_messages",
+]

@@ -1,0 +1,103 @@
+"""History windows: the newest N messages, or as many as fit a token budget, read from the end of the log.
+
+A window never starts with an orphaned tool result: tool messages at its
+start whose calling assistant message fell outside the window are dropped, so
+a window may hold fewer messages than asked for, never more.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+
+from ..errors import InvalidValueError
+from ..store import LogStore
+from .frozen import thaw
+from .models import Message
+from .records import message_from_entry
+
+TokenCounter = Callable[[Message], int]
+
+_FIRST_CHUNK = 64
+_MAX_CHUNK = 1024
+
+
+def approx_tokens(message: Message) -> int:
+    """A rough token count (about 4 characters per token plus a per-message overhead).
+
+    Pass a real tokenizer as ``count_tokens`` when the budget must be exact.
+    """
+    chars = len(message.content or "")
+    for call in message.tool_calls:
+        chars += len(call.name) + len(json.dumps(thaw(call.arguments)))
+    return 4 + (chars + 3) // 4
+
+
+def drop_orphans(messages: Sequence[Message]) -> list[Message]:
+    """``messages`` without the tool results at its start (their calling message is not in it)."""
+    start = 0
+    while start < len(messages) and messages[start].role == "tool":
+        start += 1
+    return list(messages[start:])
+
+
+def check_window(value: object, name: str) -> int | None:
+    """Validate a ``last`` / ``before`` / ``max_tokens`` argument: ``None`` or an int >= 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidValueError(name, f"must be a non-negative int or None, not {value!r:.60}")
+    return value
+
+
+async def read_window(
+    store: LogStore,
+    key: str,
+    *,
+    last: int | None = None,
+    before: int | None = None,
+    max_tokens: int | None = None,
+    count_tokens: TokenCounter | None = None,
+) -> list[Message]:
+    """Read a window of the history log ``key``, oldest first.
+
+    ``before`` excludes messages with ``seq >= before``; ``last`` keeps the
+    newest N; ``max_tokens`` keeps the newest run of messages whose counted
+    tokens fit the budget. Only what the window needs is read, so the cost
+    follows the window, not the length of the history.
+    """
+    if max_tokens is None:
+        if last == 0:
+            return []
+        entries = await store.log_read(key, before=before, last=last)
+        return drop_orphans([message_from_entry(key, e) for e in entries])
+    counter = count_tokens or approx_tokens
+    newest_first: list[Message] = []
+    total = 0
+    upper = before
+    chunk = _FIRST_CHUNK
+    while True:
+        want = chunk if last is None else min(chunk, last - len(newest_first))
+        if want <= 0:
+            break
+        entries = await store.log_read(key, before=upper, last=want)
+        full = False
+        for entry in reversed(entries):
+            message = message_from_entry(key, entry)
+            cost = counter(message)
+            if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
+                raise InvalidValueError("count_tokens", f"must return a non-negative int, returned {cost!r:.60}")
+            if total + cost > max_tokens:
+                full = True
+                break
+            total += cost
+            newest_first.append(message)
+        if full or len(entries) < want:
+            break
+        upper = entries[0].seq
+        chunk = min(chunk * 2, _MAX_CHUNK)
+    newest_first.reverse()
+    return drop_orphans(newest_first)
+
+
+__all__ = ["TokenCounter", "approx_tokens", "check_window", "drop_orphans", "read_window"]

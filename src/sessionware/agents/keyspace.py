@@ -1,0 +1,127 @@
+"""Where the SessionManager keeps things in a store, and validation of ids that become keys."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from urllib.parse import quote
+
+from ..errors import InvalidValueError
+from .errors import InvalidCursorError, InvalidSessionIdError
+
+SESSION_ID_BYTES = 24
+"""Random bytes in a new session id (192 bits), encoded as 32 URL-safe characters."""
+
+MAX_USER_ID_LENGTH = 256
+_MAX_ENCODED_USER_ID = 768
+
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{22,64}")
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_CURSOR = re.compile(r"[0-9a-f]{16}:[A-Za-z0-9_-]{22,64}")
+
+
+def new_session_id() -> str:
+    """A fresh, unguessable session id."""
+    return secrets.token_urlsafe(SESSION_ID_BYTES)
+
+
+def check_session_id(session_id: object) -> str:
+    """Return ``session_id`` if it has the shape of a sessionware id, else raise :class:`InvalidSessionIdError`."""
+    if type(session_id) is not str or _SESSION_ID.fullmatch(session_id) is None:
+        raise InvalidSessionIdError(session_id)
+    return session_id
+
+
+def check_user_id(user_id: object) -> str:
+    """Return ``user_id`` if it can be stored and indexed, else raise :class:`InvalidValueError`."""
+    if type(user_id) is not str:
+        raise InvalidValueError("user_id", f"must be a str, not {type(user_id).__name__}")
+    if not user_id:
+        raise InvalidValueError("user_id", "must not be empty")
+    if len(user_id) > MAX_USER_ID_LENGTH:
+        raise InvalidValueError("user_id", f"is {len(user_id)} characters, over the limit of {MAX_USER_ID_LENGTH}")
+    try:
+        encoded = escape_user_id(user_id)
+    except UnicodeEncodeError as exc:
+        raise InvalidValueError("user_id", f"is not valid unicode: {exc.reason}") from exc
+    if len(encoded) > _MAX_ENCODED_USER_ID:
+        raise InvalidValueError("user_id", f"is {len(encoded)} characters once escaped, over {_MAX_ENCODED_USER_ID}")
+    return user_id
+
+
+def escape_user_id(user_id: str) -> str:
+    """Percent-encode every character but ``A-Z a-z 0-9 - . _ ~``, so ``:`` (the key separator) never appears."""
+    return quote(user_id, safe="", encoding="utf-8", errors="strict")
+
+
+def check_namespace(namespace: object) -> str:
+    """Return ``namespace`` if it is 1-64 characters of ``A-Z a-z 0-9 _ . -``."""
+    if type(namespace) is not str or _NAMESPACE.fullmatch(namespace) is None:
+        raise InvalidValueError(
+            "namespace", f"must be 1-64 characters of A-Z, a-z, 0-9, '_', '.', '-', not {namespace!r:.60}"
+        )
+    return namespace
+
+
+def check_cursor(cursor: object) -> str:
+    """Return ``cursor`` if it has the shape ``list_sessions`` produces."""
+    if type(cursor) is not str or _CURSOR.fullmatch(cursor) is None:
+        raise InvalidCursorError(cursor)
+    return cursor
+
+
+def index_entry(created_at: float, session_id: str) -> str:
+    """The per-user index suffix of a session: creation time (µs, fixed-width hex) then id, so names sort by age."""
+    return f"{round(created_at * 1_000_000):016x}:{session_id}"
+
+
+class AgentKeys:
+    """Key layout of one namespace.
+
+    - ``{ns}:s:{session_id}``: the session record (metadata, counters, expiry)
+    - log ``{ns}:h:{session_id}``: the message history
+    - log ``{ns}:t:{session_id}``: the tool invocations
+    - ``{ns}:u:{escaped user_id}:{created µs hex}:{session_id}``: the per-user index
+
+    The user id is percent-encoded, so one user's index prefix can never be a
+    prefix of another user's keys.
+    """
+
+    __slots__ = ("namespace",)
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = check_namespace(namespace)
+
+    def record(self, session_id: str) -> str:
+        """Key of the session record."""
+        return f"{self.namespace}:s:{session_id}"
+
+    def history(self, session_id: str) -> str:
+        """Log key of the message history."""
+        return f"{self.namespace}:h:{session_id}"
+
+    def tools(self, session_id: str) -> str:
+        """Log key of the tool invocations."""
+        return f"{self.namespace}:t:{session_id}"
+
+    def user_prefix(self, user_id: str) -> str:
+        """Literal scan prefix of one user's index entries."""
+        return f"{self.namespace}:u:{escape_user_id(user_id)}:"
+
+    def user_index(self, user_id: str, entry: str) -> str:
+        """Key of one index entry (``entry`` from :func:`index_entry`)."""
+        return self.user_prefix(user_id) + entry
+
+
+__all__ = [
+    "MAX_USER_ID_LENGTH",
+    "SESSION_ID_BYTES",
+    "AgentKeys",
+    "check_cursor",
+    "check_namespace",
+    "check_session_id",
+    "check_user_id",
+    "escape_user_id",
+    "index_entry",
+    "new_session_id",
+]

@@ -1,0 +1,659 @@
+"""SessionManager: persistent agent sessions with append-only history, tool invocations and ownership."""
+
+from __future__ import annotations
+
+import copy
+import hmac
+import inspect
+import math
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, Literal
+
+from ..errors import InvalidValueError
+from ..keys import TTL, ttl_seconds
+from ..locks import KeyedLock
+from ..store import (
+    ClosableStore,
+    LogEntry,
+    LogStore,
+    PurgeableStore,
+    ScannableStore,
+    SessionStore,
+    accepts_ttl,
+)
+from ..stores.memory import InMemorySessionStore
+from ..urls import open_store
+from .errors import MissingCapabilityError, SessionNotFoundError
+from .history import TokenCounter, check_window, read_window
+from .keyspace import (
+    AgentKeys,
+    check_cursor,
+    check_session_id,
+    check_user_id,
+    index_entry,
+    new_session_id,
+)
+from .models import Message, Session, SessionPage, ToolInvocation
+from .records import (
+    JsonDict,
+    SessionRecord,
+    invocation_from_entry,
+    message_entry,
+    message_from_entry,
+    metadata_dict,
+    tool_entry,
+)
+
+DEFAULT_HISTORY_WINDOW = 20
+"""How many of the newest messages and tool invocations ``get_session`` includes unless told otherwise."""
+
+MAX_PAGE = 1000
+
+Window = int | Literal["all"]
+MetadataEditor = Callable[[dict[str, Any]], "Mapping[str, Any] | Awaitable[Mapping[str, Any] | None] | None"]
+
+_MESSAGE_FIELDS = frozenset({"role", "content", "name", "tool_call_id", "tool_calls", "metadata"})
+
+
+class SessionManager:
+    """Agent sessions kept in a session store: one record per session, history and tool calls as logs.
+
+    ``store`` is any :class:`~sessionware.SessionStore` that also implements
+    :class:`~sessionware.store.LogStore` (all of sessionware's backends do),
+    or a store URL for :func:`sessionware.urls.open_store` (the manager then
+    owns the store and closes it in :meth:`close`); ``None`` keeps sessions in
+    this process's memory. ``ttl`` is the default session lifetime, sliding on
+    every write; ``max_messages`` and ``max_tool_invocations`` keep only the
+    newest entries of each session; ``history_window`` is how many entries
+    ``get_session`` includes by default; ``namespace`` prefixes every key
+    (see :class:`AgentKeys`).
+
+    Reads and writes that take ``user_id`` check that the session belongs to
+    that user; a session owned by someone else behaves exactly like a missing
+    one (``None`` from ``get_session``, :class:`SessionNotFoundError` from the
+    rest). Writes to one session are serialised within this process; the
+    message and tool logs get their sequence numbers from the store.
+    """
+
+    def __init__(
+        self,
+        store: SessionStore | str | None = None,
+        *,
+        ttl: TTL = None,
+        max_messages: int | None = None,
+        max_tool_invocations: int | None = None,
+        namespace: str = "agent",
+        history_window: int = DEFAULT_HISTORY_WINDOW,
+    ) -> None:
+        self._owns_store = store is None or isinstance(store, str)
+        if store is None:
+            store = InMemorySessionStore()
+        elif isinstance(store, str):
+            store = open_store(store)
+        if not isinstance(store, SessionStore):
+            raise MissingCapabilityError(store, "SessionStore (get / set / delete)", "session records")
+        if not isinstance(store, LogStore):
+            raise MissingCapabilityError(
+                store, "LogStore (log_append / log_read / log_delete ...)", "message history and tool invocations"
+            )
+        self._store: SessionStore = store
+        self._logs: LogStore = store
+        self._takes_ttl = accepts_ttl(store)
+        self._ttl = self._check_ttl(ttl)
+        self._max_messages = _positive_or_none(max_messages, "max_messages")
+        self._max_tools = _positive_or_none(max_tool_invocations, "max_tool_invocations")
+        window = check_window(history_window, "history_window")
+        self._window = DEFAULT_HISTORY_WINDOW if window is None else window
+        self._keys = AgentKeys(namespace)
+        self._locks = KeyedLock()
+
+    @property
+    def store(self) -> SessionStore:
+        """The store sessions are kept in."""
+        return self._store
+
+    @property
+    def keys(self) -> AgentKeys:
+        """The key layout of this manager's namespace."""
+        return self._keys
+
+    # -- sessions ------------------------------------------------------------------------------------
+
+    async def create_session(
+        self, user_id: str, *, metadata: Mapping[str, Any] | None = None, ttl: TTL = None
+    ) -> Session:
+        """Create a session owned by ``user_id`` with a fresh, unguessable id.
+
+        ``ttl`` overrides the manager's default lifetime for this session; it
+        slides forward on every write and cannot be changed later.
+        """
+        check_user_id(user_id)
+        meta = {} if metadata is None else metadata_dict(metadata)
+        seconds = self._ttl if ttl is None else self._check_ttl(ttl)
+        now = time.time()
+        session_id = new_session_id()
+        record = SessionRecord(
+            id=session_id,
+            user_id=user_id,
+            metadata=meta,
+            created_at=now,
+            updated_at=now,
+            ttl=seconds,
+            expires_at=None if seconds is None else now + seconds,
+            index=index_entry(now, session_id),
+        )
+        if seconds is not None:
+            record.until["i"] = now + 2 * seconds
+        record_key = self._keys.record(session_id)
+        await self._set(record_key, record.to_json(), seconds)
+        try:
+            await self._set(
+                self._keys.user_index(user_id, record.index),
+                {"id": session_id},
+                None if seconds is None else 2 * seconds,
+            )
+        except BaseException:
+            await self._store.delete(record_key)
+            raise
+        return record.snapshot()
+
+    async def get_session(
+        self,
+        session_id: str,
+        *,
+        user_id: str | None = None,
+        history: Window | None = None,
+        tool_invocations: Window | None = None,
+    ) -> Session | None:
+        """A read-only snapshot of the session, or ``None`` if it is missing, expired or not ``user_id``'s.
+
+        ``history`` / ``tool_invocations``: how many of the newest messages and
+        tool invocations to include (``"all"`` for everything, ``0`` for none);
+        by default the manager's ``history_window`` (20). A long history is
+        read only when asked for. The history window never starts with an
+        orphaned tool result.
+        """
+        check_session_id(session_id)
+        owner = _opt_user(user_id)
+        last_messages = self._window_arg(history, "history")
+        last_tools = self._window_arg(tool_invocations, "tool_invocations")
+        record = await self._load(session_id, owner)
+        if record is None:
+            return None
+        messages: list[Message] = []
+        if last_messages != 0:
+            messages = await read_window(self._logs, self._keys.history(session_id), last=last_messages)
+        tools = await self._read_tools(session_id, last=last_tools, before=None)
+        return record.snapshot(messages, tools)
+
+    async def update_session(
+        self,
+        session_id: str,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        replace: bool = False,
+        remove: Iterable[str] = (),
+        user_id: str | None = None,
+    ) -> Session:
+        """Change a session's metadata; its ``id`` and ``user_id`` can never change.
+
+        ``metadata`` is merged key by key into the stored metadata (or replaces
+        it whole with ``replace=True``); keys in ``remove`` are deleted. The
+        change is applied to the freshly loaded record under the session's lock,
+        so concurrent updates of different keys are all kept. Returns a snapshot
+        of the session without history (``get_session(..., history=0)``).
+        """
+        check_session_id(session_id)
+        owner = _opt_user(user_id)
+        patch = {} if metadata is None else metadata_dict(metadata)
+        if isinstance(remove, str) or not isinstance(remove, Iterable):
+            raise InvalidValueError("remove", "must be an iterable of metadata keys")
+        drop = list(remove)
+        async with self._locked(session_id, owner) as record:
+            new = {} if replace else record.metadata
+            new.update(patch)
+            for key in drop:
+                new.pop(key, None)
+            record.metadata = new
+            await self._save(record, time.time())
+        return record.snapshot()
+
+    async def edit_metadata(self, session_id: str, edit: MetadataEditor, *, user_id: str | None = None) -> Session:
+        """Read-modify-write the metadata atomically (within this process).
+
+        ``edit`` receives a mutable deep copy of the current metadata, loaded
+        under the session's lock, and either changes it in place (returning
+        ``None``) or returns the new metadata; it may be a coroutine function.
+        If it raises, nothing is written.
+        """
+        check_session_id(session_id)
+        owner = _opt_user(user_id)
+        async with self._locked(session_id, owner) as record:
+            work = copy.deepcopy(record.metadata)
+            out = edit(work)
+            if inspect.isawaitable(out):
+                out = await out
+            record.metadata = metadata_dict(work if out is None else out)
+            await self._save(record, time.time())
+        return record.snapshot()
+
+    async def delete_session(self, session_id: str, *, user_id: str | None = None, missing_ok: bool = False) -> None:
+        """Delete the session, its history and tool invocations.
+
+        Raises :class:`SessionNotFoundError` if it is missing or not
+        ``user_id``'s, unless ``missing_ok``.
+        """
+        check_session_id(session_id)
+        owner = _opt_user(user_id)
+        try:
+            async with self._locked(session_id, owner) as record:
+                await self._erase(record.id, record.user_id, record.index)
+        except SessionNotFoundError:
+            if not missing_ok:
+                raise
+
+    async def list_sessions(self, user_id: str, *, limit: int = 20, cursor: str | None = None) -> SessionPage:
+        """One page of ``user_id``'s sessions, newest first, without history.
+
+        Pass ``next_cursor`` back as ``cursor`` for the next page; pages stay
+        stable when sessions are created meanwhile. Only ever lists sessions
+        of ``user_id``.
+        """
+        check_user_id(user_id)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise InvalidValueError("limit", f"must be an int from 1 to {MAX_PAGE}, not {limit!r:.60}")
+        after = None if cursor is None else check_cursor(cursor)
+        prefix = self._keys.user_prefix(user_id)
+        scanner = self._scanner("list_sessions")
+        entries = sorted([key[len(prefix) :] async for key in scanner.scan(prefix)], reverse=True)
+        if after is not None:
+            entries = [entry for entry in entries if entry < after]
+        sessions: list[Session] = []
+        next_cursor: str | None = None
+        for position, entry in enumerate(entries):
+            session_id = _session_of(entry)
+            if session_id is None:
+                continue
+            record = await self._load(session_id, user_id)
+            if record is None:
+                await self._store.delete(prefix + entry)
+                continue
+            if record.index != entry:
+                continue
+            sessions.append(record.snapshot())
+            if len(sessions) == limit:
+                if position + 1 < len(entries):
+                    next_cursor = entry
+                break
+        return SessionPage(sessions=tuple(sessions), next_cursor=next_cursor)
+
+    async def delete_user_data(self, user_id: str) -> int:
+        """Delete every session of ``user_id`` with its history and tool invocations; return how many."""
+        check_user_id(user_id)
+        prefix = self._keys.user_prefix(user_id)
+        scanner = self._scanner("delete_user_data")
+        keys = [key async for key in scanner.scan(prefix)]
+        deleted = 0
+        for key in keys:
+            entry = key[len(prefix) :]
+            session_id = _session_of(entry)
+            if session_id is not None:
+                async with self._locks.hold(self._keys.record(session_id)):
+                    record = await self._load(session_id, None)
+                    if record is None:
+                        await self._erase(session_id, user_id, entry)
+                    elif _same_user(record.user_id, user_id):
+                        await self._erase(session_id, user_id, record.index)
+                        deleted += 1
+            await self._store.delete(key)
+        return deleted
+
+    # -- history and tool invocations ----------------------------------------------------------------
+
+    async def add_message(
+        self,
+        session_id: str,
+        role: str,
+        content: str | None,
+        *,
+        name: str | None = None,
+        tool_call_id: str | None = None,
+        tool_calls: Iterable[Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        user_id: str | None = None,
+    ) -> Message:
+        """Append one message; return it with its store-assigned ``seq``.
+
+        ``role`` is system, developer, user, assistant or tool. Assistant
+        messages may carry ``tool_calls`` (:class:`ToolCall` objects or
+        ``{"id", "name", "arguments"}`` dicts; OpenAI and Anthropic shapes are
+        accepted too) and then ``content`` may be ``None``; tool messages need
+        the ``tool_call_id`` they answer. The history is never read or
+        rewritten: the cost does not grow with its length.
+        """
+        check_session_id(session_id)
+        owner = _opt_user(user_id)
+        entry = message_entry(
+            role,
+            content,
+            name=name,
+            tool_call_id=tool_call_id,
+            tool_calls=tool_calls,
+            metadata=metadata,
+        )
+        return (await self._append_messages(session_id, owner, [entry]))[0]
+
+    async def add_messages(
+        self, session_id: str, messages: Iterable[Mapping[str, Any] | Message], *, user_id: str | None = None
+    ) -> list[Message]:
+        """Append several messages at once, atomically and in order (e.g. a user turn and the reply).
+
+        Each item is a :class:`Message` or a mapping with the keyword
+        arguments of :meth:`add_message` (``role``, ``content``, ``name``,
+        ``tool_call_id``, ``tool_calls``, ``metadata``).
+        """
+        check_session_id(session_id)
+        owner = _opt_user(user_id)
+        if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Iterable):
+            raise InvalidValueError("messages", "must be an iterable of messages")
+        entries: list[JsonDict] = []
+        for i, item in enumerate(messages):
+            path = f"messages[{i}]."
+            if isinstance(item, Message):
+                fields: Mapping[str, Any] = {
+                    "role": item.role,
+                    "content": item.content,
+                    "name": item.name,
+                    "tool_call_id": item.tool_call_id,
+                    "tool_calls": list(item.tool_calls) or None,
+                    "metadata": item.metadata or None,
+                }
+            elif isinstance(item, Mapping):
+                fields = item
+                unknown = set(fields) - _MESSAGE_FIELDS
+                if unknown:
+                    raise InvalidValueError(f"messages[{i}]", f"has unknown fields {sorted(map(str, unknown))}")
+            else:
+                raise InvalidValueError(f"messages[{i}]", f"must be a mapping or a Message, not {type(item).__name__}")
+            entries.append(
+                message_entry(
+                    fields.get("role"),
+                    fields.get("content"),
+                    name=fields.get("name"),
+                    tool_call_id=fields.get("tool_call_id"),
+                    tool_calls=fields.get("tool_calls"),
+                    metadata=fields.get("metadata"),
+                    path=path,
+                )
+            )
+        return await self._append_messages(session_id, owner, entries)
+
+    async def history(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        max_tokens: int | None = None,
+        count_tokens: TokenCounter | None = None,
+        before: int | None = None,
+        user_id: str | None = None,
+    ) -> list[Message]:
+        """Messages of the session, oldest first: the efficient way to read a window of a long history.
+
+        ``before`` keeps messages with ``seq < before`` (page backwards with
+        the ``seq`` of the first message of the previous window); ``last``
+        keeps the newest N; ``max_tokens`` keeps the newest run of messages
+        whose tokens, counted by ``count_tokens`` (default: a rough 4
+        characters per token), fit the budget. Only the window is read. A
+        window never starts with a tool result whose calling assistant message
+        is outside it (such results are dropped). With no bounds, the whole
+        retained history is returned.
+        """
+        check_session_id(session_id)
+        owner = _opt_user(user_id)
+        last = check_window(last, "last")
+        before = check_window(before, "before")
+        max_tokens = check_window(max_tokens, "max_tokens")
+        if count_tokens is not None and not callable(count_tokens):
+            raise InvalidValueError("count_tokens", "must be a callable taking a Message and returning an int")
+        if await self._load(session_id, owner) is None:
+            raise SessionNotFoundError(session_id)
+        return await read_window(
+            self._logs,
+            self._keys.history(session_id),
+            last=last,
+            before=before,
+            max_tokens=max_tokens,
+            count_tokens=count_tokens,
+        )
+
+    async def track_tool_invocation(
+        self,
+        session_id: str,
+        tool_name: str,
+        *,
+        call_id: str | None = None,
+        arguments: Mapping[str, Any] | str | None = None,
+        status: str = "success",
+        result: Any = None,
+        error: Mapping[str, Any] | None = None,
+        started_at: datetime | float | None = None,
+        duration: float | None = None,
+        user_id: str | None = None,
+    ) -> ToolInvocation:
+        """Record one tool call on the session; return it with its store-assigned ``seq``.
+
+        ``status`` is success, error, denied or action_required; ``error`` a
+        mapping (code, message, ...) or ``None``; ``started_at`` an aware
+        datetime or a Unix timestamp (default: now minus ``duration``);
+        ``duration`` in seconds. ``arguments`` and ``result`` are stored as
+        JSON (pydantic models are dumped, datetimes become ISO strings).
+        ``call_id`` defaults to a fresh random id.
+        """
+        check_session_id(session_id)
+        owner = _opt_user(user_id)
+        now = time.time()
+        if call_id is None:
+            call_id = f"call_{secrets.token_urlsafe(12)}"
+        elif type(call_id) is not str or not call_id:
+            raise InvalidValueError("call_id", f"must be a non-empty str or None, not {call_id!r:.60}")
+        entry = tool_entry(
+            tool_name,
+            call_id=call_id,
+            arguments=arguments,
+            status=status,
+            result=result,
+            error=error,
+            started_at=_timestamp(started_at, now, duration),
+            duration=duration,
+        )
+        key = self._keys.tools(session_id)
+        async with self._locked(session_id, owner) as record:
+            now = time.time()
+            seqs = await self._logs.log_append(key, [entry], ttl=self._log_ttl(record), max_len=self._max_tools)
+            record.tools = max(record.tools, seqs[-1])
+            if record.ttl is not None:
+                record.until["t"] = now + 2 * record.ttl
+            await self._save(record, now)
+        return invocation_from_entry(key, LogEntry(seqs[0], entry))
+
+    async def tool_invocations(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        before: int | None = None,
+        user_id: str | None = None,
+    ) -> list[ToolInvocation]:
+        """Recorded tool invocations, oldest first; ``last`` / ``before`` window them like :meth:`history`."""
+        check_session_id(session_id)
+        owner = _opt_user(user_id)
+        last = check_window(last, "last")
+        before = check_window(before, "before")
+        if await self._load(session_id, owner) is None:
+            raise SessionNotFoundError(session_id)
+        return await self._read_tools(session_id, last=last, before=before)
+
+    # -- maintenance ---------------------------------------------------------------------------------
+
+    async def purge_expired(self) -> int:
+        """Remove expired records from stores that keep them until purged (SQL); return how many.
+
+        Stores that expire on their own (memory's sweep aside, Redis) need no
+        purging; for those without :class:`PurgeableStore` this returns 0.
+        """
+        if isinstance(self._store, PurgeableStore):
+            return await self._store.purge_expired()
+        return 0
+
+    async def close(self) -> None:
+        """Close the store if this manager opened it (default or URL); a store passed in stays open."""
+        if self._owns_store and isinstance(self._store, ClosableStore):
+            await self._store.close()
+
+    async def __aenter__(self) -> SessionManager:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    async def _load(self, session_id: str, user_id: str | None) -> SessionRecord | None:
+        """The stored record, or ``None`` if it is missing or (when ``user_id`` is given) someone else's."""
+        key = self._keys.record(session_id)
+        data = await self._store.get(key)
+        if data is None:
+            return None
+        record = SessionRecord.from_json(key, data)
+        if user_id is not None and not _same_user(record.user_id, user_id):
+            return None
+        return record
+
+    @asynccontextmanager
+    async def _locked(self, session_id: str, user_id: str | None) -> AsyncIterator[SessionRecord]:
+        """Hold the session's lock and load its record under it: the one place writes are serialised."""
+        async with self._locks.hold(self._keys.record(session_id)):
+            record = await self._load(session_id, user_id)
+            if record is None:
+                raise SessionNotFoundError(session_id)
+            yield record
+
+    async def _save(self, record: SessionRecord, now: float) -> None:
+        """Write the record back, sliding its expiry; logs and index entry are extended first if due."""
+        record.version += 1
+        record.updated_at = now
+        ttl = record.ttl
+        if ttl is not None:
+            expires_at = record.expires_at = now + ttl
+            for name, key in (("h", self._keys.history(record.id)), ("t", self._keys.tools(record.id))):
+                until = record.until.get(name)
+                if until is not None and until < expires_at:
+                    # An append of no entries only resets the log's expiry.
+                    await self._logs.log_append(key, [], ttl=2 * ttl)
+                    record.until[name] = now + 2 * ttl
+            if record.until.get("i", 0.0) < expires_at:
+                await self._set(self._keys.user_index(record.user_id, record.index), {"id": record.id}, 2 * ttl)
+                record.until["i"] = now + 2 * ttl
+        await self._set(self._keys.record(record.id), record.to_json(), ttl)
+
+    async def _append_messages(self, session_id: str, user_id: str | None, entries: list[JsonDict]) -> list[Message]:
+        key = self._keys.history(session_id)
+        async with self._locked(session_id, user_id) as record:
+            if not entries:
+                return []
+            now = time.time()
+            for entry in entries:
+                entry["ts"] = now
+            seqs = await self._logs.log_append(key, entries, ttl=self._log_ttl(record), max_len=self._max_messages)
+            record.messages = max(record.messages, seqs[-1])
+            if record.ttl is not None:
+                record.until["h"] = now + 2 * record.ttl
+            await self._save(record, now)
+        return [message_from_entry(key, LogEntry(seq, entry)) for seq, entry in zip(seqs, entries, strict=True)]
+
+    async def _read_tools(self, session_id: str, *, last: int | None, before: int | None) -> list[ToolInvocation]:
+        if last == 0:
+            return []
+        key = self._keys.tools(session_id)
+        entries = await self._logs.log_read(key, before=before, last=last)
+        return [invocation_from_entry(key, entry) for entry in entries]
+
+    async def _erase(self, session_id: str, user_id: str, index: str) -> None:
+        await self._store.delete(self._keys.record(session_id))
+        await self._logs.log_delete(self._keys.history(session_id))
+        await self._logs.log_delete(self._keys.tools(session_id))
+        await self._store.delete(self._keys.user_index(user_id, index))
+
+    async def _set(self, key: str, value: JsonDict, ttl: float | None) -> None:
+        if ttl is None:
+            await self._store.set(key, value)
+        else:
+            await self._store.set(key, value, ttl=ttl)
+
+    def _log_ttl(self, record: SessionRecord) -> float | None:
+        return None if record.ttl is None else 2 * record.ttl
+
+    def _check_ttl(self, ttl: TTL) -> float | None:
+        seconds = ttl_seconds(ttl)
+        if seconds is not None and not self._takes_ttl:
+            raise MissingCapabilityError(self._store, "set(..., ttl=...)", "session expiry")
+        return seconds
+
+    def _window_arg(self, value: Window | None, name: str) -> int | None:
+        if value is None:
+            return self._window
+        if value == "all":
+            return None
+        return check_window(value, name)
+
+    def _scanner(self, operation: str) -> ScannableStore:
+        if not isinstance(self._store, ScannableStore):
+            raise MissingCapabilityError(self._store, "ScannableStore (scan)", operation)
+        return self._store
+
+
+def _same_user(owner: str, user_id: str) -> bool:
+    """Compare user ids in constant time, so the comparison does not hint at the owner's id."""
+    return hmac.compare_digest(owner.encode("utf-8", "surrogatepass"), user_id.encode("utf-8", "surrogatepass"))
+
+
+def _opt_user(user_id: object) -> str | None:
+    return None if user_id is None else check_user_id(user_id)
+
+
+def _positive_or_none(value: object, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidValueError(name, f"must be a positive int or None, not {value!r:.60}")
+    return value
+
+
+def _session_of(entry: str) -> str | None:
+    """The session id of a user-index entry, or ``None`` if the entry is not one."""
+    try:
+        return check_cursor(entry).partition(":")[2]
+    except ValueError:
+        return None
+
+
+def _timestamp(started_at: datetime | float | None, now: float, duration: object) -> float:
+    if started_at is None:
+        if isinstance(duration, int | float) and not isinstance(duration, bool) and duration >= 0:
+            return now - float(duration)
+        return now
+    if isinstance(started_at, datetime):
+        if started_at.tzinfo is None:
+            raise InvalidValueError("started_at", "must be timezone-aware (e.g. datetime.now(UTC))")
+        return started_at.timestamp()
+    if isinstance(started_at, bool) or not isinstance(started_at, int | float) or not math.isfinite(started_at):
+        raise InvalidValueError("started_at", f"must be a datetime, a Unix timestamp or None, not {started_at!r:.60}")
+    return float(started_at)
+
+
+__all__ = ["DEFAULT_HISTORY_WINDOW", "SessionManager"]

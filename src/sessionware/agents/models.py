@@ -1,0 +1,126 @@
+"""The read-only snapshots the SessionManager hands out: Session, Message, ToolCall, ToolInvocation.
+
+Every model is frozen and deeply immutable: sequences are tuples, JSON lists
+are :class:`~sessionware.agents.frozen.FrozenList` (a tuple equal to the same
+list) and mappings :class:`~sessionware.agents.frozen.FrozenMap` (equal to the
+same dict), so changing a snapshot raises at once instead of being silently
+lost. Change a session through its :class:`~sessionware.agents.SessionManager`.
+``model_dump(mode="json")`` gives plain, mutable dicts and lists.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .frozen import FrozenJson, FrozenMap, FrozenObject
+
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+"""Who wrote a message. ``tool`` messages carry a tool result and the ``tool_call_id`` it answers."""
+
+ROLES: tuple[Role, ...] = ("system", "developer", "user", "assistant", "tool")
+
+ToolStatus = Literal["success", "error", "denied", "action_required"]
+"""How a tool call ended."""
+
+TOOL_STATUSES: tuple[ToolStatus, ...] = ("success", "error", "denied", "action_required")
+
+
+class _Snapshot(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ToolCall(_Snapshot):
+    """A tool call requested by an assistant message."""
+
+    id: str
+    name: str
+    arguments: FrozenObject = Field(default_factory=FrozenMap)
+
+
+class Message(_Snapshot):
+    """One message of a conversation, numbered by the store.
+
+    ``seq`` starts at 1 and increases without gaps in append order; it is
+    assigned by the store, never by a clock. ``content`` is ``None`` only for
+    an assistant message that just calls tools.
+    """
+
+    seq: int
+    role: Role
+    content: str | None
+    name: str | None = None
+    tool_call_id: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    created_at: datetime
+    metadata: FrozenObject = Field(default_factory=FrozenMap)
+
+
+class ToolInvocation(_Snapshot):
+    """The record of one tool call: what ran, with which arguments, and how it ended.
+
+    ``arguments`` is usually a mapping (a string when the caller passed
+    arguments that were not a JSON object); ``duration`` is in seconds.
+    """
+
+    seq: int
+    call_id: str
+    tool_name: str
+    arguments: FrozenJson = None
+    status: ToolStatus
+    result: FrozenJson = None
+    error: FrozenObject | None = None
+    started_at: datetime
+    duration: float | None = None
+
+
+class Session(_Snapshot):
+    """A read-only snapshot of an agent session.
+
+    ``conversation_history`` and ``tool_invocations`` hold a *window*: the
+    newest entries as requested from :meth:`SessionManager.get_session`
+    (20 by default, ``"all"`` for everything); ``message_count`` and
+    ``tool_invocation_count`` count every entry ever appended. Read longer
+    or older stretches with :meth:`SessionManager.history`.
+
+    Nothing here can be changed in place: attribute assignment, ``metadata``
+    item assignment and list methods all raise. Use
+    :meth:`SessionManager.update_session` (or ``edit_metadata``,
+    ``add_message``, ``track_tool_invocation``), which write under the
+    session's lock.
+    """
+
+    id: str
+    user_id: str
+    conversation_history: tuple[Message, ...] = ()
+    tool_invocations: tuple[ToolInvocation, ...] = ()
+    metadata: FrozenObject = Field(default_factory=FrozenMap)
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None = None
+    ttl: float | None = None
+    message_count: int = 0
+    tool_invocation_count: int = 0
+    version: int = 1
+
+
+class SessionPage(_Snapshot):
+    """One page of :meth:`SessionManager.list_sessions`; pass ``next_cursor`` back for the next page."""
+
+    sessions: tuple[Session, ...]
+    next_cursor: str | None = None
+
+
+__all__ = [
+    "ROLES",
+    "TOOL_STATUSES",
+    "Message",
+    "Role",
+    "Session",
+    "SessionPage",
+    "ToolCall",
+    "ToolInvocation",
+    "ToolStatus",
+]

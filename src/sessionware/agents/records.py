@@ -1,0 +1,350 @@
+"""The stored shape of sessions, messages and tool invocations, and validation of what callers pass in."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+from ..errors import InvalidValueError, SchemaVersionError, SessionDecodeError
+from ..store import LogEntry
+from .frozen import FrozenMap, thaw
+from .models import ROLES, TOOL_STATUSES, Message, Session, ToolCall, ToolInvocation
+
+RECORD_FORMAT = 1
+
+JsonDict = dict[str, Any]
+
+
+@dataclass(slots=True)
+class SessionRecord:
+    """The stored session record: metadata, counters and expiry bookkeeping (never the history).
+
+    ``until`` holds the wall-clock expiry this manager last gave the history
+    log (``h``), the tool log (``t``) and the user-index entry (``i``); they are
+    refreshed only when they would expire before the record does.
+    """
+
+    id: str
+    user_id: str
+    metadata: JsonDict
+    created_at: float
+    updated_at: float
+    ttl: float | None
+    expires_at: float | None
+    index: str
+    messages: int = 0
+    tools: int = 0
+    version: int = 1
+    until: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> JsonDict:
+        """The dict stored under the record key."""
+        return {
+            "fmt": RECORD_FORMAT,
+            "id": self.id,
+            "user_id": self.user_id,
+            "metadata": self.metadata,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "ttl": self.ttl,
+            "expires_at": self.expires_at,
+            "index": self.index,
+            "messages": self.messages,
+            "tools": self.tools,
+            "version": self.version,
+            "until": self.until,
+        }
+
+    @classmethod
+    def from_json(cls, key: str, data: JsonDict) -> SessionRecord:
+        """Parse a stored record; raise :class:`SessionDecodeError` if it is not one."""
+        fmt = data.get("fmt")
+        if type(fmt) is int and fmt > RECORD_FORMAT:
+            raise SchemaVersionError(
+                f"session record {key!r} has format {fmt}; this release reads up to {RECORD_FORMAT}"
+            )
+        try:
+            record = cls(
+                id=_field(data, "id", str),
+                user_id=_field(data, "user_id", str),
+                metadata=_field(data, "metadata", dict),
+                created_at=_number(data, "created_at"),
+                updated_at=_number(data, "updated_at"),
+                ttl=None if data.get("ttl") is None else _number(data, "ttl"),
+                expires_at=None if data.get("expires_at") is None else _number(data, "expires_at"),
+                index=_field(data, "index", str),
+                messages=_field(data, "messages", int),
+                tools=_field(data, "tools", int),
+                version=_field(data, "version", int),
+                until={k: float(v) for k, v in _field(data, "until", dict).items()},
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SessionDecodeError(key, f"not a session record ({exc})") from exc
+        if fmt != RECORD_FORMAT:
+            raise SessionDecodeError(key, f"not a session record (format {fmt!r})")
+        return record
+
+    def snapshot(self, history: Sequence[Message] = (), tools: Sequence[ToolInvocation] = ()) -> Session:
+        """A read-only :class:`Session` of this record with the given windows."""
+        return Session(
+            id=self.id,
+            user_id=self.user_id,
+            conversation_history=tuple(history),
+            tool_invocations=tuple(tools),
+            metadata=FrozenMap(self.metadata),
+            created_at=_datetime(self.created_at),
+            updated_at=_datetime(self.updated_at),
+            expires_at=None if self.expires_at is None else _datetime(self.expires_at),
+            ttl=self.ttl,
+            message_count=self.messages,
+            tool_invocation_count=self.tools,
+            version=self.version,
+        )
+
+
+def _field(data: JsonDict, name: str, kind: type) -> Any:
+    value = data[name]
+    if type(value) is not kind:
+        raise TypeError(f"{name} is a {type(value).__name__}, not {kind.__name__}")
+    return value
+
+
+def _number(data: JsonDict, name: str) -> float:
+    value = data[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} is a {type(value).__name__}, not a number")
+    return float(value)
+
+
+def _datetime(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, tz=UTC)
+
+
+# -- inputs ----------------------------------------------------------------------------------------
+
+
+def plain_json(value: Any, path: str) -> Any:
+    """Turn a caller's value (pydantic models, tuples, frozen snapshots, datetimes...) into plain JSON."""
+    try:
+        plain = to_jsonable_python(value, fallback=_fallback)
+    except (PydanticSerializationError, TypeError, ValueError) as exc:
+        raise InvalidValueError(path, f"cannot be stored as JSON: {exc}") from exc
+    _check_finite(plain, path)
+    return plain
+
+
+def _fallback(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return thaw(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-compatible")
+
+
+def _check_finite(value: Any, path: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidValueError(path, f"is {value!r}; JSON has no non-finite floats")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, f"{path}[{k!r}]")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{path}[{i}]")
+
+
+def metadata_dict(metadata: object, path: str = "metadata") -> JsonDict:
+    """Validate session metadata: a mapping with str keys of exactly round-tripping JSON values."""
+    if not isinstance(metadata, Mapping):
+        raise InvalidValueError(path, f"must be a mapping, not {type(metadata).__name__}")
+    plain = thaw(metadata)
+    for key in plain:
+        if not isinstance(key, str):
+            raise InvalidValueError(path, f"has a {type(key).__name__} key {key!r}; keys must be str")
+    return plain  # type: ignore[no-any-return]
+
+
+def _opt_text(value: object, path: str) -> str | None:
+    if value is None:
+        return None
+    if type(value) is not str or not value:
+        raise InvalidValueError(path, f"must be a non-empty str or None, not {value!r:.60}")
+    return value
+
+
+def tool_call_dict(value: object, path: str) -> JsonDict:
+    """Normalise one tool call: a :class:`ToolCall`, our own dict shape, or an OpenAI / Anthropic one."""
+    if isinstance(value, ToolCall):
+        return {"id": value.id, "name": value.name, "arguments": thaw(value.arguments)}
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json", exclude_none=True)
+    if not isinstance(value, Mapping):
+        raise InvalidValueError(path, f"must be a ToolCall or a mapping, not {type(value).__name__}")
+    function = value.get("function")
+    if isinstance(function, Mapping):
+        name, arguments = function.get("name"), function.get("arguments")
+    elif value.get("type") == "tool_use":
+        name, arguments = value.get("name"), value.get("input")
+    else:
+        name, arguments = value.get("name"), value.get("arguments")
+    call_id = _opt_text(value.get("id"), f"{path}.id")
+    if call_id is None:
+        raise InvalidValueError(f"{path}.id", "is required")
+    if _opt_text(name, f"{path}.name") is None:
+        raise InvalidValueError(f"{path}.name", "is required")
+    if arguments is None:
+        arguments = {}
+    elif isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except ValueError as exc:
+            raise InvalidValueError(f"{path}.arguments", f"is not valid JSON: {exc}") from exc
+    if not isinstance(arguments, Mapping):
+        raise InvalidValueError(f"{path}.arguments", f"must be a JSON object, not {type(arguments).__name__}")
+    return {"id": call_id, "name": name, "arguments": plain_json(arguments, f"{path}.arguments")}
+
+
+def message_entry(
+    role: object,
+    content: object,
+    *,
+    name: object = None,
+    tool_call_id: object = None,
+    tool_calls: object = None,
+    metadata: object = None,
+    path: str = "",
+) -> JsonDict:
+    """Validate one message and return the dict appended to the history log (without its timestamp)."""
+    if role not in ROLES:
+        raise InvalidValueError(f"{path}role", f"must be one of {', '.join(ROLES)}, not {role!r:.60}")
+    calls: list[JsonDict] = []
+    if tool_calls is not None:
+        if role != "assistant":
+            raise InvalidValueError(f"{path}tool_calls", f"only assistant messages call tools, not {role}")
+        if isinstance(tool_calls, str | bytes | Mapping | BaseModel) or not isinstance(tool_calls, Iterable):
+            raise InvalidValueError(f"{path}tool_calls", "must be a list of tool calls")
+        calls = [tool_call_dict(c, f"{path}tool_calls[{i}]") for i, c in enumerate(tool_calls)]
+        ids = [c["id"] for c in calls]
+        if len(set(ids)) != len(ids):
+            raise InvalidValueError(f"{path}tool_calls", "has duplicate call ids")
+    if content is None:
+        if not calls:
+            raise InvalidValueError(f"{path}content", "may be None only for an assistant message with tool_calls")
+    elif type(content) is not str:
+        raise InvalidValueError(f"{path}content", f"must be a str, not {type(content).__name__}")
+    entry: JsonDict = {"role": role, "content": content}
+    if (text := _opt_text(name, f"{path}name")) is not None:
+        entry["name"] = text
+    call_id = _opt_text(tool_call_id, f"{path}tool_call_id")
+    if role == "tool" and call_id is None:
+        raise InvalidValueError(f"{path}tool_call_id", "is required for a tool message")
+    if role != "tool" and call_id is not None:
+        raise InvalidValueError(f"{path}tool_call_id", f"belongs on tool messages only, not {role}")
+    if call_id is not None:
+        entry["tool_call_id"] = call_id
+    if calls:
+        entry["tool_calls"] = calls
+    if metadata is not None:
+        entry["metadata"] = metadata_dict(metadata, f"{path}metadata")
+    return entry
+
+
+def tool_entry(
+    tool_name: object,
+    *,
+    call_id: str,
+    arguments: object,
+    status: object,
+    result: object,
+    error: object,
+    started_at: float,
+    duration: object,
+) -> JsonDict:
+    """Validate one tool invocation and return the dict appended to the tool log (without its timestamp)."""
+    if type(tool_name) is not str or not tool_name:
+        raise InvalidValueError("tool_name", f"must be a non-empty str, not {tool_name!r:.60}")
+    if status not in TOOL_STATUSES:
+        raise InvalidValueError("status", f"must be one of {', '.join(TOOL_STATUSES)}, not {status!r:.60}")
+    if error is not None and not isinstance(error, Mapping):
+        raise InvalidValueError("error", f"must be a mapping or None, not {type(error).__name__}")
+    if duration is not None and (
+        isinstance(duration, bool)
+        or not isinstance(duration, int | float)
+        or not math.isfinite(duration)
+        or duration < 0
+    ):
+        raise InvalidValueError("duration", f"must be non-negative seconds or None, not {duration!r:.60}")
+    args: Any = arguments
+    if arguments is not None and not isinstance(arguments, str):
+        if isinstance(arguments, BaseModel):
+            args = arguments.model_dump(mode="json")
+        if not isinstance(args, Mapping):
+            raise InvalidValueError("arguments", f"must be a mapping, a str or None, not {type(arguments).__name__}")
+        args = plain_json(args, "arguments")
+    return {
+        "call_id": call_id,
+        "tool": tool_name,
+        "arguments": args,
+        "status": status,
+        "result": plain_json(result, "result"),
+        "error": None if error is None else plain_json(error, "error"),
+        "started_at": started_at,
+        "duration": None if duration is None else float(duration),
+    }
+
+
+# -- stored entries to snapshots -------------------------------------------------------------------
+
+
+def message_from_entry(key: str, entry: LogEntry) -> Message:
+    """Turn a history log entry into a :class:`Message`."""
+    value = entry.value
+    try:
+        return Message(
+            seq=entry.seq,
+            role=value["role"],
+            content=value["content"],
+            name=value.get("name"),
+            tool_call_id=value.get("tool_call_id"),
+            tool_calls=tuple(ToolCall(**c) for c in value.get("tool_calls", ())),
+            created_at=_datetime(value["ts"]),
+            metadata=value.get("metadata", {}),
+        )
+    except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        raise SessionDecodeError(key, f"history entry {entry.seq} is not a message ({exc})") from exc
+
+
+def invocation_from_entry(key: str, entry: LogEntry) -> ToolInvocation:
+    """Turn a tool log entry into a :class:`ToolInvocation`."""
+    value = entry.value
+    try:
+        return ToolInvocation(
+            seq=entry.seq,
+            call_id=value["call_id"],
+            tool_name=value["tool"],
+            arguments=value.get("arguments"),
+            status=value["status"],
+            result=value.get("result"),
+            error=value.get("error"),
+            started_at=_datetime(value["started_at"]),
+            duration=value.get("duration"),
+        )
+    except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        raise SessionDecodeError(key, f"tool log entry {entry.seq} is not a tool invocation ({exc})") from exc
+
+
+__all__ = [
+    "RECORD_FORMAT",
+    "SessionRecord",
+    "invocation_from_entry",
+    "message_entry",
+    "message_from_entry",
+    "metadata_dict",
+    "plain_json",
+    "tool_call_dict",
+    "tool_entry",
+]
