@@ -146,7 +146,8 @@ class LogStore(Protocol):
         """Append ``entries`` atomically; return their sequence numbers.
 
         ``ttl`` (re)sets the log's expiry (sliding); ``None`` leaves it as it
-        is. ``max_len`` trims the log to its newest ``max_len`` entries.
+        is. Appending no entries with a ``ttl`` only resets the expiry of an
+        existing log. ``max_len`` trims the log to its newest ``max_len`` entries.
         """
         ...
 

@@ -298,6 +298,16 @@ class StoreContract:
         assert await store.log_length("log:ttl") == 0
         assert len(await store.log_read("log:keep")) == 1
 
+    async def test_log_empty_append_only_slides_expiry(self, store: SessionStore) -> None:
+        if not isinstance(store, LogStore):
+            pytest.skip("store has no logs")
+        await store.log_append("log:slide", [{"n": 1}], ttl=0.4)
+        await asyncio.sleep(0.25)
+        assert await store.log_append("log:slide", [], ttl=0.4) == []
+        await asyncio.sleep(0.25)
+        assert [e.value for e in await store.log_read("log:slide")] == [{"n": 1}]
+        assert await store.log_last_seq("log:slide") == 1
+
     async def test_log_bad_entry_refused_before_write(self, store: SessionStore) -> None:
         if not isinstance(store, LogStore):
             pytest.skip("store has no logs")
