@@ -11,16 +11,20 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
+from ..codec import DEFAULT_CODEC, Codec
 from ..errors import InvalidValueError
+from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, HeldLease, hold
 from ..keys import TTL, ttl_seconds
 from ..locks import KeyedLock
 from ..store import (
     ClosableStore,
+    LockingStore,
     LogEntry,
     LogStore,
     PurgeableStore,
+    RawStore,
     ScannableStore,
     SessionStore,
     accepts_ttl,
@@ -88,6 +92,9 @@ class SessionManager:
         max_tool_invocations: int | None = None,
         namespace: str = "agent",
         history_window: int = DEFAULT_HISTORY_WINDOW,
+        isolation: Literal["local", "distributed"] = "local",
+        lease: float = DEFAULT_LEASE,
+        lock_wait: float = DEFAULT_LOCK_WAIT,
     ) -> None:
         self._owns_store = store is None or isinstance(store, str)
         if store is None:
@@ -110,6 +117,17 @@ class SessionManager:
         self._window = DEFAULT_HISTORY_WINDOW if window is None else window
         self._keys = AgentKeys(namespace)
         self._locks = KeyedLock()
+        if isolation not in ("local", "distributed"):
+            raise InvalidValueError("isolation", f"must be 'local' or 'distributed', not {isolation!r}")
+        self._leases: _LeaseStore | None = None
+        if isolation == "distributed":
+            if not isinstance(store, LockingStore) or not isinstance(store, RawStore):
+                raise MissingCapabilityError(store, "LockingStore (lock / commit ...)", "distributed isolation")
+            self._leases = store
+        self._lease = lease
+        self._lock_wait = lock_wait
+        self._held: dict[str, HeldLease] = {}
+        self._codec: Codec = store.codec if isinstance(store, RawStore) else DEFAULT_CODEC
 
     @property
     def store(self) -> SessionStore:
@@ -526,22 +544,33 @@ class SessionManager:
     async def _load(self, session_id: str, user_id: str | None) -> SessionRecord | None:
         """The stored record, or ``None`` if it is missing or (when ``user_id`` is given) someone else's."""
         key = self._keys.record(session_id)
-        data = await self._store.get(key)
-        if data is None:
-            return None
-        record = SessionRecord.from_json(key, data)
-        if user_id is not None and not _same_user(record.user_id, user_id):
-            return None
-        return record
+        return _owned(key, await self._store.get(key), user_id)
 
     @asynccontextmanager
     async def _locked(self, session_id: str, user_id: str | None) -> AsyncIterator[SessionRecord]:
-        """Hold the session's lock and load its record under it: the one place writes are serialised."""
-        async with self._locks.hold(self._keys.record(session_id)):
-            record = await self._load(session_id, user_id)
-            if record is None:
-                raise SessionNotFoundError(session_id)
-            yield record
+        """Hold the session's lock and load its record under it: the one place writes are serialised.
+
+        With ``isolation="distributed"`` the lock is also a store lease, and
+        :meth:`_save` / :meth:`_erase` commit through it (fenced).
+        """
+        key = self._keys.record(session_id)
+        async with self._locks.hold(key):
+            if self._leases is None:
+                record = await self._load(session_id, user_id)
+                if record is None:
+                    raise SessionNotFoundError(session_id)
+                yield record
+                return
+            async with hold(self._leases, key, lease=self._lease, wait=self._lock_wait) as held:
+                data = None if held.record is None else self._codec.decode(key, held.record.data)
+                record = _owned(key, data, user_id)
+                if record is None:
+                    raise SessionNotFoundError(session_id)
+                self._held[key] = held
+                try:
+                    yield record
+                finally:
+                    del self._held[key]
 
     async def _save(self, record: SessionRecord, now: float) -> None:
         """Write the record back, sliding its expiry; logs and index entry are extended first if due."""
@@ -559,7 +588,12 @@ class SessionManager:
             if record.until.get("i", 0.0) < expires_at:
                 await self._set(self._keys.user_index(record.user_id, record.index), {"id": record.id}, 2 * ttl)
                 record.until["i"] = now + 2 * ttl
-        await self._set(self._keys.record(record.id), record.to_json(), ttl)
+        key = self._keys.record(record.id)
+        held = self._held.get(key)
+        if held is None:
+            await self._set(key, record.to_json(), ttl)
+        else:
+            await held.commit(self._codec.encode(record.to_json()), ttl=ttl)
 
     async def _append_messages(self, session_id: str, user_id: str | None, entries: list[JsonDict]) -> list[Message]:
         key = self._keys.history(session_id)
@@ -584,7 +618,12 @@ class SessionManager:
         return [invocation_from_entry(key, entry) for entry in entries]
 
     async def _erase(self, session_id: str, user_id: str, index: str) -> None:
-        await self._store.delete(self._keys.record(session_id))
+        key = self._keys.record(session_id)
+        held = self._held.get(key)
+        if held is None:
+            await self._store.delete(key)
+        else:
+            await held.commit(None)
         await self._logs.log_delete(self._keys.history(session_id))
         await self._logs.log_delete(self._keys.tools(session_id))
         await self._store.delete(self._keys.user_index(user_id, index))
@@ -615,6 +654,20 @@ class SessionManager:
         if not isinstance(self._store, ScannableStore):
             raise MissingCapabilityError(self._store, "ScannableStore (scan)", operation)
         return self._store
+
+
+class _LeaseStore(LockingStore, RawStore, Protocol):
+    """A store with leases and bytes access, as distributed isolation needs."""
+
+
+def _owned(key: str, data: JsonDict | None, user_id: str | None) -> SessionRecord | None:
+    """The record in ``data``, or ``None`` if it is missing or (when ``user_id`` is given) someone else's."""
+    if data is None:
+        return None
+    record = SessionRecord.from_json(key, data)
+    if user_id is not None and not _same_user(record.user_id, user_id):
+        return None
+    return record
 
 
 def _same_user(owner: str, user_id: str) -> bool:

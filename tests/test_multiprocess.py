@@ -1,0 +1,91 @@
+"""Several worker processes, one session: nothing lost with distributed isolation, updates lost without it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sessionware import SessionManager, open_store
+
+from .conftest import POSTGRES_URL, REDIS_URL, require_server, unique
+
+ROOT = Path(__file__).resolve().parent.parent
+PROCESSES, TASKS, UPDATES = 4, 25, 20
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
+async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    backend = request.param
+    require_server(backend)
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path}/mp.db"
+        return
+    if backend == "redis":
+        prefix = unique("mp-")
+        yield f"{REDIS_URL}?prefix={prefix}"
+        store: Any = open_store(f"{REDIS_URL}?prefix={prefix}")
+        keys = [k async for k in store.client.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await store.client.delete(*keys)
+        await store.close()
+        return
+    table = unique("sessionware_mp_")
+    yield f"{POSTGRES_URL}?table={table}"
+    store = open_store(f"{POSTGRES_URL}?table={table}")
+    await store.drop_tables()
+    await store.close()
+
+
+def run_workers(config: dict[str, Any]) -> None:
+    start_at = time.time() + 3
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.mp_worker", json.dumps({**config, "worker": w, "start_at": start_at})],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(PROCESSES)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+
+
+async def test_counter_through_middleware(url: str) -> None:
+    config = {"url": url, "mode": "counter", "tasks": TASKS, "updates": UPDATES}
+    run_workers({**config, "isolation": "distributed"})
+    store = open_store(url)
+    assert await store.get("1") == {"n": PROCESSES * TASKS * UPDATES}
+    await store.delete("1")
+    run_workers({**config, "isolation": "local"})
+    lost = PROCESSES * TASKS * UPDATES - (await store.get("1") or {"n": 0})["n"]
+    await store.close()
+    print(f"\n{url.split(':')[0]}: isolation=local lost {lost} of {PROCESSES * TASKS * UPDATES} updates")
+    assert lost > 0, "without cross-process isolation, concurrent workers lose updates"
+
+
+async def test_add_message_from_many_processes(url: str) -> None:
+    manager = SessionManager(url, isolation="distributed")
+    s = await manager.create_session("worker-user")
+    run_workers(
+        {"url": url, "mode": "messages", "tasks": TASKS, "updates": UPDATES, "isolation": "distributed",
+         "session_id": s.id}
+    )
+    total = PROCESSES * TASKS * UPDATES
+    history = await manager.history(s.id, last=total)
+    assert [m.seq for m in history] == list(range(1, total + 1))
+    assert len({m.content for m in history}) == total
+    snapshot = await manager.get_session(s.id, history=0)
+    assert snapshot is not None
+    assert snapshot.message_count == total
+    await manager.close()
