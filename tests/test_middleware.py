@@ -249,3 +249,25 @@ async def test_lease_is_renewed_while_a_slow_handler_awaits(store: BaseSessionSt
 async def test_distributed_needs_a_store_with_leases() -> None:
     with pytest.raises(InvalidValueError, match="leases"):
         session(SeedStyleStore(), isolation="distributed")
+
+
+@pytest.mark.parametrize("isolation", ["local", "distributed"])
+async def test_quarantine_keeps_the_bad_record_aside_and_starts_fresh(
+    store: BaseSessionStore, isolation: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await store.set_raw("1", b"\xff\xfe not json")
+    router = counter_router(store, on_decode_error="quarantine", isolation=isolation, quarantine_key=lambda k: f"bad:{k}")
+    with caplog.at_level(logging.WARNING, logger="sessionware"):
+        await router.handle(message(1, "/inc"))
+    assert await store.get_raw("bad:1") == b"\xff\xfe not json"
+    assert await store.get("1") == {"n": 1}
+    assert any("kept aside" in r.getMessage() for r in caplog.records)
+    await store.set_raw("2", b'{"trunc')
+    await router.handle(message(2, "/look"))
+    assert await store.get_raw("2") is None, "an untouched fresh session replaces the undecodable record"
+    assert await store.get_raw("bad:2") == b'{"trunc'
+
+
+def test_quarantine_needs_bytes_access() -> None:
+    with pytest.raises(InvalidValueError, match="RawStore"):
+        session(SeedStyleStore(), on_decode_error="quarantine")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from .codec import DEFAULT_CODEC, Codec, JsonDict
-from .errors import InvalidValueError
+from .errors import InvalidValueError, SessionDecodeError
 from .isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, HeldLease, hold
 from .keys import TTL, check_key, ttl_seconds
 from .locks import KeyedLock
@@ -15,8 +17,15 @@ from .router import Context, Next
 from .store import BasicSessionStore, LockingStore, RawStore, accepts_ttl
 from .stores.memory import InMemorySessionStore
 
+log = logging.getLogger("sessionware")
+
 KeyFunc = Callable[[Context], "str | Awaitable[str | None] | None"]
 Isolation = Literal["none", "local", "distributed"]
+
+
+def default_quarantine_key(key: str) -> str:
+    """Where an undecodable session is kept aside: ``"<key>:quarantined:<nanosecond timestamp>"``."""
+    return f"{key}:quarantined:{time.time_ns()}"
 
 
 def by_user(ctx: Context) -> str | None:
@@ -55,6 +64,8 @@ class SessionMiddleware:
         save_on_error: bool = False,
         lease: float = DEFAULT_LEASE,
         lock_wait: float = DEFAULT_LOCK_WAIT,
+        on_decode_error: Literal["raise", "quarantine"] = "raise",
+        quarantine_key: Callable[[str], str] | None = None,
     ) -> None:
         self.store: BasicSessionStore = store if store is not None else InMemorySessionStore()
         if isinstance(key, str):
@@ -82,6 +93,12 @@ class SessionMiddleware:
         self.rolling = rolling
         self.isolation = isolation
         self.save_on_error = save_on_error
+        if on_decode_error not in ("raise", "quarantine"):
+            raise InvalidValueError("on_decode_error", f"must be 'raise' or 'quarantine', not {on_decode_error!r}")
+        if on_decode_error == "quarantine" and not isinstance(self.store, RawStore):
+            raise InvalidValueError("on_decode_error", "'quarantine' needs a store with bytes access (RawStore)")
+        self.on_decode_error = on_decode_error
+        self.quarantine_key = quarantine_key or default_quarantine_key
         self._raw = isinstance(self.store, RawStore)
         self.codec: Codec = self.store.codec if isinstance(self.store, RawStore) else DEFAULT_CODEC
         self._locks = KeyedLock()
@@ -114,16 +131,33 @@ class SessionMiddleware:
         self, ctx: Context, key: str, next: Next, stored: bytes | None, held: HeldLease | None
     ) -> None:
         existed = stored is not None
+        baseline = b""  # what the saved session is compared with; b"" always differs
+        if stored is not None:
+            try:
+                ctx.session = self.codec.decode(key, stored)
+                baseline = stored
+            except SessionDecodeError as exc:
+                if self.on_decode_error != "quarantine":
+                    raise
+                await self._quarantine(key, stored, exc)
+                stored = None
         if stored is None:
-            stored = self.codec.encode(self.initial() if self.initial is not None else {})
-        ctx.session = self.codec.decode(key, stored)
+            fresh = self.codec.encode(self.initial() if self.initial is not None else {})
+            ctx.session = self.codec.decode(key, fresh)
+            if not existed:
+                baseline = fresh
         try:
             await next()
         except BaseException:
             if self.save_on_error:
-                await self._save(ctx, key, stored, existed, held)
+                await self._save(ctx, key, baseline, existed, held)
             raise
-        await self._save(ctx, key, stored, existed, held)
+        await self._save(ctx, key, baseline, existed, held)
+
+    async def _quarantine(self, key: str, data: bytes, exc: SessionDecodeError) -> None:
+        aside = self.quarantine_key(key)
+        await self.store.set_raw(aside, data)  # type: ignore[attr-defined]
+        log.warning("session %r could not be decoded (%s); kept aside under %r, starting fresh", key, exc.reason, aside)
 
     async def _load(self, key: str) -> bytes | None:
         if self._raw:
@@ -167,6 +201,8 @@ def session(
     save_on_error: bool = False,
     lease: float = DEFAULT_LEASE,
     lock_wait: float = DEFAULT_LOCK_WAIT,
+    on_decode_error: Literal["raise", "quarantine"] = "raise",
+    quarantine_key: Callable[[str], str] | None = None,
 ) -> SessionMiddleware:
     """The session middleware: ``router.use(session())``.
 
@@ -183,6 +219,11 @@ def session(
       :class:`~sessionware.errors.LeaseExpiredError` if the lease was lost);
       ``"none"`` turns isolation off.
     - ``lease`` / ``lock_wait``: lease length and how long to wait for it (distributed only).
+    - ``on_decode_error``: ``"raise"`` (default) stops the update with
+      :class:`~sessionware.errors.SessionDecodeError` and leaves the record
+      untouched; ``"quarantine"`` copies the undecodable bytes to
+      ``quarantine_key(key)`` (default ``"<key>:quarantined:<ns timestamp>"``),
+      logs a warning and starts a fresh session.
     - ``save_on_error``: also save when a handler raised (off: nothing is written).
 
     The session is written only when its encoding differs from what was read,
@@ -199,4 +240,6 @@ def session(
         save_on_error=save_on_error,
         lease=lease,
         lock_wait=lock_wait,
+        on_decode_error=on_decode_error,
+        quarantine_key=quarantine_key,
     )
