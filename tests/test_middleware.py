@@ -256,7 +256,9 @@ async def test_quarantine_keeps_the_bad_record_aside_and_starts_fresh(
     store: BaseSessionStore, isolation: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     await store.set_raw("1", b"\xff\xfe not json")
-    router = counter_router(store, on_decode_error="quarantine", isolation=isolation, quarantine_key=lambda k: f"bad:{k}")
+    router = counter_router(
+        store, on_decode_error="quarantine", isolation=isolation, quarantine_key=lambda k: f"bad:{k}"
+    )
     with caplog.at_level(logging.WARNING, logger="sessionware"):
         await router.handle(message(1, "/inc"))
     assert await store.get_raw("bad:1") == b"\xff\xfe not json"
