@@ -17,14 +17,16 @@ from sessionware.stores.memory import InMemorySessionStore
 REDIS_URL = os.environ.get("SESSIONWARE_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 POSTGRES_URL = os.environ.get("SESSIONWARE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
-BACKENDS = ["memory", "sqlite", "redis", "postgres"]
+BACKENDS = ["memory", "sqlite", "redis", "redis-py", "postgres"]
 
 START_HINTS = {
     "redis": "start it with: redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save '' "
     "--appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log",
+    "redis-py": "start it with: redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save '' "
+    "--appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log",
     "postgres": "start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
 }
-PORTS = {"redis": 6379, "postgres": 5432}
+PORTS = {"redis": 6379, "redis-py": 6379, "postgres": 5432}
 
 
 def require_server(backend: str) -> None:
@@ -82,6 +84,22 @@ async def open_backend(backend: str, tmp_path: Path, **options: Any) -> tuple[Ba
             await store.close()
 
         return store, drop_redis
+    if backend == "redis-py":
+        import redis.asyncio as aioredis
+
+        from sessionware.stores.redis import RedisSessionStore
+
+        prefix = unique("test-")
+        client = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(REDIS_URL, max_connections=64))
+        store = RedisSessionStore(client, prefix, **options)
+
+        async def drop_redis_py() -> None:
+            keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+            if keys:
+                await client.delete(*keys)
+            await client.aclose()
+
+        return store, drop_redis_py
     if backend == "postgres":
         from sessionware.stores.postgres import PostgresSessionStore
 
@@ -98,7 +116,7 @@ async def open_backend(backend: str, tmp_path: Path, **options: Any) -> tuple[Ba
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
-    """Each backend in turn."""
+    """Each backend in turn ("redis-py": the Redis store over a redis-py client the user passes in, as in the seed)."""
     return str(request.param)
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -16,15 +18,20 @@ import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
 
 from sessionware.errors import (
+    ConflictError,
     InvalidKeyError,
     InvalidStoreURLError,
     InvalidValueError,
+    LeaseExpiredError,
+    LockError,
     SessionDecodeError,
     StoreError,
     StoreTimeoutError,
     StoreUnavailableError,
     ValueTooLargeError,
 )
+from sessionware.middleware import session
+from sessionware.router import Context, Router
 from sessionware.store import (
     ClosableStore,
     ExpiringStore,
@@ -33,7 +40,11 @@ from sessionware.store import (
     ScannableStore,
     SessionStore,
 )
+from sessionware.stores._resp import ReplyError
 from sessionware.stores.redis import RedisSessionStore
+from sessionware.testing import StoreContract
+
+from .helpers import message
 
 REDIS_URL = os.environ.get("SESSIONWARE_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 
@@ -46,12 +57,6 @@ def unique(prefix: str = "rt") -> str:
 
 def escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
-@pytest.fixture
-def backend() -> str:
-    """Run conftest's ``store`` / ``make_store`` fixtures on Redis only."""
-    return "redis"
 
 
 @pytest.fixture
@@ -88,6 +93,52 @@ async def open_store(raw: aioredis.Redis) -> AsyncIterator[OpenStore]:
         await store.close()
 
 
+CLIENT_KINDS = ["resp", "redis-py"]
+
+
+def open_kind(kind: str, prefix: str) -> tuple[RedisSessionStore, aioredis.Redis | None]:
+    """A store talking through our own client (``from_url``) or through a redis-py client passed in."""
+    if kind == "resp":
+        return RedisSessionStore.from_url(REDIS_URL, prefix=prefix), None
+    client = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(REDIS_URL, max_connections=64))
+    return RedisSessionStore(client, prefix), client
+
+
+@pytest.fixture(params=CLIENT_KINDS)
+def client_kind(request: pytest.FixtureRequest) -> str:
+    """Which client the store talks through."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def store(client_kind: str, raw: aioredis.Redis) -> AsyncIterator[RedisSessionStore]:
+    """A fresh store under a unique prefix on each client kind; its keys are deleted afterwards."""
+    prefix = unique("test-")
+    opened, client = open_kind(client_kind, prefix)
+    yield opened
+    names = [k async for k in raw.scan_iter(match=escape(prefix) + ":*", count=1000)]
+    if names:
+        await raw.delete(*names)
+    await opened.close()
+    if client is not None:
+        await client.aclose()
+
+
+class TestContractThroughRedisPy(StoreContract):
+    """The whole contract suite with a user's redis-py client (``test_contract.py`` covers ``from_url``)."""
+
+    @pytest.fixture
+    async def store(self, raw: aioredis.Redis) -> AsyncIterator[RedisSessionStore]:
+        prefix = unique("test-")
+        opened, client = open_kind("redis-py", prefix)
+        yield opened
+        names = [k async for k in raw.scan_iter(match=escape(prefix) + ":*", count=1000)]
+        if names:
+            await raw.delete(*names)
+        assert client is not None
+        await client.aclose()
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -102,22 +153,37 @@ async def test_has_every_capability(store: RedisSessionStore) -> None:
         assert isinstance(store, protocol), protocol.__name__
 
 
-async def test_record_layout_is_prefix_colon_key(store: RedisSessionStore) -> None:
+async def test_record_layout_is_prefix_colon_key(store: RedisSessionStore, raw: aioredis.Redis) -> None:
     await store.set("user:42", {"n": 1})
-    assert await store.client.get(f"{store.prefix}:user:42") == b'{"n":1}'
+    stored = await raw.get(f"{store.prefix}:user:42")
+    assert isinstance(stored, bytes)
+    assert re.fullmatch(rb's1:[1-9][0-9]{0,18}:\{"n":1\}', stored), stored
     await store.set("ttl", {"n": 2}, ttl=30)
-    assert 29_000 < await store.client.pttl(f"{store.prefix}:ttl") <= 30_000
+    assert 29_000 < await raw.pttl(f"{store.prefix}:ttl") <= 30_000
     await store.delete("user:42")
-    assert await store.client.exists(f"{store.prefix}:user:42") == 0
+    assert await raw.exists(f"{store.prefix}:user:42") == 0
 
 
-async def test_touch_none_removes_expiry(store: RedisSessionStore) -> None:
+async def test_every_write_draws_a_new_version(store: RedisSessionStore, raw: aioredis.Redis) -> None:
+    name = f"{store.prefix}:v"
+    versions = set()
+    for _ in range(50):
+        await store.set("v", {"same": "value"})
+        got = await store.get_versioned("v")
+        assert got is not None
+        assert await raw.get(name) == b"s1:%d:%b" % (got.version, got.data)
+        assert 0 < got.version < 2**63
+        versions.add(got.version)
+    assert len(versions) == 50
+
+
+async def test_touch_none_removes_expiry(store: RedisSessionStore, raw: aioredis.Redis) -> None:
     await store.set("t", {"n": 1}, ttl=30)
     assert await store.touch("t", None)
     assert await store.expires_in("t") is None
     assert await store.get("t") == {"n": 1}
     assert not await store.touch("missing", None)
-    assert not await store.client.exists(f"{store.prefix}:missing")
+    assert not await raw.exists(f"{store.prefix}:missing")
 
 
 async def test_user_client_seed_style(raw: aioredis.Redis) -> None:
@@ -128,7 +194,9 @@ async def test_user_client_seed_style(raw: aioredis.Redis) -> None:
     try:
         await store.set("alice", {"step": 2})
         assert await store.get("alice") == {"step": 2}
-        assert await raw.get(f"{prefix}:alice") == b'{"step":2}'
+        stored = await raw.get(f"{prefix}:alice")
+        assert isinstance(stored, bytes)
+        assert stored.endswith(b':{"step":2}')
         assert await store.log_append("alice", [{"m": 1}]) == [1]
         await store.close()
         assert await client.ping()
@@ -183,7 +251,7 @@ def test_bad_prefix_refused(prefix: Any) -> None:
 def test_decoding_client_refused() -> None:
     with pytest.raises(ValueError, match="decode_responses=False"):
         RedisSessionStore(aioredis.Redis(host="127.0.0.1", db=9, decode_responses=True))
-    with pytest.raises(ValueError, match="decode_responses=False"):
+    with pytest.raises(TypeError, match="decode_responses"):
         RedisSessionStore.from_url(REDIS_URL, decode_responses=True)
 
 
@@ -254,11 +322,11 @@ async def test_two_prefixes_never_share_keys(open_store: OpenStore) -> None:
     assert [e.value for e in await a.log_read("k")] == [{"store": "a"}]
 
 
-async def test_scan_skips_logs_and_foreign_bytes(store: RedisSessionStore) -> None:
+async def test_scan_skips_logs_and_foreign_bytes(store: RedisSessionStore, raw: aioredis.Redis) -> None:
     await store.set("rec", {})
     await store.log_append("rec", [{"n": 1}])
     await store.log_append("only-a-log", [{"n": 1}])
-    await store.client.set(f"{store.prefix}:".encode() + b"\xff\xfe", b"{}")
+    await raw.set(f"{store.prefix}:".encode() + b"\xff\xfe", b"{}")
     assert [k async for k in store.scan()] == ["rec"]
     assert [k async for k in store.scan("\x00")] == []
 
@@ -276,28 +344,75 @@ async def test_scan_limit_and_many_keys(store: RedisSessionStore) -> None:
 # -- stored data that cannot be decoded ---------------------------------------------------------
 
 
-async def test_undecodable_record_is_reported_and_kept(store: RedisSessionStore) -> None:
-    name = f"{store.prefix}:broken"
-    junk = b"\xff\xfe{not json"
-    await store.client.set(name, junk)
+FOREIGN_RECORDS = [
+    pytest.param(b"\xff\xfe{not json", "frame", id="junk"),
+    pytest.param(b'{"n": 1}', "frame", id="bare-json"),
+    pytest.param(b"s2:17:{}", "format 's2'", id="newer-format"),
+    pytest.param(b"v1:17:{}", "format 'v1'", id="other-format"),
+    pytest.param(b"s1:{}", "frame", id="no-version"),
+    pytest.param(b"s1::{}", "frame", id="empty-version"),
+    pytest.param(b"s1:0:{}", "frame", id="version-zero"),
+    pytest.param(b"s1:007:{}", "frame", id="leading-zero"),
+    pytest.param(b"s1:12345678901234567890:{}", "frame", id="version-too-long"),
+    pytest.param(b"s1:-5:{}", "frame", id="negative"),
+    pytest.param(b"s1:12", "frame", id="truncated"),
+    pytest.param(b"", "frame", id="empty"),
+]
+
+
+@pytest.mark.parametrize(("stored", "reason"), FOREIGN_RECORDS)
+async def test_foreign_record_is_a_decode_error_and_kept(
+    store: RedisSessionStore, raw: aioredis.Redis, stored: bytes, reason: str
+) -> None:
+    """No frame, an unknown format or a malformed version: every read path names the key; nothing is written."""
+    name = f"{store.prefix}:foreign"
+    await raw.set(name, stored)
+    reads: list[Callable[[], Awaitable[object]]] = [
+        lambda: store.get("foreign"),
+        lambda: store.get_raw("foreign"),
+        lambda: store.get_versioned("foreign"),
+        lambda: store.lock("foreign", lease=5, wait=0),
+        lambda: store.set_versioned("foreign", b"{}", expected=0),
+        lambda: store.set_versioned("foreign", b"{}", expected=17),
+        lambda: store.delete_versioned("foreign", expected=17),
+    ]
+    for read in reads:
+        with pytest.raises(SessionDecodeError) as info:
+            await read()
+        assert info.value.key == "foreign"
+        assert "foreign" in str(info.value)
+    assert reason in str(await _decode_error(store.get("foreign")))
+    assert await raw.get(name) == stored
+    assert await raw.exists(f"{store.prefix}:\x00lock:foreign") == 0, "a failed lock+read leaves no lease behind"
+    await store.set("foreign", {"fresh": True})
+    assert await store.get("foreign") == {"fresh": True}
+
+
+async def _decode_error(call: Awaitable[object]) -> SessionDecodeError:
     with pytest.raises(SessionDecodeError) as info:
-        await store.get("broken")
-    assert info.value.key == "broken"
-    assert "broken" in str(info.value)
-    assert await store.client.get(name) == junk
-    assert await store.get_raw("broken") == junk
-    await store.client.set(name, b"[1, 2]")
-    with pytest.raises(SessionDecodeError, match="broken"):
-        await store.get("broken")
-    assert await store.client.get(name) == b"[1, 2]"
+        await call
+    return info.value
 
 
-async def test_undecodable_log_entries_are_reported_and_kept(store: RedisSessionStore) -> None:
+async def test_undecodable_payload_is_reported_and_kept(store: RedisSessionStore, raw: aioredis.Redis) -> None:
+    name = f"{store.prefix}:broken"
+    for payload in (b"\xff\xfe{not json", b"[1, 2]", b'{"truncated": [1, 2'):
+        stored = b"s1:42:" + payload
+        await raw.set(name, stored)
+        with pytest.raises(SessionDecodeError) as info:
+            await store.get("broken")
+        assert info.value.key == "broken"
+        assert await store.get_raw("broken") == payload
+        assert await store.get_versioned("broken") == (payload, 42)
+        assert await raw.get(name) == stored
+
+
+async def test_undecodable_log_entries_are_reported_and_kept(store: RedisSessionStore, raw: aioredis.Redis) -> None:
     name = f"{store.prefix}:\x00log:broken"
-    await store.client.rpush(name, b"1:{bad json")
+    await raw.rpush(name, b"1:{bad json")
     with pytest.raises(SessionDecodeError, match="broken"):
         await store.log_read("broken")
-    await store.client.rpush(name, b"no frame at all")
+    await raw.rpush(name, b"no frame at all")
     for call in (
         store.log_read("broken"),
         store.log_last_seq("broken"),
@@ -306,16 +421,16 @@ async def test_undecodable_log_entries_are_reported_and_kept(store: RedisSession
         with pytest.raises(SessionDecodeError) as info:
             await call
         assert info.value.key == "broken"
-    assert await store.client.lrange(name, 0, -1) == [b"1:{bad json", b"no frame at all"]
+    assert await raw.lrange(name, 0, -1) == [b"1:{bad json", b"no frame at all"]
 
 
-async def test_wrong_type_under_log_key_is_store_error(store: RedisSessionStore) -> None:
+async def test_wrong_type_under_log_key_is_store_error(store: RedisSessionStore, raw: aioredis.Redis) -> None:
     name = f"{store.prefix}:\x00log:str"
-    await store.client.set(name, b"a string, not a list")
+    await raw.set(name, b"a string, not a list")
     with pytest.raises(StoreError) as info:
         await store.log_append("str", [{"n": 1}])
-    assert isinstance(info.value.__cause__, redis_errors.ResponseError)
-    assert await store.client.get(name) == b"a string, not a list"
+    assert isinstance(info.value.__cause__, redis_errors.ResponseError | ReplyError)
+    assert await raw.get(name) == b"a string, not a list"
 
 
 # -- an unreachable server --------------------------------------------------------------------
@@ -323,7 +438,7 @@ async def test_wrong_type_under_log_key_is_store_error(store: RedisSessionStore)
 
 async def test_unreachable_server_is_unavailable() -> None:
     port = closed_port()
-    store = RedisSessionStore.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.5)
+    store = RedisSessionStore.from_url(f"redis://127.0.0.1:{port}/0", connect_timeout=0.5)
     try:
         calls: list[Callable[[], Awaitable[object]]] = [
             lambda: store.get("k"),
@@ -336,11 +451,11 @@ async def test_unreachable_server_is_unavailable() -> None:
         for call in calls:
             with pytest.raises(StoreUnavailableError) as info:
                 await call()
-            assert isinstance(info.value.__cause__, redis_errors.ConnectionError)
+            assert isinstance(info.value.__cause__, ConnectionError)
             assert "redis" in str(info.value)
         with pytest.raises(StoreUnavailableError) as info:
             [k async for k in store.scan()]
-        assert isinstance(info.value.__cause__, redis_errors.ConnectionError)
+        assert isinstance(info.value.__cause__, ConnectionError)
     finally:
         await store.close()
 
@@ -362,28 +477,302 @@ async def test_silent_server_hits_store_timeout() -> None:
             await store.close()
 
 
+# -- versions and leases --------------------------------------------------------------------------
+
+
+async def test_lease_layout_and_one_call_each(store: RedisSessionStore, raw: aioredis.Redis) -> None:
+    """The lease is one key in the internal keyspace; lock+read and commit+release are one call each."""
+    await store.set("k", {"n": 1})
+    calls = count_calls(store)
+    held = await store.lock("k", lease=5, wait=0)
+    assert [c[0] for c in calls] == ["EVALSHA"]
+    lease_key = f"{store.prefix}:\x00lock:k"
+    assert await raw.get(lease_key) == held.lease.token.encode()
+    assert 4_000 < await raw.pttl(lease_key) <= 5_000
+    assert [k async for k in store.scan()] == ["k"]
+    assert held.record is not None
+    assert held.record == await store.get_versioned("k")
+    calls.clear()
+    version = await store.commit(held.lease, store.codec.encode({"n": 2}), ttl=60)
+    assert [c[0] for c in calls] == ["EVALSHA"]
+    assert await raw.exists(lease_key) == 0
+    assert await raw.get(f"{store.prefix}:k") == b's1:%d:{"n":2}' % version
+    assert 59_000 < await raw.pttl(f"{store.prefix}:k") <= 60_000
+    again = await store.lock("k", lease=5, wait=0)
+    assert await store.commit(again.lease, None) == 0
+    assert await raw.exists(lease_key, f"{store.prefix}:k") == 0
+
+
+def count_calls(store: RedisSessionStore) -> list[tuple[Any, ...]]:
+    """Record every command the store sends from now on (the commands still run)."""
+    calls: list[tuple[Any, ...]] = []
+    execute = store._exec
+
+    async def counting(*args: Any) -> Any:
+        calls.append(args)
+        return await execute(*args)
+
+    store._exec = counting
+    return calls
+
+
+@pytest.mark.parametrize(("isolation", "changed", "unchanged"), [("none", 2, 1), ("distributed", 2, 2)])
+async def test_distributed_isolation_costs_no_extra_round_trip(
+    store: RedisSessionStore, isolation: str, changed: int, unchanged: int
+) -> None:
+    router = Router()
+    router.use(session(store, isolation=isolation))  # type: ignore[arg-type]
+
+    @router.command("inc")
+    async def inc(ctx: Context) -> None:
+        ctx.session["n"] = ctx.session.get("n", 0) + 1
+
+    @router.command("look")
+    async def look(ctx: Context) -> None:
+        ctx.state["n"] = ctx.session.get("n")
+
+    await router.handle(message(1, "/inc"))  # loads the scripts on the server
+    await router.handle(message(1, "/look"))
+    calls = count_calls(store)
+    await router.handle(message(1, "/inc"))
+    assert len(calls) == changed, calls
+    calls.clear()
+    await router.handle(message(1, "/look"))
+    assert len(calls) == unchanged, calls
+    assert await store.get("1") == {"n": 2}
+
+
+async def test_lock_waits_for_the_holder_to_release(store: RedisSessionStore) -> None:
+    first = await store.lock("w", lease=5, wait=0)
+
+    async def release_soon() -> None:
+        await asyncio.sleep(0.15)
+        await store.commit(first.lease, store.codec.encode({"by": "first"}))
+
+    releaser = asyncio.create_task(release_soon())
+    started = time.monotonic()
+    second = await store.lock("w", lease=5, wait=5)
+    waited = time.monotonic() - started
+    await releaser
+    assert 0.1 < waited < 2
+    assert second.record is not None
+    assert store.codec.decode("w", second.record.data) == {"by": "first"}
+    await store.unlock(second.lease)
+
+
+async def test_lock_wait_is_bounded(store: RedisSessionStore) -> None:
+    held = await store.lock("b", lease=30, wait=0)
+    started = time.monotonic()
+    with pytest.raises(LockError, match="'b'"):
+        await store.lock("b", lease=5, wait=0)
+    assert time.monotonic() - started < 0.5
+    started = time.monotonic()
+    with pytest.raises(LockError):
+        await store.lock("b", lease=5, wait=0.3)
+    assert 0.3 <= time.monotonic() - started < 1.5
+    await store.unlock(held.lease)
+
+
+async def test_lock_taken_over_once_the_holders_lease_expires(store: RedisSessionStore, raw: aioredis.Redis) -> None:
+    """A holder that died never releases: its lease expires and the next waiter gets the key."""
+    dead = await store.lock("x", lease=0.2, wait=0)
+    started = time.monotonic()
+    alive = await store.lock("x", lease=5, wait=10)
+    assert time.monotonic() - started < 1.5
+    assert await raw.get(f"{store.prefix}:\x00lock:x") == alive.lease.token.encode()
+    with pytest.raises(LeaseExpiredError):
+        await store.renew(dead.lease)
+    await store.unlock(dead.lease)
+    assert await raw.get(f"{store.prefix}:\x00lock:x") == alive.lease.token.encode(), "only the owner releases"
+    with pytest.raises(LeaseExpiredError):
+        await store.commit(dead.lease, store.codec.encode({"n": -1}))
+    assert await store.get("x") is None
+    await store.commit(alive.lease, store.codec.encode({"n": 1}))
+    assert await store.get("x") == {"n": 1}
+
+
+async def test_renew_extends_the_lease_on_the_server(store: RedisSessionStore, raw: aioredis.Redis) -> None:
+    held = await store.lock("r", lease=1, wait=0)
+    await asyncio.sleep(0.3)
+    renewed = await store.renew(held.lease)
+    assert renewed.token == held.lease.token
+    assert renewed.acquired_at > held.lease.acquired_at
+    assert 900 < await raw.pttl(f"{store.prefix}:\x00lock:r") <= 1000
+    await store.unlock(renewed)
+    assert await raw.exists(f"{store.prefix}:\x00lock:r") == 0
+
+
+async def test_compare_and_set_conflicts_name_the_versions(store: RedisSessionStore) -> None:
+    v1 = await store.set_versioned("c", b'{"n":1}', expected=0)
+    with pytest.raises(ConflictError, match=rf"'c'.*expected version 0, found {v1}"):
+        await store.set_versioned("c", b'{"n":2}', expected=0)
+    with pytest.raises(ConflictError, match=rf"expected version 5, found {v1}"):
+        await store.delete_versioned("c", expected=5)
+    await store.delete_versioned("c", expected=v1)
+    with pytest.raises(ConflictError, match="found 0"):
+        await store.set_versioned("c", b'{"n":3}', expected=v1)
+    await store.delete_versioned("c", expected=0)
+    assert await store.get("c") is None
+    v2 = await store.set_versioned("c", b'{"n":4}', expected=0, ttl=30)
+    assert v2 != v1
+    left = await store.expires_in("c")
+    assert left is not None
+    assert 29 < left <= 30
+
+
+async def test_compare_and_set_under_concurrency_lets_exactly_one_win(store: RedisSessionStore) -> None:
+    base = await store.set_versioned("race", b'{"n":0}', expected=0)
+
+    async def attempt(i: int) -> int | None:
+        try:
+            return await store.set_versioned("race", b'{"n":%d}' % i, expected=base)
+        except ConflictError:
+            return None
+
+    results = await asyncio.gather(*(attempt(i) for i in range(1, 41)))
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    got = await store.get_versioned("race")
+    assert got is not None
+    assert got.version == winners[0]
+
+
+@pytest.mark.parametrize("lease", [0, -1, float("nan"), float("inf"), "5", True, None])
+async def test_bad_lease_refused_before_anything_is_written(
+    store: RedisSessionStore, raw: aioredis.Redis, lease: Any
+) -> None:
+    with pytest.raises(InvalidValueError, match="lease"):
+        await store.lock("bad", lease=lease, wait=0)
+    assert await raw.exists(f"{store.prefix}:\x00lock:bad") == 0
+
+
+@pytest.mark.parametrize("wait", [-1, float("nan"), "1", None])
+async def test_bad_wait_refused(store: RedisSessionStore, wait: Any) -> None:
+    with pytest.raises(InvalidValueError, match="wait"):
+        await store.lock("bad", lease=5, wait=wait)
+
+
+async def test_bad_versioned_writes_refused_before_writing(store: RedisSessionStore) -> None:
+    v = await store.set_versioned("keep", b'{"kept":true}', expected=0)
+    bad: list[Any] = ["1", -1, True, 1.5]
+    for expected in bad:
+        with pytest.raises(InvalidValueError, match="expected"):
+            await store.set_versioned("keep", b"{}", expected=expected)
+        with pytest.raises(InvalidValueError, match="expected"):
+            await store.delete_versioned("keep", expected=expected)
+    with pytest.raises(InvalidValueError, match="data"):
+        await store.set_versioned("keep", "{}", expected=v)  # type: ignore[arg-type]
+    with pytest.raises(ValueTooLargeError):
+        await store.set_versioned("keep", b" " * (store.max_size + 1), expected=v)
+    with pytest.raises(InvalidValueError, match="ttl"):
+        await store.set_versioned("keep", b"{}", expected=v, ttl=0)
+    held = await store.lock("keep", lease=5, wait=0)
+    with pytest.raises(ValueTooLargeError):
+        await store.commit(held.lease, b" " * (store.max_size + 1))
+    with pytest.raises(InvalidValueError, match="lease"):
+        await store.commit("not a lease", b"{}")  # type: ignore[arg-type]
+    await store.unlock(held.lease)
+    assert await store.get_versioned("keep") == (b'{"kept":true}', v)
+
+
+COUNTER_WORKER = """
+import asyncio, sys
+from sessionware.middleware import session
+from sessionware.router import Router
+from sessionware.stores.redis import RedisSessionStore
+from sessionware.testing import StoreContract
+
+async def main(url, prefix, isolation, workers, tasks, updates):
+    store = RedisSessionStore.from_url(url, prefix=prefix)
+    router = Router()
+    router.use(session(store, isolation=isolation, lease=10, lock_wait=60))
+
+    @router.command("inc")
+    async def inc(ctx):
+        n = ctx.session.get("n", 0)
+        await asyncio.sleep(0)
+        ctx.session["n"] = n + 1
+
+    update = {"update_id": 1, "message": {"message_id": 1, "from": {"id": 7}, "chat": {"id": 7}, "text": "/inc"}}
+    await store._exec("INCR", prefix + ":ready")
+    while int(await store._exec("GET", prefix + ":ready")) < workers:
+        await asyncio.sleep(0.005)
+
+    async def task():
+        for _ in range(updates):
+            await router.handle(update)
+
+    await asyncio.gather(*(task() for _ in range(tasks)))
+    await store.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], *map(int, sys.argv[4:7])))
+"""
+
+
+async def run_counter_workers(prefix: str, isolation: str, workers: int, tasks: int, updates: int) -> None:
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            COUNTER_WORKER,
+            REDIS_URL,
+            prefix,
+            isolation,
+            str(workers),
+            str(tasks),
+            str(updates),
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(workers)
+    ]
+    for child in children:
+        _, err = await asyncio.wait_for(child.communicate(), 300)
+        assert child.returncode == 0, err.decode()
+
+
+@pytest.mark.slow
+async def test_four_processes_lose_no_update_with_distributed_isolation(
+    open_store: OpenStore, raw: aioredis.Redis
+) -> None:
+    """4 processes x 25 tasks x 20 updates of one counter through Router + session(): exactly 2,000."""
+    store = await open_store()
+    await run_counter_workers(store.prefix, "distributed", 4, 25, 20)
+    assert await store.get("7") == {"n": 2000}
+    assert await raw.exists(f"{store.prefix}:\x00lock:7") == 0, "every lease was released"
+
+
+@pytest.mark.slow
+async def test_four_processes_lose_updates_without_isolation(open_store: OpenStore) -> None:
+    """The failure distributed isolation prevents: the same run with isolation off ends short of 2,000."""
+    store = await open_store()
+    await run_counter_workers(store.prefix, "none", 4, 25, 20)
+    got = await store.get("7")
+    assert got is not None
+    assert 0 < got["n"] < 2000
+
+
 # -- logs ------------------------------------------------------------------------------------------
 
 
-async def test_log_layout_and_single_key(store: RedisSessionStore) -> None:
+async def test_log_layout_and_single_key(store: RedisSessionStore, raw: aioredis.Redis) -> None:
     assert await store.log_append("chat", [{"n": 1}, {"n": 2}]) == [1, 2]
-    names = [k async for k in store.client.scan_iter(match=escape(store.prefix) + ":*")]
+    names = [k async for k in raw.scan_iter(match=escape(store.prefix) + ":*")]
     assert names == [f"{store.prefix}:\x00log:chat".encode()]
-    assert await store.client.lrange(names[0], 0, -1) == [b'1:{"n":1}', b'2:{"n":2}']
+    assert await raw.lrange(names[0], 0, -1) == [b'1:{"n":1}', b'2:{"n":2}']
 
 
-async def test_log_ttl_slides_and_none_keeps_it(store: RedisSessionStore) -> None:
+async def test_log_ttl_slides_and_none_keeps_it(store: RedisSessionStore, raw: aioredis.Redis) -> None:
     name = f"{store.prefix}:\x00log:ttl"
     await store.log_append("ttl", [{"n": 1}], ttl=30)
-    assert 29_000 < await store.client.pttl(name) <= 30_000
+    assert 29_000 < await raw.pttl(name) <= 30_000
     await store.log_append("ttl", [{"n": 2}])
-    assert 29_000 < await store.client.pttl(name) <= 30_000
+    assert 29_000 < await raw.pttl(name) <= 30_000
     await store.log_append("ttl", [{"n": 3}], ttl=100)
-    assert 99_000 < await store.client.pttl(name) <= 100_000
+    assert 99_000 < await raw.pttl(name) <= 100_000
     await store.log_append("ttl", [], ttl=200)
-    assert 199_000 < await store.client.pttl(name) <= 200_000
+    assert 199_000 < await raw.pttl(name) <= 200_000
     await store.log_append("plain", [{"n": 1}])
-    assert await store.client.pttl(f"{store.prefix}:\x00log:plain") == -1
+    assert await raw.pttl(f"{store.prefix}:\x00log:plain") == -1
 
 
 async def test_log_numbering_survives_trimming_to_one(store: RedisSessionStore) -> None:
@@ -399,12 +788,12 @@ async def test_log_numbering_survives_trimming_to_one(store: RedisSessionStore) 
     assert await store.log_append("t", [{"n": 1}]) == [1]
 
 
-async def test_log_large_batch_and_large_numbers(store: RedisSessionStore) -> None:
+async def test_log_large_batch_and_large_numbers(store: RedisSessionStore, raw: aioredis.Redis) -> None:
     seqs = await store.log_append("big", [{"i": i} for i in range(2500)])
     assert seqs == list(range(1, 2501))
     entries = await store.log_read("big", after=1200, before=1300, last=5)
     assert [(e.seq, e.value["i"]) for e in entries] == [(s, s - 1) for s in range(1295, 1300)]
-    await store.client.rpush(f"{store.prefix}:\x00log:huge", b'4294967296:{"n":0}')
+    await raw.rpush(f"{store.prefix}:\x00log:huge", b'4294967296:{"n":0}')
     assert await store.log_append("huge", [{"n": 1}, {"n": 2}]) == [4294967297, 4294967298]
     assert [e.seq for e in await store.log_read("huge", after=4294967296)] == [4294967297, 4294967298]
     assert await store.log_read("huge", after=2**80) == []
@@ -446,7 +835,11 @@ async def test_log_script_reloaded_when_missing_on_server(store: RedisSessionSto
 
 WRITER = """
 import asyncio, json, sys
+from sessionware.middleware import session
+from sessionware.router import Context, Router
+from sessionware.stores._resp import ReplyError
 from sessionware.stores.redis import RedisSessionStore
+from sessionware.testing import StoreContract
 
 async def main(url, prefix, key, writer, tasks, appends):
     store = RedisSessionStore.from_url(url, prefix=prefix)

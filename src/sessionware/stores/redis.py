@@ -9,11 +9,38 @@ prefix, so two stores with different prefixes can never reach each other's
 keys (with colons allowed, store ``"a"``'s key ``"b:c"`` and store ``"a:b"``'s
 key ``"c"`` would be the same Redis key).
 
-Internal keyspaces (logs) live at ``f"{prefix}:\\x00{kind}:{key}"``. Session keys
-never contain NUL (:func:`~sessionware.keys.check_key` refuses it), so no record
-key can start with the NUL byte after ``f"{prefix}:"`` and a record can never
-collide with a log, whatever its key looks like. Everything the store writes
-still starts with ``f"{prefix}:"``, so one ``SCAN MATCH prefix:*`` finds it all.
+Internal keyspaces (logs, leases) live at ``f"{prefix}:\\x00{kind}:{key}"``.
+Session keys never contain NUL (:func:`~sessionware.keys.check_key` refuses
+it), so no record key can start with the NUL byte after ``f"{prefix}:"`` and a
+record can never collide with a log or a lease, whatever its key looks like.
+Everything the store writes still starts with ``f"{prefix}:"``, so one
+``SCAN MATCH prefix:*`` finds it all.
+
+Records and versions
+--------------------
+A record is the string ``b"s1:<version>:" + encoded``: ``s1`` names the record
+format and ``<version>`` is a random positive 63-bit integer drawn by the
+writer on every write (a plain ``set`` too). Versions are only compared for
+equality, so a plain write needs no read: ``get`` is one GET and ``set`` one
+SET. Anything else under a record key (no frame, another format, a bare JSON
+document written by another program) is reported as
+:class:`~sessionware.errors.SessionDecodeError` naming the key, and left as it
+is. Compare-and-set writes and deletes are Lua scripts that compare the stored
+version (as a string: Lua numbers cannot hold 63 bits) and write in one step.
+
+Leases
+------
+A lease on ``key`` is the string ``{prefix}:\\x00lock:{key}`` holding a random
+token, set with ``NX PX``. :meth:`RedisSessionStore.lock` takes it and reads
+the record in one Lua call; :meth:`~RedisSessionStore.commit` checks the token,
+releases the lease and writes (or deletes) the record in one Lua call, so a
+holder whose lease expired (and was perhaps taken by another process) writes
+nothing and gets :class:`~sessionware.errors.LeaseExpiredError`.
+``renew`` and ``unlock`` compare the token in a script too: only the holder can
+extend or release its lease. An update under a lease therefore costs the same
+two round trips as an unprotected GET + SET. Waiting for a held lease retries
+with jittered exponential backoff, never past the lease's own expiry, until
+``wait`` runs out (then :class:`~sessionware.errors.LockError`).
 
 Logs
 ----
@@ -23,25 +50,46 @@ new entries after it and push them in one Lua script, so numbering is atomic
 and gap-free across tasks and processes, and trimming (which never removes the
 newest element) can never make a number come back. With no separate counter
 key, the list and its numbering share one expiry and one eviction fate.
+
+Faults
+------
+Every command is sent at most once by the client; the store decides what may
+be repeated. Calls that are safe to repeat (reads, taking or renewing or
+releasing a lease, setting an expiry) are retried up to ``retries`` times with
+jittered exponential backoff when the connection fails. Writes (``set``,
+``delete``, compare-and-set, ``commit``, ``log_append``) are retried only when
+they certainly did not run (no connection could be made, or the server
+refused them unexecuted, e.g. while loading): a write whose reply was lost
+raises :class:`~sessionware.errors.StoreUnavailableError` and may have been
+applied, but is never applied twice. ``timeout`` bounds each call (each
+attempt of a lease wait) and raises :class:`~sessionware.errors.StoreTimeoutError`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import math
+import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..codec import Codec, JsonDict
 from ..errors import (
+    ConflictError,
     InvalidKeyError,
     InvalidStoreURLError,
     InvalidValueError,
+    LeaseExpiredError,
+    LockError,
     MissingExtraError,
     SessionDecodeError,
     ValueTooLargeError,
 )
 from ..keys import TTL, check_key, ttl_seconds
-from ..store import DEFAULT_MAX_SIZE, BaseSessionStore, LogEntry, check_log_args
+from ..store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, Versioned, check_log_args, new_token
 
 try:
     import redis.asyncio as aioredis
@@ -49,14 +97,144 @@ try:
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise MissingExtraError("Redis", "redis", "redis") from e
 
+from . import _resp
+from ._resp import RespClient
+
 SCAN_COUNT = 1000
 """How many keys one SCAN call examines (a hint to the server)."""
+
+DEFAULT_RETRIES = 3
+"""How many times a call that is safe to repeat is retried after a connection failure."""
+
+RETRY_BACKOFF = 0.025
+"""The first retry waits about this many seconds; each further retry doubles it (with jitter)."""
 
 _Execute = Callable[..., Awaitable[Any]]
 
 _LOG_KIND = "\x00log:"
+_LOCK_KIND = "\x00lock:"
 _BAD_LOG = "SESSIONWARE_BADLOG"
+_BAD_RECORD = "SESSIONWARE_BADRECORD"
 _SEQ_LIMIT = 2**53  # Lua numbers are doubles: sequence numbers stay exact below this
+_FORMAT = b"s1"
+_VERSION_DIGITS = 19  # 2**63 - 1 has 19 digits
+
+_LOCK_FIRST_WAIT = 0.001
+_LOCK_MAX_WAIT = 0.05
+
+# Errors after which a command certainly did not run: safe to send again, whatever it does.
+_NOT_RUN: tuple[type[BaseException], ...] = (
+    _resp.ConnectError,
+    _resp.ServerNotReadyError,
+    redis_errors.BusyLoadingError,
+    redis_errors.ReadOnlyError,
+    redis_errors.TryAgainError,
+    redis_errors.ClusterDownError,
+)
+# Connection trouble: a command that is safe to repeat may be sent again.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    _resp.ConnectionFailedError,
+    _resp.ServerNotReadyError,
+    redis_errors.ConnectionError,  # includes BusyLoadingError, AuthenticationError, MaxConnectionsError
+    redis_errors.TimeoutError,
+    redis_errors.ReadOnlyError,
+    redis_errors.TryAgainError,
+    redis_errors.ClusterDownError,  # includes MasterDownError
+    OSError,
+)
+_NEVER_RETRY: tuple[type[BaseException], ...] = (
+    _resp.AuthenticationError,
+    _resp.ClientClosedError,
+    redis_errors.AuthenticationError,
+)
+_NO_SCRIPT = (_resp.NoScriptError, redis_errors.NoScriptError)
+_REPLY_ERRORS = (_resp.ReplyError, redis_errors.ResponseError)
+
+# A record's version: the digits between "s1:" and the next ":", no leading zero.
+_LUA_VERSION = f"""
+local function version(rec)
+  if not rec then return '0' end
+  local v = string.match(rec, '^s1:([1-9]%d*):')
+  if not v or #v > {_VERSION_DIGITS} then
+    return redis.error_reply('{_BAD_RECORD} record has no s1 version frame')
+  end
+  return v
+end
+"""
+
+# KEYS[1]: a record. ARGV[1]: expected version ("0": missing), ARGV[2]: framed record, ARGV[3]: ttl ms or "".
+# Returns 1 when written, else the version found.
+_CAS_SET_LUA = (
+    _LUA_VERSION
+    + """
+local found = version(redis.call('GET', KEYS[1]))
+if type(found) == 'table' then return found end
+if found ~= ARGV[1] then return found end
+if ARGV[3] == '' then
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+return 1
+"""
+)
+
+# KEYS[1]: a record. ARGV[1]: expected version. Returns 1 when deleted (or missing as expected), else the version found.
+_CAS_DELETE_LUA = (
+    _LUA_VERSION
+    + """
+local found = version(redis.call('GET', KEYS[1]))
+if type(found) == 'table' then return found end
+if found ~= ARGV[1] then return found end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+)
+
+# KEYS[1]: the lease, KEYS[2]: the record. ARGV[1]: token, ARGV[2]: lease ms.
+# Returns {1, record or nil} when the lease is ours (taking it again with our own token is a no-op,
+# so the call may be repeated), else {0, ms the lease has left}.
+_LOCK_LUA = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) or redis.call('GET', KEYS[1]) == ARGV[1] then
+  local rec = redis.pcall('GET', KEYS[2])
+  if type(rec) == 'table' and rec.err then
+    redis.call('DEL', KEYS[1])
+    return rec
+  end
+  return {1, rec}
+end
+return {0, redis.call('PTTL', KEYS[1])}
+"""
+
+# KEYS[1]: the lease. ARGV[1]: token, ARGV[2]: lease ms. Returns 1 if the lease was ours and is extended.
+_RENEW_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS[1]: the lease, KEYS[2]: the record. ARGV[1]: token, ARGV[2]: framed record ("" deletes), ARGV[3]: ttl ms or "".
+# Returns 1 when the lease was ours (released, record written), 0 (nothing written) otherwise.
+_COMMIT_LUA = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[2])
+elseif ARGV[3] == '' then
+  redis.call('SET', KEYS[2], ARGV[2])
+else
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+end
+return 1
+"""
+
+# KEYS[1]: the lease. ARGV[1]: token. Deletes the lease only if it is ours.
+_UNLOCK_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 # KEYS[1]: the log list. ARGV[1]: ttl in ms or "", ARGV[2]: max_len or "", ARGV[3..]: encoded entries.
 # Returns the sequence number that preceded the appended entries.
@@ -116,21 +294,85 @@ return 1
 
 
 class _Script:
-    """A Lua script run with EVALSHA, loaded on the server the first time it is missing."""
+    """A Lua script run with EVALSHA, sent whole with EVAL when the server does not have it."""
 
-    __slots__ = ("sha", "source")
+    __slots__ = ("digest", "sha", "source")
 
-    def __init__(self, client: aioredis.Redis, source: str) -> None:
+    def __init__(self, source: str) -> None:
         self.source = source
-        self.sha: str = client.register_script(source).sha
+        self.digest = hashlib.sha1(source.encode()).hexdigest()
+        self.sha = self.digest
 
-    async def __call__(self, execute: _Execute, key: str, *args: str | bytes | int) -> Any:
+
+class _RedisPyDriver:
+    """Sends commands through a ``redis.asyncio`` client's connection pool, each at most once.
+
+    The client's own ``execute_command`` would re-send a command after a
+    timeout or a lost connection (its default retry policy), which could apply
+    a write twice. Here only getting a connection may fail over and be retried
+    (nothing has been sent then: such failures become
+    :class:`_resp.ConnectError`); replies come back unparsed, as the built-in
+    client returns them.
+    """
+
+    __slots__ = ("pool",)
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.pool = client.connection_pool
+
+    async def execute(self, *args: Any) -> Any:
+        pool = self.pool
         try:
-            return await execute("EVALSHA", self.sha, 1, key, *args)
-        except redis_errors.NoScriptError:
-            sha = await execute("SCRIPT LOAD", self.source)
-            self.sha = sha.decode() if isinstance(sha, bytes) else str(sha)
-            return await execute("EVALSHA", self.sha, 1, key, *args)
+            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+            if isinstance(exc, redis_errors.AuthenticationError):
+                raise
+            raise _resp.ConnectError(f"cannot connect to Redis: {exc}") from exc
+        try:
+            await conn.send_command(*args)
+            return await conn.read_response(disable_decoding=True)
+        finally:
+            await pool.release(conn)
+
+
+def _frame(data: bytes) -> tuple[bytes, int]:
+    """The stored form of ``data`` under a fresh version, and that version."""
+    version = random.getrandbits(63) or 1
+    return b"s1:%d:%b" % (version, data), version
+
+
+def _unframe(key: str, raw: bytes) -> Versioned:
+    """Split a stored record into its encoded data and version; anything else is a decode error."""
+    end = raw.find(b":", 3, 4 + _VERSION_DIGITS)
+    if raw[:3] == b"s1:" and end > 3:
+        head = raw[3:end]
+        if head.isdigit() and head[:1] != b"0":
+            return Versioned(raw[end + 1 :], int(head))
+    fmt, sep, _ = raw[:16].partition(b":")
+    if sep and fmt != _FORMAT and fmt.isalnum():
+        raise SessionDecodeError(key, f"record format {fmt.decode()!r} is not one this release reads (expected 's1')")
+    raise SessionDecodeError(key, "record has no 's1:<version>:' frame; it was not written by a sessionware store")
+
+
+def _backoff(attempt: int, base: float = RETRY_BACKOFF) -> float:
+    return base * 2.0**attempt * (0.5 + random.random() / 2)
+
+
+def _seconds(name: str, value: object, *, zero: bool) -> float:
+    """A finite, positive (``zero``: non-negative) number of seconds, else :class:`InvalidValueError`."""
+    if not isinstance(value, bool) and isinstance(value, (int, float)):
+        seconds = float(value)
+        if math.isfinite(seconds) and (seconds > 0 or (zero and seconds == 0)):
+            return seconds
+    kind = "non-negative" if zero else "positive"
+    raise InvalidValueError(name, f"must be a {kind}, finite number of seconds, not {value!r}")
+
+
+def _check_lease(lease: object) -> Lease:
+    if not isinstance(lease, Lease):
+        raise InvalidValueError("lease", f"must be a Lease returned by lock(), not {type(lease).__name__}")
+    check_key(lease.key)
+    return lease
 
 
 def _ms(seconds: float) -> int:
@@ -181,47 +423,66 @@ def _redact(url: str) -> str:
 class RedisSessionStore(BaseSessionStore):
     """Sessions in Redis: ``get`` is one GET, ``set`` one SET (``PX`` for a TTL), ``delete`` one DEL.
 
-    ``client`` is a ``redis.asyncio.Redis`` created with ``decode_responses=False``
-    (the default); the store never closes a client it was given. Use
-    :meth:`from_url` to let the store create, own and close its client. Expiry
-    is Redis's own (``SET ... PX``); setting without a TTL clears it. Logs are
-    Redis lists appended and read by Lua scripts, one round trip each.
+    Create it with :meth:`from_url` (the store then owns a
+    :class:`~sessionware.stores._resp.RespClient`, an automatically pipelined
+    asyncio client, and closes it in :meth:`close`), or pass a
+    ``redis.asyncio.Redis`` client created with ``decode_responses=False``
+    (the default), which the store uses through its connection pool and never
+    closes. Expiry is Redis's own (``SET ... PX``); setting without a TTL
+    clears it. Versions (compare-and-set), leases and logs are Lua scripts,
+    one round trip each. ``retries`` bounds how often a call that is safe to
+    repeat is retried after a connection failure; ``timeout`` (seconds, or
+    ``None``) bounds each call.
     """
 
     backend = "redis"
-    _unavailable_errors = (
-        redis_errors.ConnectionError,  # includes BusyLoadingError, AuthenticationError, MaxConnectionsError
-        redis_errors.TimeoutError,
-        redis_errors.ReadOnlyError,
-        redis_errors.TryAgainError,
-        redis_errors.ClusterDownError,  # includes MasterDownError
-        OSError,
-    )
-    _driver_errors = (redis_errors.RedisError,)
+    _unavailable_errors = _UNAVAILABLE
+    _driver_errors = (redis_errors.RedisError, _resp.RedisClientError)
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: aioredis.Redis | RespClient,
         prefix: str = "session",
         *,
         codec: Codec | None = None,
         max_size: int = DEFAULT_MAX_SIZE,
         timeout: float | None = None,
+        retries: int = DEFAULT_RETRIES,
     ) -> None:
         super().__init__(codec=codec, max_size=max_size, timeout=timeout)
-        if not isinstance(client, aioredis.Redis):
-            raise TypeError(f"RedisSessionStore needs a redis.asyncio.Redis client, not {type(client).__name__}")
-        if client.connection_pool.connection_kwargs.get("decode_responses"):
-            raise ValueError("RedisSessionStore needs a client created with decode_responses=False: sessions are bytes")
+        if isinstance(client, RespClient):
+            self._exec: _Execute = client.execute
+        elif isinstance(client, aioredis.Redis):
+            if client.connection_pool.connection_kwargs.get("decode_responses"):
+                raise ValueError(
+                    "RedisSessionStore needs a client created with decode_responses=False: sessions are bytes"
+                )
+            self._exec = _RedisPyDriver(client).execute
+        else:
+            raise TypeError(
+                "RedisSessionStore needs a redis.asyncio.Redis client or a sessionware RespClient, "
+                f"not {type(client).__name__}"
+            )
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise InvalidValueError("retries", f"must be a non-negative int, not {retries!r}")
+        if timeout is not None:
+            _seconds("timeout", timeout, zero=False)
         self.client = client
-        self._exec = cast(_Execute, client.execute_command)
+        self.retries = retries
         self.prefix = _check_prefix(prefix)
         self._key_prefix = prefix + ":"
         self._log_prefix = self._key_prefix + _LOG_KIND
+        self._lock_prefix = self._key_prefix + _LOCK_KIND
         self._owns_client = False
-        self._append = _Script(client, _APPEND_LUA)
-        self._read = _Script(client, _READ_LUA)
-        self._persist = _Script(client, _PERSIST_LUA)
+        self._append = _Script(_APPEND_LUA)
+        self._read = _Script(_READ_LUA)
+        self._persist = _Script(_PERSIST_LUA)
+        self._cas_set = _Script(_CAS_SET_LUA)
+        self._cas_delete = _Script(_CAS_DELETE_LUA)
+        self._lock = _Script(_LOCK_LUA)
+        self._renew = _Script(_RENEW_LUA)
+        self._commit = _Script(_COMMIT_LUA)
+        self._unlock = _Script(_UNLOCK_LUA)
 
     @classmethod
     def from_url(
@@ -232,25 +493,26 @@ class RedisSessionStore(BaseSessionStore):
         codec: Codec | None = None,
         max_size: int = DEFAULT_MAX_SIZE,
         timeout: float | None = None,
+        retries: int = DEFAULT_RETRIES,
         **client_options: Any,
     ) -> RedisSessionStore:
-        """Create a store with its own client for ``redis://``, ``rediss://`` or ``unix://`` ``url``.
+        """Create a store with its own client for a ``redis://``, ``rediss://`` or ``unix://`` URL.
 
-        The client's pool holds at most ``max_connections`` (100 unless given)
-        connections; further concurrent calls wait for a free one instead of
-        failing. ``client_options`` go to ``redis.asyncio.BlockingConnectionPool.from_url``
-        (e.g. ``max_connections``, ``socket_timeout``, ``client_name``). Nothing
-        connects until the first command; :meth:`close` closes the client.
+        ``redis://[[user]:password@]host[:port][/db]``; ``unix:///path/to/socket?db=N``.
+        ``client_options`` (or the same URL query parameters) go to
+        :class:`~sessionware.stores._resp.RespClient`: ``connect_timeout``
+        (seconds, default 5), ``stall_timeout`` (drop a connection that sent
+        no reply for this long, default 30), ``client_name``. Nothing connects
+        until the first command; :meth:`close` closes the client.
         """
         if not isinstance(url, str):
             raise InvalidStoreURLError(f"Redis URL must be a str, not {type(url).__name__}")
         _check_prefix(prefix)
         try:
-            pool = aioredis.BlockingConnectionPool.from_url(url, **client_options)
+            client = RespClient.from_url(url, **client_options)
         except ValueError as exc:
             raise InvalidStoreURLError(f"bad Redis URL {_redact(url)!r}: {exc}") from exc
-        client = aioredis.Redis.from_pool(pool)
-        store = cls(client, prefix, codec=codec, max_size=max_size, timeout=timeout)
+        store = cls(client, prefix, codec=codec, max_size=max_size, timeout=timeout, retries=retries)
         store._owns_client = True
         return store
 
@@ -259,32 +521,84 @@ class RedisSessionStore(BaseSessionStore):
         if self._owns_client:
             await self._run("close", self.client.aclose())
 
+    # -- sending commands ------------------------------------------------------------------------
+
+    async def _safe(self, *args: Any) -> Any:
+        """Run a command that may be repeated, retrying with backoff after a connection failure."""
+        try:
+            return await self._exec(*args)
+        except _UNAVAILABLE as exc:
+            return await self._retry(args, exc, _UNAVAILABLE)
+
+    async def _once(self, *args: Any) -> Any:
+        """Run a command that must not run twice: retried only when it certainly did not run."""
+        try:
+            return await self._exec(*args)
+        except _NOT_RUN as exc:
+            return await self._retry(args, exc, _NOT_RUN)
+
+    async def _retry(
+        self, args: tuple[Any, ...], exc: BaseException, retryable: tuple[type[BaseException], ...]
+    ) -> Any:
+        for attempt in range(self.retries):
+            if isinstance(exc, _NEVER_RETRY):
+                break
+            await asyncio.sleep(_backoff(attempt))
+            try:
+                return await self._exec(*args)
+            except retryable as again:
+                exc = again
+        raise exc
+
+    async def _eval(
+        self, script: _Script, key: str, keys: tuple[str, ...], args: tuple[Any, ...], *, safe: bool
+    ) -> Any:
+        """Run ``script`` (one round trip unless the server lost it); Lua-reported bad data names ``key``."""
+        call = self._safe if safe else self._once
+        try:
+            try:
+                return await call("EVALSHA", script.sha, len(keys), *keys, *args)
+            except _NO_SCRIPT:
+                script.sha = script.digest
+                return await call("EVAL", script.source, len(keys), *keys, *args)
+        except _REPLY_ERRORS as exc:
+            message = str(exc)
+            if _BAD_LOG in message:
+                raise SessionDecodeError(key, "log entry has no sequence number") from exc
+            if _BAD_RECORD in message:
+                raise SessionDecodeError(key, "record has no 's1:<version>:' frame") from exc
+            raise
+
     # -- records ---------------------------------------------------------------------------------
 
     async def _get(self, key: str) -> bytes | None:
-        return cast("bytes | None", await self._exec("GET", self._key_prefix + key))
+        raw = await self._safe("GET", self._key_prefix + key)
+        return None if raw is None else _unframe(key, raw).data
 
     async def _set(self, key: str, data: bytes, ttl: float | None) -> None:
+        await self._write(self._key_prefix + key, _frame(data)[0], ttl)
+
+    async def _write(self, name: str, framed: bytes, ttl: float | None) -> None:
         if ttl is None:
-            await self._exec("SET", self._key_prefix + key, data)
+            await self._once("SET", name, framed)
         else:
-            await self._exec("SET", self._key_prefix + key, data, "PX", _ms(ttl))
+            await self._once("SET", name, framed, "PX", _ms(ttl))
 
     async def _delete(self, key: str) -> None:
-        await self._exec("DEL", self._key_prefix + key)
+        await self._once("DEL", self._key_prefix + key)
 
     async def expires_in(self, key: str) -> float | None:
         """Seconds until ``key`` expires; ``None`` if it is missing or never expires."""
-        ms = await self._run("expires_in", self._exec("PTTL", self._key_prefix + check_key(key)))
-        return None if ms < 0 else ms / 1000
+        ms = await self._run("expires_in", self._safe("PTTL", self._key_prefix + check_key(key)))
+        return None if ms < 0 else int(ms) / 1000
 
     async def touch(self, key: str, ttl: TTL) -> bool:
         """Reset the expiry of ``key`` (``None`` removes it); ``False`` if it is missing."""
         name = self._key_prefix + check_key(key)
         seconds = ttl_seconds(ttl)
         if seconds is None:
-            return bool(await self._run("touch", self._persist(self._exec, name)))
-        return bool(await self._run("touch", self._exec("PEXPIRE", name, _ms(seconds))))
+            return bool(await self._run("touch", self._eval(self._persist, key, (name,), (), safe=True)))
+        return bool(await self._run("touch", self._safe("PEXPIRE", name, _ms(seconds))))
 
     async def scan(self, prefix: str = "", *, limit: int | None = None) -> AsyncIterator[str]:
         """Yield each live key that starts with ``prefix`` (taken literally) once, via SCAN.
@@ -301,12 +615,12 @@ class RedisSessionStore(BaseSessionStore):
         match = _glob_escape(self._key_prefix + prefix) + "*"
         cut = len(self._key_prefix.encode())
         seen: set[str] = set()
-        cursor: int = 0
+        cursor: bytes | int = 0
         while True:
-            cursor, names = await self._run("scan", self._exec("SCAN", cursor, "MATCH", match, "COUNT", SCAN_COUNT))
+            cursor, names = await self._run("scan", self._safe("SCAN", cursor, "MATCH", match, "COUNT", SCAN_COUNT))
             for name in names:
                 if name[cut : cut + 1] == b"\x00":
-                    continue  # an internal keyspace (logs), not a record
+                    continue  # an internal keyspace (logs, leases), not a record
                 try:
                     key = name[cut:].decode()
                 except UnicodeDecodeError:
@@ -320,6 +634,142 @@ class RedisSessionStore(BaseSessionStore):
             if int(cursor) == 0:
                 return
 
+    # -- versions (compare-and-set) --------------------------------------------------------------
+
+    def _check_write(self, key: str, data: bytes, ttl: TTL) -> float | None:
+        check_key(key)
+        if not isinstance(data, bytes):
+            raise InvalidValueError("data", f"must be bytes, not {type(data).__name__}")
+        if len(data) > self.max_size:
+            raise ValueTooLargeError(len(data), self.max_size)
+        return ttl_seconds(ttl)
+
+    @staticmethod
+    def _check_expected(expected: object) -> int | None:
+        if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int) or expected < 0):
+            raise InvalidValueError("expected", f"must be a version (an int >= 0) or None, not {expected!r}")
+        return expected
+
+    async def get_versioned(self, key: str) -> Versioned | None:
+        """Return the stored bytes of ``key`` with their version (one GET), or ``None``."""
+        raw = await self._run("get", self._safe("GET", self._key_prefix + check_key(key)))
+        return None if raw is None else _unframe(key, raw)
+
+    async def set_versioned(self, key: str, data: bytes, *, expected: int | None, ttl: TTL = None) -> int:
+        """Write ``data`` if the record's version is ``expected`` (0: must be missing; ``None``: any).
+
+        Return the new version; raise :class:`~sessionware.errors.ConflictError`
+        and write nothing if someone wrote in between. With ``expected=None``
+        this is a plain SET.
+        """
+        seconds = self._check_write(key, data, ttl)
+        self._check_expected(expected)
+        name = self._key_prefix + key
+        framed, version = _frame(data)
+        if expected is None:
+            await self._run("set", self._write(name, framed, seconds))
+            return version
+        ms = "" if seconds is None else _ms(seconds)
+        found = await self._run(
+            "set_versioned", self._eval(self._cas_set, key, (name,), (str(expected), framed, ms), safe=False)
+        )
+        if found != 1:
+            raise ConflictError(f"session {key!r} changed: expected version {expected}, found {_found(found)}")
+        return version
+
+    async def delete_versioned(self, key: str, *, expected: int | None) -> None:
+        """Delete ``key`` if its version is ``expected`` (0: it must be missing); else raise ``ConflictError``."""
+        check_key(key)
+        self._check_expected(expected)
+        if expected is None:
+            await self._run("delete", self._delete(key))
+            return
+        name = self._key_prefix + key
+        found = await self._run(
+            "delete_versioned", self._eval(self._cas_delete, key, (name,), (str(expected),), safe=False)
+        )
+        if found != 1:
+            raise ConflictError(f"session {key!r} changed: expected version {expected}, found {_found(found)}")
+
+    # -- leases ----------------------------------------------------------------------------------
+
+    async def lock(self, key: str, *, lease: float, wait: float) -> Locked:
+        """Take the lease on ``key`` and read the record in one call; wait up to ``wait`` seconds for it.
+
+        While another holder has the lease, retries with jittered exponential
+        backoff (never sleeping past that lease's expiry); raises
+        :class:`~sessionware.errors.LockError` once ``wait`` has passed.
+        """
+        check_key(key)
+        seconds = _seconds("lease", lease, zero=False)
+        patience = _seconds("wait", wait, zero=True)
+        keys = (self._lock_prefix + key, self._key_prefix + key)
+        ms = _ms(seconds)
+        deadline = time.monotonic() + patience
+        delay = _LOCK_FIRST_WAIT
+        while True:
+            token = new_token()
+            started = time.monotonic()
+            got, value = await self._run("lock", self._eval(self._lock, key, keys, (token, ms), safe=True))
+            held = Lease(key, token, seconds, started)
+            if got == 1:
+                if value is None:
+                    return Locked(held, None)
+                try:
+                    return Locked(held, _unframe(key, value))
+                except SessionDecodeError:
+                    await self.unlock(held)
+                    raise
+            now = time.monotonic()
+            if now >= deadline:
+                raise LockError(f"session {key!r} is locked by another holder; gave up after {patience}s")
+            pause = min(delay * (0.5 + random.random()), deadline - now)
+            if int(value) > 0:
+                pause = min(pause, int(value) / 1000)
+            await asyncio.sleep(pause)
+            delay = min(delay * 2, _LOCK_MAX_WAIT)
+
+    async def renew(self, lease: Lease) -> Lease:
+        """Extend a held lease by its ``ttl``; raise ``LeaseExpiredError`` if it was lost."""
+        lease = _check_lease(lease)
+        started = time.monotonic()
+        name = self._lock_prefix + lease.key
+        ok = await self._run(
+            "renew", self._eval(self._renew, lease.key, (name,), (lease.token, _ms(lease.ttl)), safe=True)
+        )
+        if ok != 1:
+            raise LeaseExpiredError(f"the lease on session {lease.key!r} expired before it was renewed")
+        return Lease(lease.key, lease.token, lease.ttl, started)
+
+    async def commit(self, lease: Lease, data: bytes | None, *, ttl: TTL = None) -> int:
+        """Write ``data`` (``None`` deletes) and release in one call, if the lease is still held.
+
+        Return the new version (0 after a delete). A lease that expired or was
+        taken over writes nothing and raises
+        :class:`~sessionware.errors.LeaseExpiredError`.
+        """
+        lease = _check_lease(lease)
+        key = lease.key
+        if data is None:
+            framed, version, ms = b"", 0, ""
+        else:
+            seconds = self._check_write(key, data, ttl)
+            framed, version = _frame(data)
+            ms = "" if seconds is None else str(_ms(seconds))
+        keys = (self._lock_prefix + key, self._key_prefix + key)
+        ok = await self._run("commit", self._eval(self._commit, key, keys, (lease.token, framed, ms), safe=False))
+        if ok != 1:
+            raise LeaseExpiredError(
+                f"the lease on session {key!r} is no longer held (it expired or was taken over); the write was refused"
+            )
+        return version
+
+    async def unlock(self, lease: Lease) -> None:
+        """Release a lease without writing; a lease that expired or was taken over is left alone."""
+        lease = _check_lease(lease)
+        name = self._lock_prefix + lease.key
+        await self._run("unlock", self._eval(self._unlock, lease.key, (name,), (lease.token,), safe=True))
+
     # -- append-only logs ------------------------------------------------------------------------
 
     def _log_key(self, key: str) -> str:
@@ -331,9 +781,9 @@ class RedisSessionStore(BaseSessionStore):
         """Append ``entries`` atomically in one round trip; return their sequence numbers.
 
         ``ttl`` (re)sets the log's expiry; ``None`` leaves it as it is. ``max_len``
-        trims the log to its newest ``max_len`` entries. An append that ends in
-        :class:`~sessionware.errors.StoreUnavailableError` (a timeout, a lost
-        connection) may still have been applied by the server.
+        trims the log to its newest ``max_len`` entries. An append is never sent
+        twice: one that ends in :class:`~sessionware.errors.StoreUnavailableError`
+        (a timeout, a lost connection) may have been applied once, or not at all.
         """
         name = self._log_key(key)
         check_log_args(entries, max_len)
@@ -345,7 +795,7 @@ class RedisSessionStore(BaseSessionStore):
         if not encoded and seconds is None and max_len is None:
             return []
         args = ("" if seconds is None else _ms(seconds), "" if max_len is None else max_len, *encoded)
-        before = await self._run("log_append", self._script(self._append, key, name, *args))
+        before = await self._run("log_append", self._eval(self._append, key, (name,), args, safe=False))
         first = int(before) + 1
         return list(range(first, first + len(encoded)))
 
@@ -359,29 +809,21 @@ class RedisSessionStore(BaseSessionStore):
         """
         name = self._log_key(key)
         args = (_bound("after", after), _bound("before", before), _bound("last", last, non_negative=True))
-        framed = await self._run("log_read", self._script(self._read, key, name, *args))
-        return [self._unframe(key, raw) for raw in framed]
+        framed = await self._run("log_read", self._eval(self._read, key, (name,), args, safe=True))
+        return [self._unframe_entry(key, raw) for raw in framed]
 
     async def log_length(self, key: str) -> int:
         """How many entries the log holds now (0 if it does not exist)."""
-        return int(await self._run("log_length", self._exec("LLEN", self._log_key(key))))
+        return int(await self._run("log_length", self._safe("LLEN", self._log_key(key))))
 
     async def log_last_seq(self, key: str) -> int:
         """The highest sequence number assigned in the log (0 if it does not exist)."""
-        tail = await self._run("log_last_seq", self._exec("LINDEX", self._log_key(key), -1))
+        tail = await self._run("log_last_seq", self._safe("LINDEX", self._log_key(key), -1))
         return 0 if tail is None else self._seq(key, tail)[0]
 
     async def log_delete(self, key: str) -> None:
         """Remove the whole log; nothing happens if it is missing."""
-        await self._run("log_delete", self._exec("DEL", self._log_key(key)))
-
-    async def _script(self, script: _Script, key: str, name: str, *args: str | bytes | int) -> Any:
-        try:
-            return await script(self._exec, name, *args)
-        except redis_errors.ResponseError as exc:
-            if _BAD_LOG in str(exc):
-                raise SessionDecodeError(key, "log entry has no sequence number") from exc
-            raise
+        await self._run("log_delete", self._once("DEL", self._log_key(key)))
 
     @staticmethod
     def _seq(key: str, raw: bytes) -> tuple[int, bytes]:
@@ -390,9 +832,14 @@ class RedisSessionStore(BaseSessionStore):
             raise SessionDecodeError(key, "log entry has no sequence number")
         return int(head), payload
 
-    def _unframe(self, key: str, raw: bytes) -> LogEntry:
+    def _unframe_entry(self, key: str, raw: bytes) -> LogEntry:
         seq, payload = self._seq(key, raw)
         return LogEntry(seq, self.codec.decode(key, payload))
+
+
+def _found(found: object) -> str:
+    """The version a compare-and-set script found, for messages (0: missing)."""
+    return found.decode() if isinstance(found, bytes) else str(found)
 
 
 __all__ = ["RedisSessionStore"]
