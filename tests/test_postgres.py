@@ -14,7 +14,10 @@ import asyncpg
 import pytest
 
 from sessionware.errors import (
+    ConflictError,
     InvalidValueError,
+    LeaseExpiredError,
+    LockError,
     SchemaVersionError,
     SessionDecodeError,
     StoreError,
@@ -103,7 +106,7 @@ async def test_schema_created_on_first_use_with_version_row(open_store: OpenStor
     assert await conn.fetchval("SELECT to_regclass($1)", table) is None
     await store.get("k")
     names = {r[0] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE tablename LIKE $1", table + "%")}
-    assert names == {table, f"{table}_log", f"{table}_logs", f"{table}_meta"}
+    assert names == {table, f"{table}_log", f"{table}_logs", f"{table}_meta", f"{table}_locks"}
     assert await conn.fetchval(f'SELECT value FROM "{table}_meta" WHERE name = $1', "schema_version") == (
         SCHEMA_VERSION
     )
@@ -332,3 +335,172 @@ async def test_several_processes_append_gap_free(open_store: OpenStore) -> None:
                 assert batch == list(range(batch[0], batch[0] + per_round[i]))
                 assert [by_seq[s] for s in batch] == [{"w": w, "t": t, "i": i, "part": p} for p in range(per_round[i])]
     assert len([k async for k in store.scan("w")]) == processes * tasks * rounds
+
+
+# -- versions and leases -------------------------------------------------------------------------
+
+
+async def test_a_version_1_table_is_upgraded_in_place(open_store: OpenStore, conn: asyncpg.Connection) -> None:
+    store = open_store()
+    await store.set("k", {"v": 1})
+    await store.close()
+    await conn.execute(f'DROP TABLE "{store.table}_locks"')
+    await conn.execute(f"UPDATE \"{store.table}_meta\" SET value = 1 WHERE name = 'schema_version'")
+    again = open_store()
+    assert await again.get("k") == {"v": 1}
+    assert await conn.fetchval(f"SELECT value FROM \"{store.table}_meta\" WHERE name = 'schema_version'") == (
+        SCHEMA_VERSION
+    )
+    held = await again.lock("k", lease=5, wait=0)
+    await again.commit(held.lease, b'{"v":2}')
+    assert await again.get("k") == {"v": 2}
+
+
+async def test_leases_live_in_an_unlogged_table_by_the_server_clock(
+    open_store: OpenStore, conn: asyncpg.Connection
+) -> None:
+    store = open_store()
+    held = await store.lock("k", lease=30, wait=0)
+    row = await conn.fetchrow(
+        f'SELECT token, EXTRACT(EPOCH FROM expires_at - clock_timestamp())::float8 AS left FROM "{store.table}_locks"'
+    )
+    assert row is not None
+    assert row["token"] == held.lease.token
+    assert 29 < row["left"] <= 30
+    persistence = await conn.fetchval("SELECT relpersistence FROM pg_class WHERE relname = $1", f"{store.table}_locks")
+    assert persistence == b"u"
+    # Expiry follows the server's clock: moving the row's expiry into the past frees the lease at once.
+    await conn.execute(f"UPDATE \"{store.table}_locks\" SET expires_at = clock_timestamp() - interval '1 second'")
+    with pytest.raises(LeaseExpiredError):
+        await store.renew(held.lease)
+    taker = await store.lock("k", lease=30, wait=0)
+    with pytest.raises(LeaseExpiredError):
+        await store.commit(held.lease, b'{"late":true}')
+    await store.commit(taker.lease, b'{"n":1}')
+    assert await store.get("k") == {"n": 1}
+
+
+async def test_lease_rows_do_not_accumulate(open_store: OpenStore, conn: asyncpg.Connection) -> None:
+    store = open_store()
+
+    async def lease_rows() -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in await conn.fetch(f'SELECT key, token FROM "{store.table}_locks" ORDER BY key')]
+
+    for i in range(5):
+        held = await store.lock(f"k{i}", lease=5, wait=0)
+        await store.commit(held.lease, b'{"i":1}')
+        await store.unlock((await store.lock(f"k{i}", lease=5, wait=0)).lease)
+    assert await lease_rows() == []
+    stale = await store.lock("stale", lease=0.05, wait=0)
+    lonely = await store.lock("lonely", lease=0.05, wait=0)
+    await asyncio.sleep(0.1)
+    taker = await store.lock("stale", lease=5, wait=0)
+    await store.unlock(stale.lease)
+    assert await lease_rows() == [("lonely", lonely.lease.token), ("stale", taker.lease.token)]
+    assert await store.purge_expired() == 0, "leases are not records; the count leaves them out"
+    assert await lease_rows() == [("stale", taker.lease.token)]
+    await store.commit(taker.lease, None)
+    assert await lease_rows() == []
+
+
+@pytest.mark.parametrize("existed", [True, False], ids=["update", "insert"])
+async def test_a_lease_taken_while_the_holder_commits_reads_that_commit(
+    open_store: OpenStore, conn: asyncpg.Connection, existed: bool
+) -> None:
+    """The read under a new lease must see the previous holder's write, even when the take waited for it."""
+    store = open_store()
+    t = store.table
+    if existed:
+        await store.set("k", {"n": 1})
+    held = await store.lock("k", lease=30, wait=0)
+    # The holder's commit, held open: it has released the lease row and written the record.
+    async with conn.transaction():
+        await conn.execute(f'DELETE FROM "{t}_locks" WHERE key = $1 AND token = $2', "k", held.lease.token)
+        await conn.execute(
+            f'INSERT INTO "{t}" (key, value, version) VALUES ($1, $2, nextval(\'"{t}_version_seq"\'))'
+            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version",
+            "k",
+            b'{"n":2}',
+        )
+        waiting = asyncio.create_task(store.lock("k", lease=30, wait=5))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+    got = await waiting
+    assert got.record is not None
+    assert got.record.data == b'{"n":2}'
+    await store.unlock(got.lease)
+
+
+async def test_leases_exclude_another_pool(open_store: OpenStore) -> None:
+    one, two = open_store(), open_store()
+    await one.set("k", {"n": 1})
+    held = await one.lock("k", lease=5, wait=0)
+    with pytest.raises(LockError, match=r"gave up after 0\.05s"):
+        await two.lock("k", lease=5, wait=0.05)
+    waiting = asyncio.create_task(two.lock("k", lease=5, wait=5))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    version = await one.commit(held.lease, b'{"n":2}')
+    got = await waiting
+    assert got.record is not None
+    assert (got.record.data, got.record.version) == (b'{"n":2}', version)
+    await two.commit(got.lease, b'{"n":3}')
+    assert await one.get("k") == {"n": 3}
+
+
+async def test_concurrent_compare_and_set_has_one_winner(open_store: OpenStore) -> None:
+    stores = [open_store() for _ in range(3)]
+    base = await stores[0].set_versioned("k", b'{"n":0}', expected=0)
+
+    async def attempt(i: int) -> int | None:
+        try:
+            return await stores[i % 3].set_versioned("k", b'{"n":%d}' % i, expected=base)
+        except ConflictError:
+            return None
+
+    results = await asyncio.gather(*(attempt(i) for i in range(20)))
+    winners = [i for i, v in enumerate(results) if v is not None]
+    assert len(winners) == 1
+    got = await stores[1].get_versioned("k")
+    assert got is not None
+    assert (got.data, got.version) == (b'{"n":%d}' % winners[0], results[winners[0]])
+
+
+async def test_an_expired_record_counts_as_missing_for_compare_and_set(open_store: OpenStore) -> None:
+    store = open_store()
+    old = await store.set_versioned("k", b"{}", expected=None, ttl=0.05)
+    await asyncio.sleep(0.1)
+    assert await store.get_versioned("k") is None
+    with pytest.raises(ConflictError):
+        await store.set_versioned("k", b'{"n":1}', expected=old)
+    await store.delete_versioned("k", expected=0)
+    new = await store.set_versioned("k", b'{"n":1}', expected=0)
+    assert new != old
+    with pytest.raises(ConflictError, match="expected version 0"):
+        await store.delete_versioned("k", expected=0)
+    with pytest.raises(ConflictError):
+        await store.delete_versioned("missing", expected=3)
+    await store.delete_versioned("k", expected=new)
+    assert await store.get("k") is None
+
+
+async def test_version_and_lease_arguments_are_checked(open_store: OpenStore) -> None:
+    store = open_store()
+    await store.set("k", {"kept": True})
+    for expected in (-1, True, "1"):
+        with pytest.raises(InvalidValueError, match="expected"):
+            await store.set_versioned("k", b"{}", expected=expected)  # type: ignore[arg-type]
+    for lease in (0, float("inf"), "5"):
+        with pytest.raises(InvalidValueError, match="lease"):
+            await store.lock("k", lease=lease, wait=0)  # type: ignore[arg-type]
+    with pytest.raises(InvalidValueError, match="wait"):
+        await store.lock("k", lease=5, wait=-1)
+    with pytest.raises(InvalidValueError, match="retries"):
+        PostgresSessionStore(POSTGRES_URL, retries=-1)
+    held = await store.lock("k", lease=5, wait=0)
+    with pytest.raises(InvalidValueError, match="ttl"):
+        await store.commit(held.lease, b"{}", ttl=0)
+    with pytest.raises(InvalidValueError, match="lease"):
+        await store.unlock(None)  # type: ignore[arg-type]
+    await store.unlock(held.lease)
+    assert await store.get("k") == {"kept": True}

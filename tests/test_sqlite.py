@@ -14,14 +14,18 @@ from typing import Any
 import pytest
 
 from sessionware.errors import (
+    ConflictError,
     InvalidKeyError,
     InvalidValueError,
+    LeaseExpiredError,
+    LockError,
     SchemaVersionError,
     SessionDecodeError,
     StoreError,
     StoreTimeoutError,
     StoreUnavailableError,
 )
+from sessionware.store import Lease
 from sessionware.stores._sql import SCAN_PAGE, SCHEMA_VERSION
 from sessionware.stores.sqlite import SQLiteSessionStore
 
@@ -70,7 +74,7 @@ async def test_wal_mode_and_schema_on_first_use(path: Path) -> None:
     await store.get("nothing")
     assert raw(path, "PRAGMA journal_mode") == [("wal",)]
     tables = {row[0] for row in raw(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {TABLE, f"{TABLE}_log", f"{TABLE}_logs", f"{TABLE}_meta"}
+    assert tables == {TABLE, f"{TABLE}_log", f"{TABLE}_logs", f"{TABLE}_meta", f"{TABLE}_locks"}
     assert raw(path, f"SELECT value FROM {TABLE}_meta WHERE name = 'schema_version'") == [(SCHEMA_VERSION,)]
     await store.close()
 
@@ -431,4 +435,160 @@ async def test_several_processes_share_one_file(path: Path) -> None:
         "t": tasks - 1,
         "i": rounds - 1,
     }
+    await store.close()
+
+
+# -- versions and leases -------------------------------------------------------------------------
+
+
+async def test_a_version_1_file_is_upgraded_in_place(path: Path) -> None:
+    store = SQLiteSessionStore(path)
+    await store.set("k", {"v": 1})
+    await store.log_append("chat", [{"n": 1}])
+    await store.close()
+    raw(path, f"DROP TABLE {TABLE}_locks")
+    raw(path, f"UPDATE {TABLE}_meta SET value = 1 WHERE name = 'schema_version'")
+
+    again = SQLiteSessionStore(path)
+    assert await again.get("k") == {"v": 1}
+    assert raw(path, f"SELECT value FROM {TABLE}_meta WHERE name = 'schema_version'") == [(SCHEMA_VERSION,)]
+    held = await again.lock("k", lease=5, wait=0)
+    assert held.record is not None
+    await again.commit(held.lease, b'{"v":2}')
+    assert await again.get("k") == {"v": 2}
+    assert [e.value for e in await again.log_read("chat")] == [{"n": 1}]
+    await again.close()
+
+
+async def test_lease_rows_do_not_accumulate(path: Path) -> None:
+    store = SQLiteSessionStore(path)
+
+    def lease_rows() -> list[tuple[Any, ...]]:
+        return raw(path, f"SELECT key, token FROM {TABLE}_locks ORDER BY key")
+
+    for i in range(5):
+        held = await store.lock(f"k{i}", lease=5, wait=0)
+        await store.commit(held.lease, b'{"i":1}')
+        await store.unlock((await store.lock(f"k{i}", lease=5, wait=0)).lease)
+    assert lease_rows() == []
+
+    stale = await store.lock("stale", lease=0.05, wait=0)
+    lonely = await store.lock("lonely", lease=0.05, wait=0)
+    await asyncio.sleep(0.1)
+    taker = await store.lock("stale", lease=5, wait=0)
+    assert lease_rows() == [("lonely", lonely.lease.token), ("stale", taker.lease.token)]
+    with pytest.raises(LeaseExpiredError):
+        await store.commit(stale.lease, b"{}")
+    await store.unlock(stale.lease)
+    assert lease_rows() == [("lonely", lonely.lease.token), ("stale", taker.lease.token)], "a stale token frees nothing"
+    assert await store.purge_expired() == 0, "leases are not records; the count leaves them out"
+    assert lease_rows() == [("stale", taker.lease.token)]
+    with pytest.raises(LeaseExpiredError):
+        await store.commit(lonely.lease, b"{}")
+    await store.commit(taker.lease, None)
+    assert lease_rows() == []
+    assert await store.get("stale") is None
+    await store.close()
+
+
+async def test_leases_exclude_other_connections_and_hand_over_the_newest_record(path: Path) -> None:
+    one, two = SQLiteSessionStore(path), SQLiteSessionStore(path)
+    await one.set("k", {"n": 1})
+    held = await one.lock("k", lease=5, wait=0)
+    with pytest.raises(LockError, match=r"gave up after 0\.05s"):
+        await two.lock("k", lease=5, wait=0.05)
+    waiting = asyncio.create_task(two.lock("k", lease=5, wait=5))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    version = await one.commit(held.lease, one.codec.encode({"n": 2}))
+    got = await waiting
+    assert got.record is not None
+    assert (got.record.data, got.record.version) == (b'{"n":2}', version)
+    await two.commit(got.lease, two.codec.encode({"n": 3}))
+    assert await one.get("k") == {"n": 3}
+    await one.close()
+    await two.close()
+
+
+async def test_waiting_for_a_lease_never_takes_the_write_lock(path: Path) -> None:
+    store = SQLiteSessionStore(path, lock_timeout=5)
+    held = await store.lock("k", lease=5, wait=0)
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        with pytest.raises(LockError):
+            await store.lock("k", lease=5, wait=0.2)
+        assert time.monotonic() - started < 1, "the waiter looked at the lease without the write lock"
+        other.execute("ROLLBACK")
+    await store.unlock(held.lease)
+    await store.close()
+
+
+async def test_concurrent_compare_and_set_has_one_winner(path: Path) -> None:
+    stores = [SQLiteSessionStore(path) for _ in range(4)]
+    base = await stores[0].set_versioned("k", b'{"n":0}', expected=0)
+
+    async def attempt(i: int) -> int | None:
+        try:
+            return await stores[i % 4].set_versioned("k", b'{"n":%d}' % i, expected=base)
+        except ConflictError:
+            return None
+
+    results = await asyncio.gather(*(attempt(i) for i in range(20)))
+    winners = [i for i, v in enumerate(results) if v is not None]
+    assert len(winners) == 1
+    got = await stores[1].get_versioned("k")
+    assert got is not None
+    assert (got.data, got.version) == (b'{"n":%d}' % winners[0], results[winners[0]])
+    for s in stores:
+        await s.close()
+
+
+async def test_an_expired_record_counts_as_missing_for_compare_and_set(path: Path) -> None:
+    store = SQLiteSessionStore(path)
+    old = await store.set_versioned("k", b"{}", expected=None, ttl=0.05)
+    await asyncio.sleep(0.1)
+    assert await store.get_versioned("k") is None
+    with pytest.raises(ConflictError):
+        await store.set_versioned("k", b'{"n":1}', expected=old)
+    await store.delete_versioned("k", expected=0)
+    new = await store.set_versioned("k", b'{"n":1}', expected=0)
+    assert new > old
+    with pytest.raises(ConflictError, match="expected version 0"):
+        await store.delete_versioned("k", expected=0)
+    with pytest.raises(ConflictError):
+        await store.delete_versioned("missing", expected=3)
+    await store.close()
+
+
+async def test_version_and_lease_arguments_are_checked(path: Path) -> None:
+    store = SQLiteSessionStore(path)
+    await store.set("k", {"kept": True})
+    for expected in (-1, True, 1.5, "1"):
+        with pytest.raises(InvalidValueError, match="expected"):
+            await store.set_versioned("k", b"{}", expected=expected)  # type: ignore[arg-type]
+        with pytest.raises(InvalidValueError, match="expected"):
+            await store.delete_versioned("k", expected=expected)  # type: ignore[arg-type]
+    with pytest.raises(InvalidValueError, match="data"):
+        await store.set_versioned("k", "{}", expected=None)  # type: ignore[arg-type]
+    with pytest.raises(InvalidValueError, match="ttl"):
+        await store.set_versioned("k", b"{}", expected=None, ttl=1e300)
+    for lease in (0, -1, float("inf"), float("nan"), True, "5"):
+        with pytest.raises(InvalidValueError, match="lease"):
+            await store.lock("k", lease=lease, wait=0)  # type: ignore[arg-type]
+    for wait in (-1, float("nan"), None):
+        with pytest.raises(InvalidValueError, match="wait"):
+            await store.lock("k", lease=5, wait=wait)  # type: ignore[arg-type]
+    with pytest.raises(InvalidKeyError):
+        await store.lock("", lease=5, wait=0)
+    held = await store.lock("k", lease=5, wait=0)
+    with pytest.raises(InvalidValueError, match="lease"):
+        await store.commit(("k", held.lease.token), b"{}")  # type: ignore[arg-type]
+    with pytest.raises(InvalidValueError, match="lease"):
+        await store.renew(Lease("k", "", 5))
+    with pytest.raises(InvalidValueError, match="ttl"):
+        await store.commit(held.lease, b"{}", ttl=-1)
+    assert raw(path, f"SELECT token FROM {TABLE}_locks") == [(held.lease.token,)], "a refused commit keeps the lease"
+    await store.commit(held.lease, None)
+    assert await store.get("k") is None
     await store.close()

@@ -1,20 +1,36 @@
-"""What the SQL backends share: table names, the schema version, log windows, key ranges, entry encoding."""
+"""What the SQL backends share: table names, the schema version, log windows, key ranges, entry encoding,
+argument checks for versions and leases, and the loop that waits for a lease."""
 
 from __future__ import annotations
 
+import asyncio
+import math
+import random
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from ..codec import Codec, JsonDict
-from ..errors import InvalidKeyError, InvalidValueError, SchemaVersionError, ValueTooLargeError
-from ..keys import MAX_KEY_LENGTH, TTL, ttl_seconds
-from ..store import LogEntry, check_log_args
+from ..errors import (
+    ConflictError,
+    InvalidKeyError,
+    InvalidValueError,
+    LockError,
+    SchemaVersionError,
+    ValueTooLargeError,
+)
+from ..keys import MAX_KEY_LENGTH, TTL, check_key, ttl_seconds
+from ..store import Lease, Locked, LogEntry, check_log_args
 
 DEFAULT_TABLE = "sessionware_sessions"
 
-SCHEMA_VERSION = 1
-"""The schema this release writes; a table recording a newer one is refused."""
+SCHEMA_VERSION = 2
+"""The schema this release writes; a table recording a newer one is refused.
+
+1: sessions, logs and meta tables. 2: adds the ``{table}_locks`` table of
+leases (opening a version-1 table creates it and records version 2).
+"""
 
 SCHEMA_VERSION_NAME = "schema_version"
 
@@ -43,6 +59,7 @@ class TableNames:
     log: str
     logs: str
     meta: str
+    locks: str
     sessions_expiry_index: str
     logs_expiry_index: str
 
@@ -56,6 +73,7 @@ class TableNames:
             log=f'"{name}_log"',
             logs=f'"{name}_logs"',
             meta=f'"{name}_meta"',
+            locks=f'"{name}_locks"',
             sessions_expiry_index=f'"{name}_exp_idx"',
             logs_expiry_index=f'"{name}_logs_exp_idx"',
         )
@@ -183,3 +201,100 @@ async def scan_pages(fetch: PageFetcher, prefix: str, limit: int | None) -> Asyn
         after = keys[-1]
         if remaining is not None:
             remaining -= len(keys)
+
+
+# -- versions and leases -------------------------------------------------------------------------
+
+LOCK_FIRST_BACKOFF = 0.001
+"""A waiter for a held lease first sleeps about this long; each further wait doubles it."""
+
+LOCK_MAX_BACKOFF = 0.02
+"""The longest single sleep of a lease waiter, so a released lease is picked up soon."""
+
+RETRY_BACKOFF = 0.025
+"""The first retry after a lost connection waits about this long; each further retry doubles it."""
+
+DEFAULT_RETRIES = 3
+"""How many times an operation that is safe to repeat is retried after a lost connection."""
+
+
+def retry_backoff(attempt: int) -> float:
+    """Seconds to sleep before retry number ``attempt`` (from 0): jittered, exponential."""
+    return RETRY_BACKOFF * 2.0**attempt * (0.5 + random.random() / 2)
+
+
+def check_retries(retries: object) -> int:
+    """Validate a store's ``retries`` option."""
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise InvalidValueError("retries", f"must be a non-negative int, not {retries!r}")
+    return retries
+
+
+def check_record(key: str, data: object, max_size: int, ttl: TTL) -> float | None:
+    """Validate a versioned or fenced write before anything is sent; return its TTL in seconds."""
+    check_key(key)
+    if not isinstance(data, bytes):
+        raise InvalidValueError("data", f"must be bytes, not {type(data).__name__}")
+    if len(data) > max_size:
+        raise ValueTooLargeError(len(data), max_size)
+    return sql_ttl(ttl)
+
+
+def check_expected(expected: object) -> int | None:
+    """Validate the ``expected`` version of a compare-and-set: ``None`` or an int from 0."""
+    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int) or expected < 0):
+        raise InvalidValueError("expected", f"must be None or a version (an int from 0), not {expected!r}")
+    return expected
+
+
+def conflict(key: str, expected: int) -> ConflictError:
+    """The error of a compare-and-set that found another version than ``expected``."""
+    found = "a record" if expected == 0 else "another version or no record"
+    return ConflictError(f"session {key!r} changed: expected version {expected}, found {found}")
+
+
+def seconds_arg(name: str, value: object, *, zero: bool) -> float:
+    """A finite, positive (``zero``: non-negative) number of seconds, else :class:`InvalidValueError`."""
+    if not isinstance(value, bool) and isinstance(value, (int, float)):
+        seconds = float(value)
+        if math.isfinite(seconds) and (seconds > 0 or (zero and seconds == 0)) and seconds <= MAX_TTL_SECONDS:
+            return seconds
+    kind = "non-negative" if zero else "positive"
+    raise InvalidValueError(name, f"must be a {kind} number of seconds up to {MAX_TTL_SECONDS:g}, not {value!r}")
+
+
+def check_lease(lease: object) -> Lease:
+    """Validate a lease handed back to ``renew``, ``commit`` or ``unlock``."""
+    if not isinstance(lease, Lease):
+        raise InvalidValueError("lease", f"must be a Lease returned by lock(), not {type(lease).__name__}")
+    check_key(lease.key)
+    if not isinstance(lease.token, str) or not lease.token:
+        raise InvalidValueError("lease", "has no token")
+    seconds_arg("lease", lease.ttl, zero=False)
+    return lease
+
+
+LockAttempt = Callable[[], Awaitable["Locked | float | None"]]
+"""One try at a lease: the :class:`Locked` result, or the seconds the holder's lease still runs (``None``: unknown)."""
+
+
+async def wait_for_lease(key: str, wait: float, attempt: LockAttempt) -> Locked:
+    """Call ``attempt`` until it takes the lease, backing off without blocking; :class:`LockError` after ``wait``.
+
+    Sleeps grow exponentially with jitter, never past the holder's expiry
+    (when known) nor past the deadline; the last try is made at the deadline.
+    """
+    deadline = time.monotonic() + wait
+    delay = LOCK_FIRST_BACKOFF
+    while True:
+        got = await attempt()
+        if isinstance(got, Locked):
+            return got
+        now = time.monotonic()
+        if now >= deadline:
+            raise LockError(f"session {key!r} is locked by another holder; gave up after {wait}s")
+        pause = delay * (0.5 + random.random())
+        if got is not None:
+            pause = min(pause, max(got, LOCK_FIRST_BACKOFF / 2))
+        await asyncio.sleep(min(pause, deadline - now))
+        delay = min(delay * 2, LOCK_MAX_BACKOFF)

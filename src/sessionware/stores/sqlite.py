@@ -7,25 +7,32 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from ..codec import Codec, JsonDict
-from ..errors import InvalidValueError, StoreTimeoutError, StoreUnavailableError
+from ..errors import InvalidValueError, LeaseExpiredError, StoreTimeoutError, StoreUnavailableError
 from ..keys import TTL, check_key
-from ..store import DEFAULT_MAX_SIZE, BaseSessionStore, LogEntry
+from ..store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, Versioned, new_token
 from ._sql import (
     DEFAULT_TABLE,
     SCHEMA_VERSION,
     SCHEMA_VERSION_NAME,
     TableNames,
     bounded_ttl,
+    check_expected,
+    check_lease,
+    check_record,
     check_schema_version,
+    conflict,
     encode_log_entries,
     entries_from_newest,
     log_window,
     scan_pages,
+    seconds_arg,
     sql_ttl,
+    wait_for_lease,
 )
 
 T = TypeVar("T")
@@ -34,6 +41,11 @@ DEFAULT_LOCK_TIMEOUT = 5.0
 """Seconds to wait for another connection's write lock before giving up."""
 
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_PROGRESS_STEPS = 10_000
+"""SQLite virtual-machine steps between two looks at the clock while a store has a ``timeout``."""
+
+_DEADLINE: ContextVar[float | None] = ContextVar("sessionware_sqlite_deadline", default=None)
+"""When the store operation running in this task must end (``time.monotonic()``), if it has a timeout."""
 _FIRST_BACKOFF = 0.0005
 _MAX_BACKOFF = 0.02
 
@@ -59,6 +71,12 @@ class _Statements:
             # Versions never repeat for a key: a new row starts above every version a deleted row had.
             f'CREATE TRIGGER IF NOT EXISTS "{n.table}_version_floor" AFTER DELETE ON {n.sessions} BEGIN'
             f" UPDATE {n.meta} SET value = max(value, OLD.version) WHERE name = 'version_floor'; END",
+            # Leases: one row per key while it is locked; expires_at is wall-clock seconds since the epoch.
+            f"CREATE TABLE IF NOT EXISTS {n.locks} (key TEXT PRIMARY KEY NOT NULL, token TEXT NOT NULL,"
+            " expires_at REAL NOT NULL)",
+            # Upgrades an older schema (every statement above is idempotent).
+            f"UPDATE {n.meta} SET value = {SCHEMA_VERSION}"
+            f" WHERE name = '{SCHEMA_VERSION_NAME}' AND value < {SCHEMA_VERSION}",
         ]
         self.has_meta = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
         self.version = f"SELECT value FROM {n.meta} WHERE name = '{SCHEMA_VERSION_NAME}'"
@@ -71,6 +89,33 @@ class _Statements:
             f" version = {n.sessions}.version + 1"
         )
         self.delete = f"DELETE FROM {n.sessions} WHERE key = ?"
+        self.get_versioned = f"SELECT CAST(value AS BLOB), version FROM {n.sessions} WHERE key = ? AND {live}"
+        self.set_returning = self.set + " RETURNING version"
+        # expected=0: insert, or take over an expired row; a live row makes it return nothing.
+        self.cas_create = (
+            f"INSERT INTO {n.sessions} (key, value, expires_at, version) VALUES (?, ?, ?,"
+            f" coalesce((SELECT value FROM {n.meta} WHERE name = 'version_floor'), 0) + 1)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at,"
+            f" version = {n.sessions}.version + 1"
+            f" WHERE {n.sessions}.expires_at IS NOT NULL AND {n.sessions}.expires_at <= ? RETURNING version"
+        )
+        self.cas_update = (
+            f"UPDATE {n.sessions} SET value = ?, expires_at = ?, version = version + 1"
+            f" WHERE key = ? AND version = ? AND {live} RETURNING version"
+        )
+        self.cas_delete = f"DELETE FROM {n.sessions} WHERE key = ? AND version = ? AND {live}"
+        self.exists = f"SELECT 1 FROM {n.sessions} WHERE key = ? AND {live}"
+        self.lock_holder = f"SELECT expires_at FROM {n.locks} WHERE key = ?"
+        # Taken when free, expired, or already ours (a repeated attempt with the same token).
+        self.lock_take = (
+            f"INSERT INTO {n.locks} (key, token, expires_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at"
+            f" WHERE {n.locks}.expires_at <= ? OR {n.locks}.token = excluded.token"
+        )
+        self.lock_renew = f"UPDATE {n.locks} SET expires_at = ? WHERE key = ? AND token = ? AND expires_at > ?"
+        self.lock_release = f"DELETE FROM {n.locks} WHERE key = ? AND token = ? RETURNING expires_at"
+        self.lock_drop = f"DELETE FROM {n.locks} WHERE key = ? AND token = ?"
+        self.purge_locks = f"DELETE FROM {n.locks} WHERE expires_at <= ?"
         self.expires_at = f"SELECT expires_at FROM {n.sessions} WHERE key = ? AND {live}"
         self.touch = f"UPDATE {n.sessions} SET expires_at = ? WHERE key = ? AND {live}"
         self.scan = (
@@ -108,7 +153,17 @@ class SQLiteSessionStore(BaseSessionStore):
     for inside SQLite: when another connection holds the write lock, the store
     retries with ``asyncio.sleep`` backoff for up to ``lock_timeout`` seconds,
     then raises :class:`StoreTimeoutError`, so a busy file never blocks the loop.
-    The connection is opened on first use and bound to the thread that opened it.
+    ``timeout`` bounds each call as a whole: waiting for the file and running
+    its statements (a statement still running at the deadline is interrupted
+    and its transaction rolled back). The connection is opened on first use
+    and bound to the thread that opened it.
+
+    A record's version grows by one on every write; a key written again after
+    a delete starts above its old versions. A lease is a row of
+    ``{table}_locks`` (a random token and an expiry by the wall clock, which
+    every process on the machine shares): :meth:`lock` takes it and reads the
+    record in one write transaction, :meth:`commit` checks it, writes and
+    releases in another, so the read is the newest and no write comes between.
     """
 
     backend = "sqlite"
@@ -164,7 +219,9 @@ class SQLiteSessionStore(BaseSessionStore):
         if conn.execute(self._sql.has_meta, (f"{self.names.table}_meta",)).fetchone() is None:
             self._transaction(conn, self._create_schema)
         row = conn.execute(self._sql.version).fetchone()
-        if row is None:
+        if row is not None:
+            check_schema_version(self.backend, self.names.table, row[0])
+        if row is None or row[0] < SCHEMA_VERSION:
             self._transaction(conn, self._create_schema)
             row = conn.execute(self._sql.version).fetchone()
         check_schema_version(self.backend, self.names.table, None if row is None else row[0])
@@ -185,13 +242,44 @@ class SQLiteSessionStore(BaseSessionStore):
             raise
         return result
 
+    async def _run(self, op: str, aw: Awaitable[T]) -> T:
+        """As the base class does; with a ``timeout``, statements running past it are interrupted too."""
+        if self.timeout is None:
+            return await super()._run(op, aw)
+        reset = _DEADLINE.set(time.monotonic() + self.timeout)
+        try:
+            return await super()._run(op, aw)
+        finally:
+            _DEADLINE.reset(reset)
+
+    def _interruptible(self, conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)``, stopping its statements once the current operation's deadline passed.
+
+        A call runs in the event loop, where ``asyncio.timeout`` cannot stop
+        it; SQLite's progress handler can, and the transaction is rolled back.
+        """
+        deadline = _DEADLINE.get()
+        if deadline is None:
+            return fn(conn, *args)
+        conn.set_progress_handler(lambda: time.monotonic() > deadline, _PROGRESS_STEPS)
+        try:
+            return fn(conn, *args)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_INTERRUPT and time.monotonic() > deadline:
+                raise StoreTimeoutError(
+                    f"sqlite statement on {self.path!r} ran past the store's timeout of {self.timeout}s"
+                ) from exc
+            raise
+        finally:
+            conn.set_progress_handler(None, 0)
+
     async def _retry(self, conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)``; while the file is locked elsewhere, back off without blocking."""
         delay = _FIRST_BACKOFF
         deadline: float | None = None
         while True:
             try:
-                return fn(conn, *args)
+                return self._interruptible(conn, fn, *args)
             except sqlite3.OperationalError as exc:
                 code = exc.sqlite_errorcode & 0xFF
                 if code == sqlite3.SQLITE_CANTOPEN:
@@ -213,6 +301,10 @@ class SQLiteSessionStore(BaseSessionStore):
 
     async def _execute(self, sql: str, *params: Any) -> sqlite3.Cursor:
         return await self._retry(await self._connection(), sqlite3.Connection.execute, sql, params)
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` outside an explicit transaction, retrying while the file is locked."""
+        return await self._retry(await self._connection(), fn, *args)
 
     async def close(self) -> None:
         """Close the connection (a later call opens it again)."""
@@ -262,10 +354,11 @@ class SQLiteSessionStore(BaseSessionStore):
         return [row[0] for row in cursor.fetchall()]
 
     async def purge_expired(self) -> int:
-        """Delete expired sessions and expired logs; return how many sessions and logs were removed."""
+        """Delete expired sessions, logs and leases; return how many sessions and logs were removed."""
         return await self._run("purge_expired", self._write(self._purge, time.time()))
 
     def _purge(self, conn: sqlite3.Connection, now: float) -> int:
+        conn.execute(self._sql.purge_locks, (now,))
         sessions = conn.execute(self._sql.purge_sessions, (now,)).rowcount
         conn.execute(self._sql.purge_log, (now,))
         return sessions + conn.execute(self._sql.purge_logs, (now,)).rowcount
@@ -341,6 +434,146 @@ class SQLiteSessionStore(BaseSessionStore):
     def _drop_log(self, conn: sqlite3.Connection, key: str) -> None:
         conn.execute(self._sql.log_clear, (key,))
         conn.execute(self._sql.log_drop, (key,))
+
+    # -- versions (compare-and-set) --------------------------------------------------------------
+
+    async def get_versioned(self, key: str) -> Versioned | None:
+        """Return the stored bytes of ``key`` with their version, or ``None``."""
+        check_key(key)
+        return await self._run("get_versioned", self._call(self._read_versioned, key))
+
+    def _read_versioned(self, conn: sqlite3.Connection, key: str) -> Versioned | None:
+        row = conn.execute(self._sql.get_versioned, (key, time.time())).fetchone()
+        return None if row is None else Versioned(bytes(row[0]), int(row[1]))
+
+    async def set_versioned(self, key: str, data: bytes, *, expected: int | None, ttl: TTL = None) -> int:
+        """Write ``data`` if the record's version is ``expected`` (0: must be missing; ``None``: any).
+
+        One statement: the check and the write cannot be separated by another
+        writer. Return the new version; :class:`~sessionware.errors.ConflictError`
+        and nothing written if someone wrote in between.
+        """
+        seconds = check_record(key, data, self.max_size, ttl)
+        check_expected(expected)
+        version = await self._run("set_versioned", self._call(self._cas_write, key, data, seconds, expected))
+        if version is None:
+            raise conflict(key, expected or 0)
+        return version
+
+    def _cas_write(
+        self, conn: sqlite3.Connection, key: str, data: bytes, ttl: float | None, expected: int | None
+    ) -> int | None:
+        sql = self._sql
+        now = time.time()
+        expires_at = None if ttl is None else now + ttl
+        if expected is None:
+            rows = conn.execute(sql.set_returning, (key, data, expires_at)).fetchall()
+        elif expected == 0:
+            rows = conn.execute(sql.cas_create, (key, data, expires_at, now)).fetchall()
+        else:
+            rows = conn.execute(sql.cas_update, (data, expires_at, key, expected, now)).fetchall()
+        return int(rows[0][0]) if rows else None
+
+    async def delete_versioned(self, key: str, *, expected: int | None) -> None:
+        """Delete ``key`` if its version is ``expected``; else raise ``ConflictError``."""
+        check_key(key)
+        check_expected(expected)
+        if not await self._run("delete_versioned", self._call(self._cas_delete, key, expected)):
+            raise conflict(key, expected or 0)
+
+    def _cas_delete(self, conn: sqlite3.Connection, key: str, expected: int | None) -> bool:
+        if expected is None:
+            conn.execute(self._sql.delete, (key,))
+            return True
+        if expected == 0:
+            return conn.execute(self._sql.exists, (key, time.time())).fetchone() is None
+        return conn.execute(self._sql.cas_delete, (key, expected, time.time())).rowcount > 0
+
+    # -- leases ----------------------------------------------------------------------------------
+
+    async def lock(self, key: str, *, lease: float, wait: float) -> Locked:
+        """Take the lease on ``key`` and read the record in one transaction; wait up to ``wait`` seconds.
+
+        The lease is a row of ``{table}_locks`` with a random token and an
+        expiry by the wall clock; a row that expired is taken over. While
+        another holder has it, waits with jittered exponential backoff (never
+        past that holder's expiry) without taking the file's write lock, then
+        raises :class:`~sessionware.errors.LockError` once ``wait`` has passed.
+        """
+        check_key(key)
+        seconds = seconds_arg("lease", lease, zero=False)
+        patience = seconds_arg("wait", wait, zero=True)
+
+        async def attempt() -> Locked | float | None:
+            token = new_token()
+            started = time.monotonic()
+            got = await self._run("lock", self._call(self._try_lock, key, token, seconds))
+            if isinstance(got, float):
+                return got
+            return Locked(Lease(key, token, seconds, started), got[0])
+
+        return await wait_for_lease(key, patience, attempt)
+
+    def _try_lock(self, conn: sqlite3.Connection, key: str, token: str, ttl: float) -> tuple[Versioned | None] | float:
+        """``(record,)`` when the lease was taken, else the seconds the holder's lease still runs."""
+        holder = conn.execute(self._sql.lock_holder, (key,)).fetchone()
+        if holder is not None and holder[0] > time.time():
+            return float(holder[0]) - time.time()
+        return self._transaction(conn, self._take_lock, key, token, ttl)
+
+    def _take_lock(self, conn: sqlite3.Connection, key: str, token: str, ttl: float) -> tuple[Versioned | None] | float:
+        # Under the write lock: the record read here is the newest, and no writer can come between.
+        now = time.time()
+        if conn.execute(self._sql.lock_take, (key, token, now + ttl, now)).rowcount == 0:
+            holder = conn.execute(self._sql.lock_holder, (key,)).fetchone()
+            return 0.0 if holder is None else float(holder[0]) - now
+        return (self._read_versioned(conn, key),)
+
+    async def renew(self, lease: Lease) -> Lease:
+        """Extend a held lease by its ``ttl``; raise ``LeaseExpiredError`` if it was lost."""
+        lease = check_lease(lease)
+        started = time.monotonic()
+        if not await self._run("renew", self._call(self._renew, lease.key, lease.token, lease.ttl)):
+            raise LeaseExpiredError(f"the lease on session {lease.key!r} expired before it was renewed")
+        return Lease(lease.key, lease.token, lease.ttl, started)
+
+    def _renew(self, conn: sqlite3.Connection, key: str, token: str, ttl: float) -> bool:
+        now = time.time()
+        return conn.execute(self._sql.lock_renew, (now + ttl, key, token, now)).rowcount > 0
+
+    async def commit(self, lease: Lease, data: bytes | None, *, ttl: TTL = None) -> int:
+        """Write ``data`` (``None`` deletes) and release in one transaction, if the lease is still held.
+
+        Return the new version (0 after a delete). A lease that expired or was
+        taken over writes nothing and raises
+        :class:`~sessionware.errors.LeaseExpiredError`.
+        """
+        lease = check_lease(lease)
+        seconds = None if data is None else check_record(lease.key, data, self.max_size, ttl)
+        version = await self._run("commit", self._write(self._commit, lease.key, lease.token, data, seconds))
+        if version is None:
+            raise LeaseExpiredError(f"the lease on session {lease.key!r} expired; the write was refused")
+        return version
+
+    def _commit(
+        self, conn: sqlite3.Connection, key: str, token: str, data: bytes | None, ttl: float | None
+    ) -> int | None:
+        sql = self._sql
+        now = time.time()
+        # Our own row goes in any case: held, it is released; expired, it is stale.
+        released = conn.execute(sql.lock_release, (key, token)).fetchall()
+        if not released or released[0][0] <= now:
+            return None
+        if data is None:
+            conn.execute(sql.delete, (key,))
+            return 0
+        expires_at = None if ttl is None else now + ttl
+        return int(conn.execute(sql.set_returning, (key, data, expires_at)).fetchall()[0][0])
+
+    async def unlock(self, lease: Lease) -> None:
+        """Release a lease without writing; one that expired or was taken over is left alone."""
+        lease = check_lease(lease)
+        await self._run("unlock", self._execute(self._sql.lock_drop, lease.key, lease.token))
 
 
 __all__ = ["DEFAULT_LOCK_TIMEOUT", "SQLiteSessionStore"]
