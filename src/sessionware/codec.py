@@ -6,6 +6,8 @@ import json
 import math
 from typing import Any, Protocol, runtime_checkable
 
+from pydantic_core import PydanticSerializationError, from_json, to_json
+
 from .errors import InvalidValueError, SessionDecodeError
 
 JsonDict = dict[str, Any]
@@ -27,44 +29,74 @@ class Codec(Protocol):
 
 
 class JsonCodec:
-    """Compact JSON, ASCII-only output, exact round trips or an error.
+    """Compact UTF-8 JSON, exact round trips or an error.
 
-    ``\\u0000``, lone surrogates and any other code point are escaped, so the
-    bytes are valid in every backend. Non-finite floats, tuples, non-string
-    keys and any non-JSON type are refused with the path of the offending part.
+    Encoding and decoding run in pydantic-core's Rust JSON (already a
+    dependency through pydantic), with the standard library as the fallback
+    for what it refuses (lone surrogates, very deep nesting). Every encoding
+    is decoded again and compared with the value, so non-finite floats,
+    tuples, sets, bytes, non-string keys and any other non-JSON type are
+    refused with the path of the offending part instead of changing silently.
     """
 
-    __slots__ = ("_dumps", "_verify")
+    __slots__ = ("_verify",)
 
     def __init__(self, *, verify: bool = True) -> None:
         self._verify = verify
-        self._dumps = json.JSONEncoder(
-            ensure_ascii=True, allow_nan=False, separators=(",", ":"), default=_refuse
-        ).encode
 
     def encode(self, value: JsonDict) -> bytes:
         """Encode a session dict to bytes."""
         if type(value) is not dict:
             raise InvalidValueError("$", f"must be a dict, not {type(value).__name__}")
         try:
-            text = self._dumps(value)
-        except (TypeError, ValueError, RecursionError) as exc:
-            _explain(value, "$", 0)
-            raise InvalidValueError("$", f"cannot be encoded as JSON: {exc}") from exc
-        if self._verify and json.loads(text) != value:
-            _explain(value, "$", 0)
-            raise InvalidValueError("$", "does not survive a JSON round trip")
-        return text.encode("ascii")
+            data = to_json(value)
+        except (PydanticSerializationError, ValueError, RecursionError):
+            data = _stdlib_encode(value)
+        if self._verify:
+            try:
+                same = _loads(data) == value
+            except (ValueError, RecursionError):
+                same = False
+            if not same:
+                _explain(value, "$", 0)
+                raise InvalidValueError("$", "does not survive a JSON round trip")
+        return data
 
     def decode(self, key: str, data: bytes) -> JsonDict:
         """Decode stored bytes to a session dict."""
         try:
-            value = json.loads(data)
+            value = _loads(data)
         except (ValueError, RecursionError) as exc:
             raise SessionDecodeError(key, f"invalid JSON ({exc})") from exc
         if type(value) is not dict:
             raise SessionDecodeError(key, f"stored JSON is a {type(value).__name__}, not an object")
         return value
+
+
+_stdlib_dumps = json.JSONEncoder(
+    ensure_ascii=True, allow_nan=False, separators=(",", ":"), default=lambda o: _refuse(o)
+)
+_stdlib_loads = json.JSONDecoder(parse_constant=lambda name: _no_constant(name)).decode
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _stdlib_encode(value: JsonDict) -> bytes:
+    try:
+        return _stdlib_dumps.encode(value).encode("ascii")
+    except (TypeError, ValueError, RecursionError) as exc:
+        _explain(value, "$", 0)
+        raise InvalidValueError("$", f"cannot be encoded as JSON: {exc}") from exc
+
+
+def _loads(data: bytes) -> Any:
+    try:
+        return from_json(data, allow_inf_nan=False)
+    except ValueError:
+        # Lone surrogates (escaped by the stdlib encoder) and very deep nesting; a real error raises again here.
+        return _stdlib_loads(data.decode("utf-8"))
 
 
 MAX_DEPTH = 256
