@@ -61,6 +61,7 @@ def run_workers(config: dict[str, Any]) -> None:
         assert proc.returncode == 0, err
 
 
+@pytest.mark.parametrize("url", ["redis"], indirect=True)  # SQL: tests/test_sql_isolation.py
 async def test_counter_through_middleware(url: str) -> None:
     config = {"url": url, "mode": "counter", "tasks": TASKS, "updates": UPDATES}
     run_workers({**config, "isolation": "distributed"})
