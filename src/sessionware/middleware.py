@@ -106,7 +106,7 @@ class SessionMiddleware:
     async def __call__(self, ctx: Context, next: Next) -> None:
         """Load the session, run the rest of the chain, save what changed."""
         key = self.key(ctx)
-        if inspect.isawaitable(key):
+        if type(key) is not str and inspect.isawaitable(key):
             key = await key
         if key is None:
             ctx.session = {}

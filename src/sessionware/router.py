@@ -11,8 +11,8 @@ import inspect
 import re
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TextIO
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple, Protocol, TextIO
 
 from .codec import JsonDict
 from .errors import SessionwareError
@@ -29,8 +29,7 @@ class RouterError(SessionwareError):
     """A router or middleware was used the wrong way."""
 
 
-@dataclass(frozen=True, slots=True)
-class Incoming:
+class Incoming(NamedTuple):
     """What an update says, independent of the platform it came from."""
 
     kind: Kind
@@ -89,16 +88,29 @@ class ConsoleClient:
         print(f"  bot → {self.names.get(chat_id, chat_id)}: {text}", file=out)
 
 
-@dataclass(eq=False)
 class Context:
     """Everything a middleware or handler sees about one update."""
 
-    update: Update
-    incoming: Incoming
-    client: ReplyClient | None = None
-    session: JsonDict = field(default_factory=dict)
-    state: dict[str, Any] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("client", "incoming", "params", "session", "state", "update")
+
+    def __init__(
+        self,
+        update: Update,
+        incoming: Incoming,
+        client: ReplyClient | None = None,
+        session: JsonDict | None = None,
+        state: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        self.update = update
+        self.incoming = incoming
+        self.client = client
+        self.session: JsonDict = {} if session is None else session
+        self.state: dict[str, Any] = {} if state is None else state
+        self.params: dict[str, Any] = {} if params is None else params
+
+    def __repr__(self) -> str:
+        return f"Context(incoming={self.incoming!r}, session={self.session!r})"
 
     @property
     def from_user(self) -> JsonDict | None:
