@@ -15,7 +15,7 @@ class _Entry:
 
 
 class _Hold:
-    __slots__ = ("_entries", "_key", "_entry")
+    __slots__ = ("_entries", "_entry", "_key")
 
     def __init__(self, entries: dict[str, _Entry], key: str) -> None:
         self._entries = entries

@@ -208,6 +208,18 @@ def _lost_connection(exc: BaseException) -> bool:
 Op = Callable[[Connection], Awaitable[T]]
 
 
+async def _light_reset(conn: Connection) -> None:
+    """Reset a connection returned to the store's own pool without a round trip.
+
+    The store leaves no session state behind (only transaction-scoped advisory
+    locks, no LISTEN, cursors or settings), so asyncpg's default reset query
+    (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``) would only
+    cost a round trip per call; a transaction left open is still rolled back.
+    """
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 class PostgresSessionStore(BaseSessionStore):
     """Sessions and logs in PostgreSQL tables, through an asyncpg pool.
 
@@ -272,7 +284,7 @@ class PostgresSessionStore(BaseSessionStore):
             raise InvalidValueError(
                 "pool_or_dsn", f"must be an asyncpg pool or a DSN string, not {type(pool_or_dsn).__name__}"
             )
-        self._pool_options = {"min_size": 1, "max_size": 10, **(pool_options or {})}
+        self._pool_options = {"min_size": 1, "max_size": 10, "reset": _light_reset, **(pool_options or {})}
         self._ready = False
         self._open_lock = asyncio.Lock()
         digest = hashlib.blake2b(f"sessionware:{self.names.table}".encode(), digest_size=8).digest()
