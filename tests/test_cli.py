@@ -177,3 +177,16 @@ def test_store_from_environment_and_errors(tmp_path: Path) -> None:
         assert done.stderr.count("\n") == 1
         assert text in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_bench_command_runs_the_harness(tmp_path: Path) -> None:
+    usage = cli("bench", "--help").stdout
+    assert "sessionware bench" in usage
+    assert "--quick" in usage
+    report = tmp_path / "bench.json"
+    done = cli(
+        "bench", "--quick", "--workloads", "w3", "--backends", "memory", "--no-progress", "--json", str(report)
+    )
+    assert "W3 lost updates" in done.stdout
+    rows = json.loads(report.read_text())
+    assert rows["config"]["quick"] is True

@@ -453,7 +453,7 @@ def _app() -> "typer.Typer":
         """Run the benchmarks against the peers (arguments as for benchmarks/run.py; --help lists them)."""
         from .bench import main as bench_main
 
-        code = bench_main(list(ctx.args))
+        code = bench_main(list(ctx.args), prog="sessionware bench")
         if code:
             raise typer.Exit(code)
 
