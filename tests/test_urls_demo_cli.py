@@ -95,7 +95,9 @@ async def test_demo_persists_sessions_between_runs(tmp_path: Path) -> None:
 def test_console_script_demo_runs_twice(tmp_path: Path) -> None:
     env = {**os.environ, "SESSIONWARE_STORE": f"sqlite:///{tmp_path}/cli.db"}
     for visit in (1, 2):
-        done = subprocess.run([str(SCRIPT), "demo", "--burst", "5"], capture_output=True, text=True, env=env, cwd=tmp_path)
+        done = subprocess.run(
+            [str(SCRIPT), "demo", "--burst", "5"], capture_output=True, text=True, env=env, cwd=tmp_path
+        )
         assert done.returncode == 0, done.stderr
         assert ("first visit" if visit == 1 else "visit #2") in done.stdout
         assert "5 of 5 updates kept" in done.stdout
