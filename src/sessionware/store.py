@@ -252,6 +252,18 @@ class LockingStore(Protocol):
         ...
 
 
+def check_lease(lease: object) -> Lease:
+    """Validate a lease handed back to ``renew``, ``commit`` or ``unlock``."""
+    if not isinstance(lease, Lease):
+        raise InvalidValueError("lease", f"must be a Lease returned by lock(), not {type(lease).__name__}")
+    check_key(lease.key)
+    if not isinstance(lease.token, str) or not lease.token:
+        raise InvalidValueError("lease", "has no token")
+    if isinstance(lease.ttl, bool) or not isinstance(lease.ttl, (int, float)) or not 0 < lease.ttl < float("inf"):
+        raise InvalidValueError("lease", f"has an invalid ttl {lease.ttl!r}")
+    return lease
+
+
 def new_token() -> str:
     """A random lease token (128 bits)."""
     return secrets.token_hex(16)
@@ -384,6 +396,7 @@ __all__ = [
     "Versioned",
     "VersionedStore",
     "accepts_ttl",
+    "check_lease",
     "check_log_args",
     "new_token",
 ]

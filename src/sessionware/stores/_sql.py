@@ -21,7 +21,7 @@ from ..errors import (
     ValueTooLargeError,
 )
 from ..keys import MAX_KEY_LENGTH, TTL, check_key, ttl_seconds
-from ..store import Lease, Locked, LogEntry, check_log_args
+from ..store import Locked, LogEntry, check_log_args
 
 DEFAULT_TABLE = "sessionware_sessions"
 
@@ -261,17 +261,6 @@ def seconds_arg(name: str, value: object, *, zero: bool) -> float:
             return seconds
     kind = "non-negative" if zero else "positive"
     raise InvalidValueError(name, f"must be a {kind} number of seconds up to {MAX_TTL_SECONDS:g}, not {value!r}")
-
-
-def check_lease(lease: object) -> Lease:
-    """Validate a lease handed back to ``renew``, ``commit`` or ``unlock``."""
-    if not isinstance(lease, Lease):
-        raise InvalidValueError("lease", f"must be a Lease returned by lock(), not {type(lease).__name__}")
-    check_key(lease.key)
-    if not isinstance(lease.token, str) or not lease.token:
-        raise InvalidValueError("lease", "has no token")
-    seconds_arg("lease", lease.ttl, zero=False)
-    return lease
 
 
 LockAttempt = Callable[[], Awaitable["Locked | float | None"]]

@@ -18,6 +18,7 @@ from ..store import (
     Locked,
     LogEntry,
     Versioned,
+    check_lease,
     check_log_args,
     new_token,
 )
@@ -268,7 +269,7 @@ class InMemorySessionStore(BaseSessionStore):
 
     async def renew(self, lease: Lease) -> Lease:
         """Extend a held lease by its ``ttl``."""
-        if not self._holds(lease):
+        if not self._holds(check_lease(lease)):
             raise LeaseExpiredError(f"the lease on session {lease.key!r} expired before it was renewed")
         now = time.monotonic()
         self._locks[lease.key] = (lease.token, now + lease.ttl)
@@ -276,6 +277,7 @@ class InMemorySessionStore(BaseSessionStore):
 
     async def commit(self, lease: Lease, data: bytes | None, *, ttl: TTL = None) -> int:
         """Write ``data`` (``None`` deletes) and release, if the lease is still held."""
+        check_lease(lease)
         seconds = None if data is None else self._check_write(lease.key, data, ttl)
         if not self._holds(lease):
             raise LeaseExpiredError(f"the lease on session {lease.key!r} expired; the write was refused")
@@ -287,6 +289,6 @@ class InMemorySessionStore(BaseSessionStore):
 
     async def unlock(self, lease: Lease) -> None:
         """Release a lease without writing."""
-        held = self._locks.get(lease.key)
+        held = self._locks.get(check_lease(lease).key)
         if held is not None and held[0] == lease.token:
             del self._locks[lease.key]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..codec import Codec, JsonDict
 from ..errors import InvalidValueError, LeaseExpiredError, MissingExtraError, StoreError, StoreUnavailableError
 from ..keys import TTL, check_key
-from ..store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, Versioned, new_token
+from ..store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, Versioned, check_lease, new_token
 from ._sql import (
     DEFAULT_RETRIES,
     DEFAULT_TABLE,
@@ -20,7 +20,6 @@ from ._sql import (
     TableNames,
     bounded_ttl,
     check_expected,
-    check_lease,
     check_record,
     check_retries,
     check_schema_version,

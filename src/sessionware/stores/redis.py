@@ -89,7 +89,17 @@ from ..errors import (
     ValueTooLargeError,
 )
 from ..keys import TTL, check_key, ttl_seconds
-from ..store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, Versioned, check_log_args, new_token
+from ..store import (
+    DEFAULT_MAX_SIZE,
+    BaseSessionStore,
+    Lease,
+    Locked,
+    LogEntry,
+    Versioned,
+    check_lease,
+    check_log_args,
+    new_token,
+)
 
 try:
     import redis.asyncio as aioredis
@@ -366,13 +376,6 @@ def _seconds(name: str, value: object, *, zero: bool) -> float:
             return seconds
     kind = "non-negative" if zero else "positive"
     raise InvalidValueError(name, f"must be a {kind}, finite number of seconds, not {value!r}")
-
-
-def _check_lease(lease: object) -> Lease:
-    if not isinstance(lease, Lease):
-        raise InvalidValueError("lease", f"must be a Lease returned by lock(), not {type(lease).__name__}")
-    check_key(lease.key)
-    return lease
 
 
 def _ms(seconds: float) -> int:
@@ -731,7 +734,7 @@ class RedisSessionStore(BaseSessionStore):
 
     async def renew(self, lease: Lease) -> Lease:
         """Extend a held lease by its ``ttl``; raise ``LeaseExpiredError`` if it was lost."""
-        lease = _check_lease(lease)
+        lease = check_lease(lease)
         started = time.monotonic()
         name = self._lock_prefix + lease.key
         ok = await self._run(
@@ -748,7 +751,7 @@ class RedisSessionStore(BaseSessionStore):
         taken over writes nothing and raises
         :class:`~sessionware.errors.LeaseExpiredError`.
         """
-        lease = _check_lease(lease)
+        lease = check_lease(lease)
         key = lease.key
         if data is None:
             framed, version, ms = b"", 0, ""
@@ -766,7 +769,7 @@ class RedisSessionStore(BaseSessionStore):
 
     async def unlock(self, lease: Lease) -> None:
         """Release a lease without writing; a lease that expired or was taken over is left alone."""
-        lease = _check_lease(lease)
+        lease = check_lease(lease)
         name = self._lock_prefix + lease.key
         await self._run("unlock", self._eval(self._unlock, lease.key, (name,), (lease.token,), safe=True))
 

@@ -14,7 +14,16 @@ from typing import Any, TypeVar
 from ..codec import Codec, JsonDict
 from ..errors import InvalidValueError, LeaseExpiredError, StoreTimeoutError, StoreUnavailableError
 from ..keys import TTL, check_key
-from ..store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, Versioned, new_token
+from ..store import (
+    DEFAULT_MAX_SIZE,
+    BaseSessionStore,
+    Lease,
+    Locked,
+    LogEntry,
+    Versioned,
+    check_lease,
+    new_token,
+)
 from ._sql import (
     DEFAULT_TABLE,
     SCHEMA_VERSION,
@@ -22,7 +31,6 @@ from ._sql import (
     TableNames,
     bounded_ttl,
     check_expected,
-    check_lease,
     check_record,
     check_schema_version,
     conflict,
