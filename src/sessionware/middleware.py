@@ -50,7 +50,32 @@ KEY_PRESETS: dict[str, KeyFunc] = {"user": by_user, "chat": by_chat, "user_in_ch
 
 
 class SessionMiddleware:
-    """Middleware that gives each update ``ctx.session``; build it with :func:`session`."""
+    """The session middleware: ``router.use(session())`` (``session`` is this class).
+
+    - ``store``: any :class:`SessionStore`; defaults to an :class:`InMemorySessionStore`.
+    - ``key``: who a session belongs to: a callable ``ctx -> str | None`` (may
+      be async) or ``"user"`` (default), ``"chat"``, ``"user_in_chat"``. A
+      ``None`` key gives an empty session that is never stored.
+    - ``initial``: factory of a new session; an untouched initial session is never written.
+    - ``ttl``: expiry of written sessions; ``rolling=True`` also extends it on unchanged reads.
+    - ``isolation``: ``"local"`` (default) runs updates for one key one at a
+      time, in arrival order, in this process; ``"distributed"`` also holds a
+      store lease on the key across processes (loaded under the lease, renewed
+      while the handler runs, the write fenced: refused with
+      :class:`~sessionware.errors.LeaseExpiredError` if the lease was lost);
+      ``"none"`` turns isolation off.
+    - ``lease`` / ``lock_wait``: lease length and how long to wait for it (distributed only).
+    - ``on_decode_error``: ``"raise"`` (default) stops the update with
+      :class:`~sessionware.errors.SessionDecodeError` and leaves the record
+      untouched; ``"quarantine"`` copies the undecodable bytes to
+      ``quarantine_key(key)`` (default ``"<key>:quarantined:<ns timestamp>"``),
+      logs a warning and starts a fresh session.
+    - ``save_on_error``: also save when a handler raised (off: nothing is written).
+
+    The session is written only when its encoding differs from what was read,
+    deleted when it became empty, and a store or decode error stops the update
+    with a typed error, leaving the stored data as it was.
+    """
 
     def __init__(
         self,
@@ -190,56 +215,5 @@ class SessionMiddleware:
             await self.store.set(key, value, ttl=self.ttl)  # type: ignore[call-arg]
 
 
-def session(
-    store: BasicSessionStore | None = None,
-    *,
-    key: KeyFunc | str = by_user,
-    initial: Callable[[], JsonDict] | None = None,
-    ttl: TTL = None,
-    rolling: bool = False,
-    isolation: Isolation = "local",
-    save_on_error: bool = False,
-    lease: float = DEFAULT_LEASE,
-    lock_wait: float = DEFAULT_LOCK_WAIT,
-    on_decode_error: Literal["raise", "quarantine"] = "raise",
-    quarantine_key: Callable[[str], str] | None = None,
-) -> SessionMiddleware:
-    """The session middleware: ``router.use(session())``.
-
-    - ``store``: any :class:`SessionStore`; defaults to an :class:`InMemorySessionStore`.
-    - ``key``: who a session belongs to: a callable ``ctx -> str | None`` (may
-      be async) or ``"user"`` (default), ``"chat"``, ``"user_in_chat"``. A
-      ``None`` key gives an empty session that is never stored.
-    - ``initial``: factory of a new session; an untouched initial session is never written.
-    - ``ttl``: expiry of written sessions; ``rolling=True`` also extends it on unchanged reads.
-    - ``isolation``: ``"local"`` (default) runs updates for one key one at a
-      time, in arrival order, in this process; ``"distributed"`` also holds a
-      store lease on the key across processes (loaded under the lease, renewed
-      while the handler runs, the write fenced: refused with
-      :class:`~sessionware.errors.LeaseExpiredError` if the lease was lost);
-      ``"none"`` turns isolation off.
-    - ``lease`` / ``lock_wait``: lease length and how long to wait for it (distributed only).
-    - ``on_decode_error``: ``"raise"`` (default) stops the update with
-      :class:`~sessionware.errors.SessionDecodeError` and leaves the record
-      untouched; ``"quarantine"`` copies the undecodable bytes to
-      ``quarantine_key(key)`` (default ``"<key>:quarantined:<ns timestamp>"``),
-      logs a warning and starts a fresh session.
-    - ``save_on_error``: also save when a handler raised (off: nothing is written).
-
-    The session is written only when its encoding differs from what was read,
-    deleted when it became empty, and a store or decode error stops the update
-    with a typed error, leaving the stored data as it was.
-    """
-    return SessionMiddleware(
-        store,
-        key=key,
-        initial=initial,
-        ttl=ttl,
-        rolling=rolling,
-        isolation=isolation,
-        save_on_error=save_on_error,
-        lease=lease,
-        lock_wait=lock_wait,
-        on_decode_error=on_decode_error,
-        quarantine_key=quarantine_key,
-    )
+session = SessionMiddleware
+"""``router.use(session(store, **options))``: the seed's name for :class:`SessionMiddleware`."""
