@@ -6,6 +6,8 @@ the others and with what was stored.
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import io
 import json
 import sys
@@ -15,10 +17,24 @@ from typing import Any
 import pytest
 
 from sessionware.bench import BenchConfig, main, run_bench
-from sessionware.bench.output import LineProgress, progress_for, render
+from sessionware.bench.output import LineProgress, NoProgress, progress_for, render
 from sessionware.bench.report import Report, Row, WorkloadReport
 from sessionware.bench.spaces import StoreSpec
-from sessionware.bench.workloads import LABELS, PENDING, W1_SUBJECTS
+from sessionware.bench.turns import Message, exchange, history
+from sessionware.bench.workloads import (
+    LABELS,
+    PENDING,
+    W1_SUBJECTS,
+    W2_BASELINES,
+    W2_LABELS,
+    W2_MIN_RATIOS,
+    W2_QUICK,
+    TurnGroup,
+    TurnPlan,
+    TurnRow,
+    run_conversations,
+    run_w2,
+)
 from sessionware.store import LockingStore
 
 
@@ -121,16 +137,169 @@ def test_command_writes_plain_tables_and_json(tmp_path: Path) -> None:
     text = out.getvalue()
     assert "W1 bot update" in text
     assert "dict + stdlib json (raw)" in text
-    assert "W2: not measured" in text
+    assert "W2 agent turn" in text
+    assert "sessionware SessionManager, 5,000 msgs" in text
+    assert "not measured" not in text
     header = next(line for line in text.splitlines() if line.startswith("backend"))
     assert header.split()[:4] == ["backend", "subject", "conc", "ops/s"]
     assert "W1 memory ours c=64: 2000/2000" in err.getvalue()  # one progress line per run when piped
+    prefill = sum(group.conversations * group.messages for group in W2_QUICK.groups)
+    assert f"W2 memory ours prefill: {prefill}/{prefill}" in err.getvalue()
 
     data = json.loads(path.read_text())
     assert data["config"]["quick"] is True
     assert data["config"]["updates"] == 2000
-    assert data["pending"] == {"w2": PENDING["w2"]}
+    assert data["pending"] == PENDING == {}
     assert {row["concurrency"] for row in data["workloads"][0]["rows"]} == {1, 64}
+    w2_rows = data["workloads"][1]["rows"]
+    assert [(row["subject"], row["messages"]) for row in w2_rows] == [("ours@50", 50), ("ours@5000", 5000)]
+    assert [row["lost"] for row in w2_rows] == [0, 0]
+    assert w2_rows[1]["cost_ratio"] == w2_rows[0]["ops_per_s"] / w2_rows[1]["ops_per_s"]
+
+
+# -- W2 --------------------------------------------------------------------------------------------
+
+W2_TINY = TurnPlan((TurnGroup(24, 5, 2), TurnGroup(60, 3, 4)), concurrency=4, batch=16)
+"""Two sizes (both above the 20-message window), prefilled in several batches, with fewer conversations than tasks."""
+
+
+async def test_tiny_w2_on_memory_and_sqlite(tmp_path: Path) -> None:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    config = tiny(backends=("memory", "sqlite"), workloads=("w2",), workdir=workdir)
+    w2 = await run_w2(config, workdir, NoProgress(), W2_TINY)
+
+    sizes = [group.messages for group in W2_TINY.groups]
+    kinds = {backend: ("ours", *W2_BASELINES[backend]) for backend in ("memory", "sqlite")}
+    # Rows come size by size within each backend: every subject at 24 messages, then every one at 60.
+    assert [(row.backend, row.subject) for row in w2.rows] == [
+        (backend, f"{kind}@{size}") for backend in ("memory", "sqlite") for size in sizes for kind in kinds[backend]
+    ]
+    have_agents = importlib.util.find_spec("agents") is not None
+    rows = {(row.backend, row.subject): row for row in w2.rows}
+    for row in w2.rows:
+        assert isinstance(row, TurnRow)
+        kind, _, size = row.subject.partition("@")
+        group = next(g for g in W2_TINY.groups if g.messages == int(size))
+        assert (row.workload, row.ours, row.messages, row.concurrency) == ("w2", kind == "ours", group.messages, 4)
+        assert row.label == f"{W2_LABELS[kind]}, {group.messages} msgs"
+        if kind.startswith("openai") and not have_agents:
+            assert (row.status, row.note.split(":")[0]) == ("error", "ModuleNotFoundError")
+            continue
+        assert row.status == "ok", row.note
+        assert row.ops == group.conversations * group.turns
+        # Every message prefilled or appended by a turn (one untimed warm-up turn each) is read back: nothing lost.
+        assert row.expected == row.final == group.conversations * (group.messages + 2 * (group.turns + 1))
+        assert row.lost == 0
+        assert row.ops_per_s == pytest.approx(row.ops / row.seconds)
+        assert 0 < row.p50_ms <= row.p99_ms
+        assert row.round_ops_per_s == [row.ops_per_s]
+
+    # Each subject's cost at 60 messages against its own cost at 24, from the two rows of this run.
+    for backend, subjects in kinds.items():
+        for kind in subjects:
+            small, large = rows[(backend, f"{kind}@24")], rows[(backend, f"{kind}@60")]
+            assert isinstance(small, TurnRow)
+            assert isinstance(large, TurnRow)
+            assert small.cost_ratio is None
+            if large.status != "ok":
+                assert large.cost_ratio is None
+                continue
+            assert large.cost_ratio == small.ops_per_s / large.ops_per_s
+            assert large.target.startswith(f"60/24 cost {large.cost_ratio:.2f}x")
+            if kind == "ours":
+                assert large.target.endswith("≤1.2x")
+                assert large.met == (large.cost_ratio <= 1.2)
+            else:
+                assert large.met is None
+
+    # Ratios pair ours with each baseline of the same backend at the same size only.
+    assert sorted((r.backend, r.ours, r.baseline) for r in w2.ratios) == sorted(
+        ("sqlite", f"ours@{size}", f"{kind}@{size}") for size in sizes for kind in W2_BASELINES["sqlite"]
+    )
+    for ratio in w2.ratios:
+        ours, base = rows[(ratio.backend, ratio.ours)], rows[(ratio.backend, ratio.baseline)]
+        kind = ratio.baseline.partition("@")[0]
+        assert ratio.min_ratio == W2_MIN_RATIOS.get(kind)
+        if base.status != "ok":
+            assert (ratio.ratio, ratio.met) == (None, None)
+            continue
+        assert ratio.ratio == ours.ops_per_s / base.ops_per_s
+        assert ratio.met == (None if ratio.min_ratio is None else ratio.ratio >= ratio.min_ratio)
+
+    # Every subject removed its namespace: no database file is left behind.
+    assert list(workdir.iterdir()) == []
+
+    report = Report(date="d", machine={"cpu_count": 2, "cpu": "c", "python": "3"}, config={})
+    report.workloads.append(w2)
+    out = io.StringIO()
+    render(report, out, rich=False)
+    text = out.getvalue()
+    assert text.startswith("W2 agent turn")
+    assert "sqlite3 row per message (raw), 60 msgs" in text
+    assert "60/24 cost" in text
+    data = report.to_dict()["workloads"][0]
+    assert [row["messages"] for row in data["rows"]][:2] == [24, 60]
+
+
+async def test_w2_on_an_unreachable_server_gives_error_rows(tmp_path: Path) -> None:
+    config = tiny(backends=("postgres",), postgres_url="postgresql://postgres@127.0.0.1:1/test")
+    w2 = await run_w2(config, tmp_path, NoProgress(), W2_TINY)
+    assert [row.subject for row in w2.rows] == [
+        f"{kind}@{group.messages}" for group in W2_TINY.groups for kind in ("ours", *W2_BASELINES["postgres"])
+    ]
+    for row in w2.rows:
+        assert row.status == "error"
+        assert row.note
+        assert isinstance(row, TurnRow)
+        assert row.cost_ratio is None
+    assert w2.rows[0].note.startswith("StoreUnavailableError: ")
+    ours_large = next(row for row in w2.rows if row.subject == "ours@60")
+    assert (ours_large.target, ours_large.met) == ("60/24 cost ≤1.2x", None)
+    assert len(w2.ratios) == 4
+    assert all(ratio.ratio is None and ratio.met is None and ratio.note for ratio in w2.ratios)
+
+
+async def test_conversation_turns_run_in_order_and_never_overlap() -> None:
+    in_flight: set[str] = set()
+    seen: dict[str, list[str]] = {"a": [], "b": [], "c": []}
+    most = 0
+
+    async def turn(conversation: str, messages: list[Message]) -> tuple[int, str]:
+        nonlocal most
+        assert conversation not in in_flight  # two turns of one conversation at once
+        in_flight.add(conversation)
+        most = max(most, len(in_flight))
+        await asyncio.sleep(0)
+        seen[conversation].append(messages[0]["content"].partition(":")[0])
+        in_flight.discard(conversation)
+        return 20, messages[-1]["content"]
+
+    timing = await run_conversations(turn, ["a", "b", "c"], turns=4, first=10, window=20, concurrency=8)
+    assert (timing.ops, len(timing.latencies)) == (12, 12)
+    assert most == 3  # every conversation had a turn in flight at once, never more than one each
+    assert seen == {name: [f"question {n}" for n in range(10, 14)] for name in "abc"}
+
+
+async def test_a_turn_that_reads_the_wrong_window_fails_the_run() -> None:
+    async def short(conversation: str, messages: list[Message]) -> tuple[int, str]:
+        return 19, messages[-1]["content"]
+
+    async def stale(conversation: str, messages: list[Message]) -> tuple[int, str]:
+        return 20, exchange(0)[-1]["content"]
+
+    with pytest.raises(RuntimeError, match="read 19 messages"):
+        await run_conversations(short, ["a", "b"], turns=2, first=5, window=20, concurrency=2)
+    with pytest.raises(RuntimeError, match="not the 20 ending with the reply it wrote"):
+        await run_conversations(stale, ["a"], turns=1, first=5, window=20, concurrency=1)
+
+
+def test_messages_are_about_200_characters_and_history_is_exact() -> None:
+    user, reply = exchange(4321)
+    assert (user["role"], reply["role"]) == ("user", "assistant")
+    assert len(user["content"]) == len(reply["content"]) == 200
+    assert user["content"].startswith("question 4321: ")
+    assert history(0, 5) == [*exchange(0), *exchange(1), exchange(2)[0]]
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,8 @@ Every subject handles Telegram-shaped update dicts and does the same work per
 update (:func:`apply_update`): load the sender's session, increment a counter,
 append the text to a list kept to the newest ``keep`` items, save. Each opens
 its own fresh namespace and removes it on ``close(drop=True)``. Peers' and
-drivers' packages are imported only when their subject opens.
+drivers' packages are imported only when their subject opens. W2's subjects
+(agent conversations) are in :mod:`sessionware.bench.turns`.
 """
 
 from __future__ import annotations
@@ -220,7 +221,7 @@ class RawSqlite(Subject):
             remove_sqlite_files(self.path)
 
 
-def _redis_client(url: str) -> Any:
+def redis_client(url: str) -> Any:
     """redis-py's asyncio client as its users create it by hand: ``Redis.from_url`` with its defaults.
 
     The default pool (a connection per concurrent command, hiredis parser when
@@ -239,7 +240,7 @@ class RawRedis(Subject):
 
     async def open(self) -> None:
         """Create the client (it connects on first use)."""
-        self.client = _redis_client(self.recipe.redis_url)
+        self.client = redis_client(self.recipe.redis_url)
 
     def handler(self) -> Handler:
         """GET, change, SET."""
