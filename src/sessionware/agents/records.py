@@ -304,15 +304,20 @@ def message_from_entry(key: str, entry: LogEntry) -> Message:
     """Turn a history log entry into a :class:`Message`."""
     value = entry.value
     try:
+        fields: dict[str, Any] = {}  # optional fields only when present, so the model's defaults apply
+        for name in ("name", "tool_call_id"):
+            if value.get(name) is not None:
+                fields[name] = value[name]
+        if value.get("metadata"):
+            fields["metadata"] = value["metadata"]
+        if value.get("tool_calls"):
+            fields["tool_calls"] = tuple(ToolCall(**c) for c in value["tool_calls"])
         return Message(
             seq=entry.seq,
             role=value["role"],
             content=value["content"],
-            name=value.get("name"),
-            tool_call_id=value.get("tool_call_id"),
-            tool_calls=tuple(ToolCall(**c) for c in value.get("tool_calls", ())),
             created_at=_datetime(value["ts"]),
-            metadata=value.get("metadata", {}),
+            **fields,
         )
     except (KeyError, TypeError, ValueError, ValidationError) as exc:
         raise SessionDecodeError(key, f"history entry {entry.seq} is not a message ({exc})") from exc
