@@ -169,6 +169,15 @@ class _Statements:
             " ELSE COALESCE(EXCLUDED.expires_at, l.expires_at) END"
             " RETURNING last_seq"
         )
+        # The common case in one statement: a live log claims its numbers (row lock) and inserts.
+        self.log_append_live = (
+            f"WITH claim AS (UPDATE {n.logs} AS l SET last_seq = l.last_seq + $2::bigint,"
+            f" expires_at = COALESCE({_EXPIRY.format('$3::float8')}, l.expires_at)"
+            " WHERE l.key = $1 AND (l.expires_at IS NULL OR l.expires_at > now()) RETURNING l.last_seq),"
+            f" ins AS (INSERT INTO {n.log} (key, seq, value) SELECT $1, c.last_seq - $2::bigint + u.i, u.v"
+            " FROM claim c, unnest($4::bytea[]) WITH ORDINALITY AS u(v, i))"
+            " SELECT last_seq FROM claim"
+        )
         self.log_clear = f"DELETE FROM {n.log} WHERE key = $1"
         self.log_insert = (
             f"INSERT INTO {n.log} (key, seq, value)"
@@ -482,6 +491,10 @@ class PostgresSessionStore(BaseSessionStore):
     ) -> list[int]:
         sql = self._sql
         count = len(encoded)
+        if encoded and max_len is None:
+            claimed: int | None = await conn.fetchval(sql.log_append_live, key, count, ttl, encoded)
+            if claimed is not None:
+                return list(range(claimed - count + 1, claimed + 1))
         async with conn.transaction():
             last: int = await conn.fetchval(sql.log_claim, key, count, ttl)
             if last == count:
