@@ -41,6 +41,7 @@ from sessionware.store import LockingStore
 def tiny(**options: Any) -> BenchConfig:
     """A configuration small enough for a test: 20 users, 100 updates, 5 tasks x 4 increments, 2 processes."""
     sizes: dict[str, Any] = {"users": 20, "updates": 100, "concurrency": (1, 8), "tasks": 5, "increments": 4}
+    options.setdefault("workloads", ("w1", "w3"))
     return BenchConfig(**sizes, processes=2, **options)
 
 

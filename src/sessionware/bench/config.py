@@ -20,7 +20,7 @@ class BenchConfig:
     files go to ``workdir`` (a fresh temporary directory when ``None``).
     """
 
-    workloads: tuple[str, ...] = ("w1", "w3")
+    workloads: tuple[str, ...] = ("w1", "w2", "w3")
     backends: tuple[str, ...] = BACKENDS
     quick: bool = False
     # W1: bot updates
