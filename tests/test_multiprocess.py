@@ -45,28 +45,34 @@ async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[s
     await store.close()
 
 
-def run_workers(config: dict[str, Any]) -> None:
+def run_workers(config: dict[str, Any]) -> list[str]:
+    """Run PROCESSES workers that start together; return what each printed."""
     start_at = time.time() + 3
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "tests.mp_worker", json.dumps({**config, "worker": w, "start_at": start_at})],
             cwd=ROOT,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for w in range(PROCESSES)
     ]
+    outputs = []
     for proc in procs:
-        _, err = proc.communicate(timeout=300)
+        out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
+        outputs.append(out)
+    return outputs
 
 
-@pytest.mark.parametrize("url", ["redis"], indirect=True)  # SQL: tests/test_sql_isolation.py
+@pytest.mark.parametrize("url", ["redis"], indirect=True)  # SQL: tests/test_sql_isolation.py has it
 async def test_counter_through_middleware(url: str) -> None:
     config = {"url": url, "mode": "counter", "tasks": TASKS, "updates": UPDATES}
     run_workers({**config, "isolation": "distributed"})
-    store = open_store(url)
+    store: Any = open_store(url)
     assert await store.get("1") == {"n": PROCESSES * TASKS * UPDATES}
+    await store.unlock((await store.lock("1", lease=1, wait=0)).lease)  # every lease was released
     await store.delete("1")
     run_workers({**config, "isolation": "local"})
     lost = PROCESSES * TASKS * UPDATES - (await store.get("1") or {"n": 0})["n"]
@@ -90,3 +96,25 @@ async def test_add_message_from_many_processes(url: str) -> None:
     assert snapshot is not None
     assert snapshot.message_count == total
     await manager.close()
+
+
+async def test_log_appends_and_writes_from_many_processes(url: str) -> None:
+    """Batches of 1-3 entries appended concurrently: gap-free, each batch contiguous, nothing lost."""
+    tasks, rounds = 3, 40
+    outputs = run_workers({"url": url, "mode": "log", "tasks": tasks, "updates": rounds, "isolation": "none"})
+    results: list[list[list[list[int]]]] = [json.loads(out) for out in outputs]
+    per_round = [1 + i % 3 for i in range(rounds)]
+    total = PROCESSES * tasks * sum(per_round)
+    assigned = sorted(s for worker in results for task in worker for batch in task for s in batch)
+    assert assigned == list(range(1, total + 1))
+    store: Any = open_store(url)
+    entries = await store.log_read("shared")
+    assert [e.seq for e in entries] == list(range(1, total + 1))
+    by_seq = {e.seq: e.value for e in entries}
+    for w, worker in enumerate(results):
+        for t, task in enumerate(worker):
+            for i, batch in enumerate(task):
+                assert batch == list(range(batch[0], batch[0] + per_round[i])), "a batch is contiguous"
+                assert [by_seq[s] for s in batch] == [{"w": w, "t": t, "i": i, "part": p} for p in range(per_round[i])]
+    assert len([k async for k in store.scan("w")]) == PROCESSES * tasks * rounds
+    await store.close()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -269,72 +267,6 @@ async def test_driver_errors_are_typed(open_store: OpenStore, conn: asyncpg.Conn
         await store.log_last_seq("k")
     assert isinstance(info.value.__cause__, asyncpg.UndefinedTableError)
     assert await store.get("k") == {"v": 1}
-
-
-WORKER = """
-import asyncio, json, sys, time
-from sessionware.stores.postgres import PostgresSessionStore
-
-async def main(url, table, worker, start_at, tasks, rounds):
-    store = PostgresSessionStore.from_url(url, table=table, pool_options={"min_size": tasks, "max_size": tasks})
-    await store.get("warm-up")
-    await asyncio.sleep(max(0.0, start_at - time.time()))
-
-    async def task(t):
-        seqs = []
-        for i in range(rounds):
-            entries = [{"w": worker, "t": t, "i": i, "part": p} for p in range(1 + i % 3)]
-            seqs.append(await store.log_append("shared", entries, max_len=10_000))
-            await store.set(f"w{worker}:t{t}:i{i}", {"w": worker, "t": t, "i": i})
-        return seqs
-
-    results = await asyncio.gather(*(task(t) for t in range(tasks)))
-    await store.close()
-    print(json.dumps(results))
-
-asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])))
-"""
-
-
-@pytest.mark.slow
-async def test_several_processes_append_gap_free(open_store: OpenStore) -> None:
-    processes, tasks, rounds = 3, 3, 40
-    store = open_store()
-    start_at = time.time() + 2.0
-    children = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            WORKER,
-            POSTGRES_URL,
-            store.table,
-            str(w),
-            str(start_at),
-            str(tasks),
-            str(rounds),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        for w in range(processes)
-    ]
-    outputs = [await child.communicate() for child in children]
-    for child, (_, err) in zip(children, outputs, strict=True):
-        assert child.returncode == 0, err.decode()
-    results: list[list[list[list[int]]]] = [json.loads(out) for out, _ in outputs]
-
-    per_round = [1 + i % 3 for i in range(rounds)]
-    total = processes * tasks * sum(per_round)
-    assigned = sorted(s for worker in results for task in worker for batch in task for s in batch)
-    assert assigned == list(range(1, total + 1))
-    entries = await store.log_read("shared")
-    assert [e.seq for e in entries] == list(range(1, total + 1))
-    by_seq = {e.seq: e.value for e in entries}
-    for w, worker in enumerate(results):
-        for t, task in enumerate(worker):
-            for i, batch in enumerate(task):
-                assert batch == list(range(batch[0], batch[0] + per_round[i]))
-                assert [by_seq[s] for s in batch] == [{"w": w, "t": t, "i": i, "part": p} for p in range(per_round[i])]
-    assert len([k async for k in store.scan("w")]) == processes * tasks * rounds
 
 
 # -- versions and leases -------------------------------------------------------------------------

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
-import sys
 import time
 from contextlib import closing
 from pathlib import Path
@@ -361,80 +359,6 @@ async def test_a_foreign_lock_never_blocks_the_event_loop(path: Path) -> None:
         assert await pending == [1]
     ticking.cancel()
     assert await store.get("k") == {"v": 1}
-    await store.close()
-
-
-WORKER = """
-import asyncio, json, sys, time
-from sessionware.stores.sqlite import SQLiteSessionStore
-
-async def main(path, worker, start_at, tasks, rounds):
-    store = SQLiteSessionStore(path, lock_timeout=60)
-    await store.get("warm-up")
-    await asyncio.sleep(max(0.0, start_at - time.time()))
-
-    async def task(t):
-        seqs = []
-        for i in range(rounds):
-            entries = [{"w": worker, "t": t, "i": i, "part": p} for p in range(1 + i % 3)]
-            seqs.append(await store.log_append("shared", entries))
-            await store.set(f"w{worker}:t{t}:i{i}", {"w": worker, "t": t, "i": i})
-        return seqs
-
-    results = await asyncio.gather(*(task(t) for t in range(tasks)))
-    await store.close()
-    print(json.dumps(results))
-
-asyncio.run(main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])))
-"""
-
-
-@pytest.mark.slow
-async def test_several_processes_share_one_file(path: Path) -> None:
-    processes, tasks, rounds = 4, 3, 60
-    await SQLiteSessionStore(path).close()
-    start_at = time.time() + 1.5
-    children = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            WORKER,
-            str(path),
-            str(w),
-            str(start_at),
-            str(tasks),
-            str(rounds),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        for w in range(processes)
-    ]
-    outputs = [await child.communicate() for child in children]
-    for child, (_, err) in zip(children, outputs, strict=True):
-        assert child.returncode == 0, err.decode()
-    results: list[list[list[list[int]]]] = [json.loads(out) for out, _ in outputs]
-
-    per_round = [1 + i % 3 for i in range(rounds)]
-    total = processes * tasks * sum(per_round)
-    assigned = sorted(s for worker in results for task in worker for batch in task for s in batch)
-    assert assigned == list(range(1, total + 1))
-
-    store = SQLiteSessionStore(path)
-    entries = await store.log_read("shared")
-    assert [e.seq for e in entries] == list(range(1, total + 1))
-    by_seq = {e.seq: e.value for e in entries}
-    for w, worker in enumerate(results):
-        for t, task in enumerate(worker):
-            for i, batch in enumerate(task):
-                assert batch == list(range(batch[0], batch[0] + per_round[i])), "a batch is contiguous"
-                assert [by_seq[s] for s in batch] == [{"w": w, "t": t, "i": i, "part": p} for p in range(per_round[i])]
-    keys = [k async for k in store.scan("w")]
-    assert len(keys) == processes * tasks * rounds
-    assert await store.get(f"w{processes - 1}:t{tasks - 1}:i{rounds - 1}") == {
-        "w": processes - 1,
-        "t": tasks - 1,
-        "i": rounds - 1,
-    }
     await store.close()
 
 
