@@ -221,3 +221,12 @@ def test_approx_tokens_grows_with_content() -> None:
     )
     assert 0 < approx_tokens(short) < approx_tokens(long)
     assert approx_tokens(call) > 25
+
+
+def test_session_ids_never_look_like_options() -> None:
+    from sessionware.agents.keyspace import check_session_id, new_session_id
+
+    ids = [new_session_id() for _ in range(5000)]
+    assert not any(i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert all(check_session_id(i) == i and len(i) == 32 for i in ids)

@@ -96,6 +96,10 @@ async def test_ls_show_and_rm(urls: tuple[str, str]) -> None:
     assert cli("ls", "--store", url, "--user", "user-8", "--json").stdout == ""
 
     assert json.loads(cli("show", "2", "--store", url).stdout) == {"notes": ["nul \u0000 and 🦜"]}
+    group = open_store(url)
+    await group.set("-100123", {"group": True})  # Telegram group chats have negative ids
+    await group.close()
+    assert json.loads(cli("show", "--store", url, "--", "-100123").stdout) == {"group": True}
     transcript = cli("show", session_id, "--store", url).stdout
     assert "user user-7" in transcript
     assert '#2 user: question 1' in transcript

@@ -21,8 +21,11 @@ _CURSOR = re.compile(r"[0-9a-f]{16}:[A-Za-z0-9_-]{22,64}")
 
 
 def new_session_id() -> str:
-    """A fresh, unguessable session id."""
-    return secrets.token_urlsafe(SESSION_ID_BYTES)
+    """A fresh, unguessable session id; never starting with ``-``, so command lines never take it for an option."""
+    while True:
+        session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
+        if not session_id.startswith("-"):
+            return session_id
 
 
 def check_session_id(session_id: object) -> str:
