@@ -114,6 +114,17 @@ async def open_backend(backend: str, tmp_path: Path, **options: Any) -> tuple[Ba
     raise ValueError(backend)
 
 
+@pytest.fixture
+async def raw_redis() -> AsyncIterator[Any]:
+    """A plain redis-py client on the test database, for writing and inspecting keys by hand."""
+    require_server("redis")
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """Each backend in turn ("redis-py": the Redis store over a redis-py client the user passes in, as in the seed)."""

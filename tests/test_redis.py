@@ -58,19 +58,9 @@ def escape(text: str) -> str:
 
 
 @pytest.fixture
-async def raw() -> AsyncIterator[aioredis.Redis]:
+def raw(raw_redis: aioredis.Redis) -> aioredis.Redis:
     """A plain client on the test database, for writing and inspecting keys by hand."""
-    client = aioredis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except redis_errors.ConnectionError:
-        await client.aclose()
-        message = f"redis is not reachable at {REDIS_URL}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    yield client
-    await client.aclose()
+    return raw_redis
 
 
 @pytest.fixture

@@ -297,15 +297,9 @@ def _wants_context(param: inspect.Parameter, hint: Any) -> bool:
 
 
 def _from_function(
-    fn: Callable[..., Any],
-    *,
-    name: str | None,
-    description: str | None,
-    toolbox: Toolbox | None,
-    tags: Iterable[str],
-    metadata: Mapping[str, Any] | None,
-    timeout: float | None,
-) -> Tool[Any]:
+    fn: Callable[..., Any], *, name: str | None, description: str | None
+) -> tuple[str, str, type[BaseModel], ExecuteFn]:
+    """Name, description, schema and execute function of a tool made from a typed function."""
     if not callable(fn):
         raise ToolDefinitionError(f"create_tool needs a function, not {type(fn).__name__}")
     tool_name = name if name is not None else getattr(fn, "__name__", "")
@@ -342,19 +336,7 @@ def _from_function(
             values[context_param] = context
         return fn(**values)
 
-    tool: Tool[Any] = Tool(
-        name=tool_name,
-        description=text,
-        schema=schema,
-        execute=execute,
-        tags=tags,
-        metadata=metadata,
-        timeout=timeout,
-        toolbox=toolbox,
-    )
-    if toolbox is not None:
-        toolbox.register(tool)
-    return tool
+    return str(tool_name), text, schema, execute
 
 
 @overload
@@ -409,17 +391,8 @@ def create_tool(
     description from the docstring, and a parameter named ``context`` (or
     typed :class:`ToolContext`) receives the call context.
     """
-    if fn is not None:
-        if schema is not None or execute is not None:
-            raise ToolDefinitionError("create_tool(fn) derives the schema from fn; do not pass schema= or execute=")
-        return _from_function(
-            fn, name=name, description=description, toolbox=toolbox, tags=tags, metadata=metadata, timeout=timeout
-        )
-    if execute is not None or schema is not None:
-        if name is None or description is None or schema is None or execute is None:
-            given = {"name": name, "description": description, "schema": schema, "execute": execute}
-            missing = ", ".join(f"{arg}=" for arg, value in given.items() if value is None)
-            raise ToolDefinitionError(f"create_tool is missing {missing}")
+
+    def make(name: str, description: str, schema: type[BaseModel], execute: ExecuteFn) -> Tool[Any]:
         tool: Tool[Any] = Tool(
             name=name,
             description=description,
@@ -434,16 +407,19 @@ def create_tool(
             toolbox.register(tool)
         return tool
 
+    if fn is not None:
+        if schema is not None or execute is not None:
+            raise ToolDefinitionError("create_tool(fn) derives the schema from fn; do not pass schema= or execute=")
+        return make(*_from_function(fn, name=name, description=description))
+    if execute is not None or schema is not None:
+        if name is None or description is None or schema is None or execute is None:
+            given = {"name": name, "description": description, "schema": schema, "execute": execute}
+            missing = ", ".join(f"{arg}=" for arg, value in given.items() if value is None)
+            raise ToolDefinitionError(f"create_tool is missing {missing}")
+        return make(name, description, schema, execute)
+
     def decorate(function: Callable[..., Any]) -> Tool[Any]:
-        return _from_function(
-            function,
-            name=name,
-            description=description,
-            toolbox=toolbox,
-            tags=tags,
-            metadata=metadata,
-            timeout=timeout,
-        )
+        return make(*_from_function(function, name=name, description=description))
 
     return decorate
 
