@@ -380,24 +380,6 @@ async def test_leases_exclude_another_pool(open_store: OpenStore) -> None:
     assert await one.get("k") == {"n": 3}
 
 
-async def test_concurrent_compare_and_set_has_one_winner(open_store: OpenStore) -> None:
-    stores = [open_store() for _ in range(3)]
-    base = await stores[0].set_versioned("k", b'{"n":0}', expected=0)
-
-    async def attempt(i: int) -> int | None:
-        try:
-            return await stores[i % 3].set_versioned("k", b'{"n":%d}' % i, expected=base)
-        except ConflictError:
-            return None
-
-    results = await asyncio.gather(*(attempt(i) for i in range(20)))
-    winners = [i for i, v in enumerate(results) if v is not None]
-    assert len(winners) == 1
-    got = await stores[1].get_versioned("k")
-    assert got is not None
-    assert (got.data, got.version) == (b'{"n":%d}' % winners[0], results[winners[0]])
-
-
 async def test_an_expired_record_counts_as_missing_for_compare_and_set(open_store: OpenStore) -> None:
     store = open_store()
     old = await store.set_versioned("k", b"{}", expected=None, ttl=0.05)

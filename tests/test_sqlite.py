@@ -448,26 +448,6 @@ async def test_waiting_for_a_lease_never_takes_the_write_lock(path: Path) -> Non
     await store.close()
 
 
-async def test_concurrent_compare_and_set_has_one_winner(path: Path) -> None:
-    stores = [SQLiteSessionStore(path) for _ in range(4)]
-    base = await stores[0].set_versioned("k", b'{"n":0}', expected=0)
-
-    async def attempt(i: int) -> int | None:
-        try:
-            return await stores[i % 4].set_versioned("k", b'{"n":%d}' % i, expected=base)
-        except ConflictError:
-            return None
-
-    results = await asyncio.gather(*(attempt(i) for i in range(20)))
-    winners = [i for i, v in enumerate(results) if v is not None]
-    assert len(winners) == 1
-    got = await stores[1].get_versioned("k")
-    assert got is not None
-    assert (got.data, got.version) == (b'{"n":%d}' % winners[0], results[winners[0]])
-    for s in stores:
-        await s.close()
-
-
 async def test_an_expired_record_counts_as_missing_for_compare_and_set(path: Path) -> None:
     store = SQLiteSessionStore(path)
     old = await store.set_versioned("k", b"{}", expected=None, ttl=0.05)

@@ -348,6 +348,24 @@ class StoreContract:
         assert v not in (0, v1, v2)
         assert await store.get("cas:a") == {"n": 4}
 
+    async def test_concurrent_compare_and_set_has_one_winner(self, store: SessionStore) -> None:
+        if not isinstance(store, VersionedStore):
+            pytest.skip("store has no versions")
+        base = await store.set_versioned("cas:race", b'{"n":0}', expected=0)
+
+        async def attempt(i: int) -> int | None:
+            try:
+                return await store.set_versioned("cas:race", b'{"n":%d}' % i, expected=base)
+            except ConflictError:
+                return None
+
+        results = await asyncio.gather(*(attempt(i) for i in range(20)))
+        winners = [i for i, v in enumerate(results) if v is not None]
+        assert len(winners) == 1
+        got = await store.get_versioned("cas:race")
+        assert got is not None
+        assert (got.data, got.version) == (b'{"n":%d}' % winners[0], results[winners[0]])
+
     async def test_versioned_write_validates_before_writing(self, store: SessionStore) -> None:
         if not isinstance(store, VersionedStore) or not isinstance(store, BaseSessionStore):
             pytest.skip("store has no versions")

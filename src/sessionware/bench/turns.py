@@ -154,7 +154,25 @@ class OursTurns(TurnSubject[tuple[str, str]]):
             await self.store.close()
 
 
-class OpenAISqlite(TurnSubject[Any]):
+class OpenAIAgentsTurns(TurnSubject[Any]):
+    """What the openai-agents sessions share: a turn is ``add_items`` then ``get_items(limit=window)``."""
+
+    async def append_bulk(self, conversation: Any, messages: list[Message]) -> None:
+        """One ``add_items`` call."""
+        await conversation.add_items(messages)
+
+    async def turn(self, conversation: Any, messages: list[Message]) -> tuple[int, str]:
+        """``add_items`` and ``get_items(limit=window)``."""
+        await conversation.add_items(messages)
+        items = await conversation.get_items(limit=self.recipe.window)
+        return len(items), str(items[-1]["content"])
+
+    async def stored(self, conversation: Any) -> int:
+        """The length of ``get_items()``."""
+        return len(await conversation.get_items())
+
+
+class OpenAISqlite(OpenAIAgentsTurns):
     """openai-agents' ``SQLiteSession`` on one database file, one session object per conversation, kept open."""
 
     kind = "openai-sqlite"
@@ -172,20 +190,6 @@ class OpenAISqlite(TurnSubject[Any]):
         self.sessions.append(session)
         return session
 
-    async def append_bulk(self, conversation: Any, messages: list[Message]) -> None:
-        """One ``add_items`` call."""
-        await conversation.add_items(messages)
-
-    async def turn(self, conversation: Any, messages: list[Message]) -> tuple[int, str]:
-        """``add_items`` and ``get_items(limit=window)``."""
-        await conversation.add_items(messages)
-        items = await conversation.get_items(limit=self.recipe.window)
-        return len(items), str(items[-1]["content"])
-
-    async def stored(self, conversation: Any) -> int:
-        """The length of ``get_items()``."""
-        return len(await conversation.get_items())
-
     async def close(self, *, drop: bool) -> None:
         """Close every session; with ``drop``, delete the file."""
         for session in self.sessions:
@@ -194,7 +198,7 @@ class OpenAISqlite(TurnSubject[Any]):
             remove_sqlite_files(self.recipe.sqlite_path)
 
 
-class OpenAIRedis(TurnSubject[Any]):
+class OpenAIRedis(OpenAIAgentsTurns):
     """openai-agents' ``RedisSession`` (``agents.extensions.memory``), one per conversation, on one shared client.
 
     The client is redis-py's ``Redis.from_url`` with its defaults, passed to
@@ -215,20 +219,6 @@ class OpenAIRedis(TurnSubject[Any]):
         """``RedisSession("conversation-<number>", redis_client=client, key_prefix=<namespace>)``."""
         return self.session_class(f"conversation-{number}", redis_client=self.client, key_prefix=self.recipe.name)
 
-    async def append_bulk(self, conversation: Any, messages: list[Message]) -> None:
-        """One ``add_items`` call."""
-        await conversation.add_items(messages)
-
-    async def turn(self, conversation: Any, messages: list[Message]) -> tuple[int, str]:
-        """``add_items`` and ``get_items(limit=window)``."""
-        await conversation.add_items(messages)
-        items = await conversation.get_items(limit=self.recipe.window)
-        return len(items), str(items[-1]["content"])
-
-    async def stored(self, conversation: Any) -> int:
-        """The length of ``get_items()``."""
-        return len(await conversation.get_items())
-
     async def close(self, *, drop: bool) -> None:
         """Delete the prefix's keys if asked; close the client."""
         try:
@@ -246,7 +236,7 @@ def asyncpg_url(url: str) -> str:
     return f"postgresql+asyncpg://{rest}"
 
 
-class OpenAISQLAlchemy(TurnSubject[Any]):
+class OpenAISQLAlchemy(OpenAIAgentsTurns):
     """openai-agents' ``SQLAlchemySession`` on PostgreSQL (asyncpg driver), one per conversation, on one engine.
 
     The engine is ``create_async_engine(url)`` with SQLAlchemy's default pool
@@ -274,20 +264,6 @@ class OpenAISQLAlchemy(TurnSubject[Any]):
             sessions_table=sessions,
             messages_table=messages,
         )
-
-    async def append_bulk(self, conversation: Any, messages: list[Message]) -> None:
-        """One ``add_items`` call."""
-        await conversation.add_items(messages)
-
-    async def turn(self, conversation: Any, messages: list[Message]) -> tuple[int, str]:
-        """``add_items`` and ``get_items(limit=window)``."""
-        await conversation.add_items(messages)
-        items = await conversation.get_items(limit=self.recipe.window)
-        return len(items), str(items[-1]["content"])
-
-    async def stored(self, conversation: Any) -> int:
-        """The length of ``get_items()``."""
-        return len(await conversation.get_items())
 
     async def close(self, *, drop: bool) -> None:
         """Drop the tables if asked; dispose of the engine."""
