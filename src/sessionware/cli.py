@@ -16,7 +16,7 @@ from typing import Annotated, Any, TextIO, TypeVar
 from .agents import SessionManager
 from .agents.keyspace import AgentKeys, check_session_id
 from .errors import InvalidValueError, MissingExtraError, SessionwareError
-from .store import BaseSessionStore, ExpiringStore, LogStore, PurgeableStore, ScannableStore
+from .store import ExpiringStore, LogStore, PurgeableStore, ScannableStore
 from .urls import open_store
 
 try:
@@ -38,10 +38,6 @@ class CliError(SessionwareError):
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
-
-
-async def _opened(url: str) -> BaseSessionStore:
-    return open_store(url)
 
 
 def _kind(keys: AgentKeys, key: str) -> str:
@@ -106,7 +102,7 @@ def _cell(value: Any) -> str:
 
 async def ls(url: str, user: str | None, limit: int | None, prefix: str, namespace: str, out: Output) -> None:
     """List sessions: every key of a store, or one user's agent sessions."""
-    store = await _opened(url)
+    store = open_store(url)
     try:
         if user is not None:
             manager = SessionManager(store, namespace=namespace)
@@ -144,7 +140,7 @@ async def ls(url: str, user: str | None, limit: int | None, prefix: str, namespa
 
 async def show(url: str, target: str, namespace: str, as_json: bool, out: TextIO) -> None:
     """Show a bot session as JSON, or an agent session as a transcript."""
-    store = await _opened(url)
+    store = open_store(url)
     try:
         manager = SessionManager(store, namespace=namespace)
         session = None
@@ -208,7 +204,7 @@ def _plain(value: Any) -> Any:
 
 async def rm(url: str, targets: Sequence[str], namespace: str, out: TextIO) -> int:
     """Delete sessions (an agent session with its history, tool log and index entry)."""
-    store = await _opened(url)
+    store = open_store(url)
     removed = 0
     try:
         manager = SessionManager(store, namespace=namespace)
@@ -229,7 +225,7 @@ async def rm(url: str, targets: Sequence[str], namespace: str, out: TextIO) -> i
 
 async def export(url: str, prefix: str, namespace: str, out: TextIO) -> int:
     """Write every record (and every agent session's logs) as JSON Lines; return the number of lines."""
-    store = await _opened(url)
+    store = open_store(url)
     try:
         if not isinstance(store, ScannableStore):
             raise CliError(f"{type(store).__name__} cannot list its keys")
@@ -272,7 +268,7 @@ async def _log_entries(store: LogStore, key: str) -> AsyncIterator[tuple[int, di
 
 async def import_(url: str, source: TextIO, replace: bool, out: TextIO) -> tuple[int, int]:
     """Read an export back; return (records, log entries) written. Sequence numbers are kept."""
-    store = await _opened(url)
+    store = open_store(url)
     records = entries = 0
     try:
         try:
@@ -343,7 +339,7 @@ async def import_(url: str, source: TextIO, replace: bool, out: TextIO) -> tuple
 
 async def purge_expired(url: str, out: TextIO) -> int:
     """Delete expired records and logs from a store that keeps them until purged."""
-    store = await _opened(url)
+    store = open_store(url)
     try:
         if not isinstance(store, PurgeableStore):
             print(f"{type(store).__name__} expires records by itself; nothing to purge", file=out)

@@ -60,9 +60,9 @@ def _message(user: dict[str, Any], text: str, update_id: int) -> dict[str, Any]:
 
 
 def _like(user: dict[str, Any], update_id: int) -> dict[str, Any]:
-    chat = {"id": user["id"]}
-    return {"update_id": update_id, "callback_query": {"id": str(update_id), "from": user,
-                                                      "message": {"message_id": 1, "chat": chat}, "data": "like"}}
+    message = {"message_id": 1, "chat": {"id": user["id"]}}
+    query = {"id": str(update_id), "from": user, "message": message, "data": "like"}
+    return {"update_id": update_id, "callback_query": query}
 
 
 SCRIPT: list[tuple[dict[str, Any], str]] = [

@@ -42,6 +42,11 @@ class HeldLease:
         if not self._done:
             self._timer = asyncio.get_running_loop().call_later(self.lease.ttl / 3, self._renew_soon)
 
+    @property
+    def finished(self) -> bool:
+        """Whether the lease was committed or released."""
+        return self._done
+
     async def _stop_renewing(self) -> None:
         self._done = True
         self._timer.cancel()
@@ -75,5 +80,5 @@ async def hold(
     try:
         yield held
     finally:
-        if not held._done:
+        if not held.finished:
             await asyncio.shield(held.release())
