@@ -14,7 +14,7 @@ from .isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, HeldLease, hold
 from .keys import TTL, check_key, ttl_seconds
 from .locks import KeyedLock
 from .router import Context, Next
-from .store import BasicSessionStore, LockingStore, RawStore, accepts_ttl
+from .store import BasicSessionStore, ExpiringStore, LockingStore, RawStore, accepts_ttl
 from .stores.memory import InMemorySessionStore
 
 log = logging.getLogger("sessionware")
@@ -200,10 +200,8 @@ class SessionMiddleware:
             return
         data = self.codec.encode(value)
         if data == before:
-            if existed and self.rolling and self.ttl is not None:
-                touch = getattr(self.store, "touch", None)
-                if touch is not None:
-                    await touch(key, self.ttl)
+            if existed and self.rolling and self.ttl is not None and isinstance(self.store, ExpiringStore):
+                await self.store.touch(key, self.ttl)
             return
         if held is not None:
             await held.commit(data, ttl=self.ttl)
