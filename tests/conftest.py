@@ -62,7 +62,7 @@ async def open_backend(backend: str, tmp_path: Path, **options: Any) -> tuple[Ba
 
         return store, nothing
     if backend == "sqlite":
-        from sessionware.stores.sqlite import SQLiteSessionStore
+        from sessionware.stores.sql.sqlite import SQLiteSessionStore
 
         store = SQLiteSessionStore(tmp_path / f"{unique()}.db", **options)
 
@@ -101,7 +101,7 @@ async def open_backend(backend: str, tmp_path: Path, **options: Any) -> tuple[Ba
 
         return store, drop_redis_py
     if backend == "postgres":
-        from sessionware.stores.postgres import PostgresSessionStore
+        from sessionware.stores.sql.postgres import PostgresSessionStore
 
         table = unique("sessionware_test_")
         store = PostgresSessionStore.from_url(POSTGRES_URL, table=table, **options)

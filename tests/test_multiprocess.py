@@ -85,8 +85,14 @@ async def test_add_message_from_many_processes(url: str) -> None:
     manager = SessionManager(url, isolation="distributed")
     s = await manager.create_session("worker-user")
     run_workers(
-        {"url": url, "mode": "messages", "tasks": TASKS, "updates": UPDATES, "isolation": "distributed",
-         "session_id": s.id}
+        {
+            "url": url,
+            "mode": "messages",
+            "tasks": TASKS,
+            "updates": UPDATES,
+            "isolation": "distributed",
+            "session_id": s.id,
+        }
     )
     total = PROCESSES * TASKS * UPDATES
     history = await manager.history(s.id, last=total)

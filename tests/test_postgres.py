@@ -21,8 +21,8 @@ from sessionware.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from sessionware.stores._sql import SCHEMA_VERSION
-from sessionware.stores.postgres import PostgresSessionStore
+from sessionware.stores.sql._base import SCHEMA_VERSION
+from sessionware.stores.sql.postgres import PostgresSessionStore
 
 from .conftest import POSTGRES_URL, require_server, unique
 

@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
 
+from sessionware.bot import Context, Router, session
 from sessionware.errors import (
     ConflictError,
     InvalidKeyError,
@@ -28,8 +29,6 @@ from sessionware.errors import (
     StoreUnavailableError,
     ValueTooLargeError,
 )
-from sessionware.middleware import session
-from sessionware.router import Context, Router
 from sessionware.store import (
     ClosableStore,
     ExpiringStore,
@@ -38,8 +37,8 @@ from sessionware.store import (
     ScannableStore,
     SessionStore,
 )
-from sessionware.stores._resp import ReplyError
 from sessionware.stores.redis import RedisSessionStore
+from sessionware.stores.redis.resp import ReplyError
 from sessionware.testing import StoreContract
 
 from .helpers import message
@@ -743,5 +742,3 @@ async def test_log_script_reloaded_when_missing_on_server(store: RedisSessionSto
     assert await store.log_append("reload", [{"n": 1}]) == [1]
     assert [e.seq for e in await store.log_read("reload")] == [1]
     assert store._append.sha != "0" * 40
-
-

@@ -1,4 +1,4 @@
-"""The pipelined asyncio Redis client (``sessionware.stores._resp``) against real servers.
+"""The pipelined asyncio Redis client (``sessionware.stores.redis.resp``) against real servers.
 
 Most tests use the shared server on 127.0.0.1:6379 (db 9, keys under a unique
 prefix); tests that stop a server or need a password or a unix socket start
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from sessionware.stores._resp import (
+from sessionware.stores.redis.resp import (
     AuthenticationError,
     ClientClosedError,
     ConnectError,
@@ -371,7 +371,7 @@ async def test_scan_iter_and_delete(client: RespClient, prefix: str) -> None:
 def test_missing_hiredis_is_a_clear_error() -> None:
     code = (
         "import sys; sys.modules['hiredis'] = None\n"
-        "try:\n    import sessionware.stores._resp\n"
+        "try:\n    import sessionware.stores.redis.resp\n"
         "except ImportError as e:\n    print(type(e).__name__, e)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -26,8 +26,8 @@ import pytest
 from sessionware import Context, Router, session
 from sessionware.errors import LockError, StoreTimeoutError, StoreUnavailableError
 from sessionware.store import BaseSessionStore, Lease
-from sessionware.stores.postgres import PostgresSessionStore
-from sessionware.stores.sqlite import SQLiteSessionStore
+from sessionware.stores.sql.postgres import PostgresSessionStore
+from sessionware.stores.sql.sqlite import SQLiteSessionStore
 
 from .conftest import POSTGRES_URL, require_server, unique
 from .helpers import message

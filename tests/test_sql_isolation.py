@@ -42,10 +42,10 @@ REPO = Path(__file__).resolve().parents[1]
 def open_store(backend: str, target: str, url: str) -> BaseSessionStore:
     """The worker's own store on the shared file or table."""
     if backend == "sqlite":
-        from sessionware.stores.sqlite import SQLiteSessionStore
+        from sessionware.stores.sql.sqlite import SQLiteSessionStore
 
         return SQLiteSessionStore(target)
-    from sessionware.stores.postgres import PostgresSessionStore
+    from sessionware.stores.sql.postgres import PostgresSessionStore
 
     return PostgresSessionStore.from_url(url, table=target, pool_options={"min_size": 2, "max_size": 4})
 

@@ -24,8 +24,8 @@ from sessionware.errors import (
     StoreUnavailableError,
 )
 from sessionware.store import Lease
-from sessionware.stores._sql import SCAN_PAGE, SCHEMA_VERSION
-from sessionware.stores.sqlite import SQLiteSessionStore
+from sessionware.stores.sql._base import SCAN_PAGE, SCHEMA_VERSION
+from sessionware.stores.sql.sqlite import SQLiteSessionStore
 
 TABLE = "sessionware_sessions"
 

@@ -44,23 +44,36 @@ class JsonCodec:
     def __init__(self, *, verify: bool = True) -> None:
         self._verify = verify
 
+    @property
+    def verify(self) -> bool:
+        """Whether every encoding is decoded again and compared with the value."""
+        return self._verify
+
     def encode(self, value: JsonDict) -> bytes:
         """Encode a session dict to bytes."""
+        data = self.dump(value)
+        if self._verify:
+            self.check(value, data)
+        return data
+
+    def dump(self, value: JsonDict) -> bytes:
+        """Encode without checking the round trip: for comparing with stored bytes before deciding to write."""
         if type(value) is not dict:
             raise InvalidValueError("$", f"must be a dict, not {type(value).__name__}")
         try:
-            data = to_json(value)
+            return to_json(value)
         except (PydanticSerializationError, ValueError, RecursionError):
-            data = _stdlib_encode(value)
-        if self._verify:
-            try:
-                same = _loads(data) == value
-            except (ValueError, RecursionError):
-                same = False
-            if not same:
-                _explain(value, "$", 0)
-                raise InvalidValueError("$", "does not survive a JSON round trip")
-        return data
+            return _stdlib_encode(value)
+
+    def check(self, value: JsonDict, data: bytes) -> None:
+        """Raise :class:`InvalidValueError` naming the offending part if ``data`` does not decode to ``value``."""
+        try:
+            same = _loads(data) == value
+        except (ValueError, RecursionError):
+            same = False
+        if not same:
+            _explain(value, "$", 0)
+            raise InvalidValueError("$", "does not survive a JSON round trip")
 
     def decode(self, key: str, data: bytes) -> JsonDict:
         """Decode stored bytes to a session dict."""

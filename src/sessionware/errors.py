@@ -37,12 +37,17 @@ class InvalidKeyError(SessionwareError, ValueError):
 
 
 class InvalidValueError(SessionwareError, ValueError):
-    """A session value is not JSON-compatible and would not round-trip exactly."""
+    """A value or an option was refused before anything was written.
+
+    ``path`` names what was wrong: ``$``-paths point into a session value
+    (``$['cart'][0]``), anything else names an argument or option (``ttl``,
+    ``messages[2].role``).
+    """
 
     def __init__(self, path: str, reason: str) -> None:
         self.path = path
         self.reason = reason
-        super().__init__(f"session value at {path} {reason}")
+        super().__init__(f"session value at {path} {reason}" if path.startswith("$") else f"{path} {reason}")
 
 
 class ValueTooLargeError(SessionwareError, ValueError):
@@ -76,8 +81,7 @@ class MissingExtraError(ImportError, SessionwareError):
     def __init__(self, backend: str, extra: str, module: str) -> None:
         self.extra = extra
         super().__init__(
-            f"the {backend} backend needs the {module!r} package: "
-            f"pip install 'sessionware[{extra}]'",
+            f"the {backend} backend needs the {module!r} package: pip install 'sessionware[{extra}]'",
             name=module,
         )
 

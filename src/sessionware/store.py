@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Sequence
@@ -12,7 +11,6 @@ from typing import ClassVar, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from .codec import DEFAULT_CODEC, Codec, JsonDict
 from .errors import (
-    InvalidValueError,
     SessionwareError,
     StoreError,
     StoreTimeoutError,
@@ -28,30 +26,12 @@ DEFAULT_MAX_SIZE = 1024 * 1024
 
 @runtime_checkable
 class SessionStore(Protocol):
-    """What a session store must do: a miss is ``None``, deleting a missing key is a no-op.
+    """What a session store must do (the seed's ``ISessionStore``): a miss is ``None``, deleting a missing
+    key is a no-op.
 
-    A store written with only ``set(key, value)`` (no ``ttl``) works too, as long
-    as no TTL is asked of it.
-    """
-
-    async def get(self, key: str) -> JsonDict | None:
-        """Return the session stored under ``key``, or ``None``."""
-        ...
-
-    async def set(self, key: str, value: JsonDict, *, ttl: TTL = None) -> None:
-        """Store ``value`` under ``key``, expiring after ``ttl`` if given."""
-        ...
-
-    async def delete(self, key: str) -> None:
-        """Remove ``key``; nothing happens if it is missing."""
-        ...
-
-
-@runtime_checkable
-class BasicSessionStore(Protocol):
-    """The seed's bare contract: ``get`` / ``set(key, value)`` / ``delete``, no expiry.
-
-    Every :class:`SessionStore` is one; the ``session()`` middleware accepts either.
+    ``set`` may also take a keyword ``ttl`` (seconds or a ``timedelta``); every
+    sessionware backend does. A store whose ``set`` takes only ``(key, value)``
+    works wherever no expiry is asked of it.
     """
 
     async def get(self, key: str) -> JsonDict | None:
@@ -84,7 +64,11 @@ class RawStore(Protocol):
 
 @runtime_checkable
 class ExpiringStore(Protocol):
-    """A store that can report and extend a key's expiry."""
+    """A store whose records expire: ``set`` takes a ``ttl``, and a key's expiry can be read and extended."""
+
+    async def set(self, key: str, value: JsonDict, *, ttl: TTL = None) -> None:
+        """Store ``value`` under ``key``, expiring after ``ttl`` (seconds or a ``timedelta``) if given."""
+        ...
 
     async def expires_in(self, key: str) -> float | None:
         """Seconds until ``key`` expires; ``None`` if it is missing or never expires."""
@@ -252,23 +236,6 @@ class LockingStore(Protocol):
         ...
 
 
-def check_lease(lease: object) -> Lease:
-    """Validate a lease handed back to ``renew``, ``commit`` or ``unlock``."""
-    if not isinstance(lease, Lease):
-        raise InvalidValueError("lease", f"must be a Lease returned by lock(), not {type(lease).__name__}")
-    check_key(lease.key)
-    if not isinstance(lease.token, str) or not lease.token:
-        raise InvalidValueError("lease", "has no token")
-    if isinstance(lease.ttl, bool) or not isinstance(lease.ttl, (int, float)) or not 0 < lease.ttl < float("inf"):
-        raise InvalidValueError("lease", f"has an invalid ttl {lease.ttl!r}")
-    return lease
-
-
-def new_token() -> str:
-    """A random lease token (128 bits)."""
-    return secrets.token_hex(16)
-
-
 class BaseSessionStore(ABC):
     """Shared machinery of sessionware's backends: keys, codec, size limit, timeouts, errors.
 
@@ -359,14 +326,6 @@ class BaseSessionStore(ABC):
         return StoreError(f"{self.backend} {op} failed: {exc}")
 
 
-def check_log_args(entries: Sequence[JsonDict], max_len: int | None) -> None:
-    """Validate the arguments of :meth:`LogStore.log_append` shared by every backend."""
-    if isinstance(entries, dict) or not isinstance(entries, Sequence):
-        raise InvalidValueError("entries", "must be a sequence of dicts")
-    if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1):
-        raise InvalidValueError("max_len", f"must be a positive int, not {max_len!r}")
-
-
 def accepts_ttl(store: object) -> bool:
     """Whether ``store.set`` takes a ``ttl`` keyword (stores written to the bare contract may not)."""
     import inspect
@@ -381,7 +340,6 @@ def accepts_ttl(store: object) -> bool:
 __all__ = [
     "DEFAULT_MAX_SIZE",
     "BaseSessionStore",
-    "BasicSessionStore",
     "ClosableStore",
     "ExpiringStore",
     "Lease",
@@ -396,7 +354,4 @@ __all__ = [
     "Versioned",
     "VersionedStore",
     "accepts_ttl",
-    "check_lease",
-    "check_log_args",
-    "new_token",
 ]

@@ -38,7 +38,7 @@ def open_store(url: str, **options: Any) -> BaseSessionStore:
             raise InvalidStoreURLError(
                 f"bad SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db"
             )
-        from .stores.sqlite import SQLiteSessionStore
+        from .stores.sql.sqlite import SQLiteSessionStore
 
         if "table" in query:
             options.setdefault("table", query.pop("table"))
@@ -51,7 +51,7 @@ def open_store(url: str, **options: Any) -> BaseSessionStore:
             options.setdefault("prefix", query.pop("prefix"))
         return RedisSessionStore.from_url(_rebuild(parts, query), **options)
     if scheme in ("postgresql", "postgres"):
-        from .stores.postgres import PostgresSessionStore
+        from .stores.sql.postgres import PostgresSessionStore
 
         if "table" in query:
             options.setdefault("table", query.pop("table"))

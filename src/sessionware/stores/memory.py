@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..codec import Codec, JsonDict
-from ..errors import ConflictError, InvalidValueError, LeaseExpiredError, LockError, ValueTooLargeError
+from ..errors import InvalidValueError
 from ..keys import TTL, check_key, ttl_seconds
-from ..store import (
-    DEFAULT_MAX_SIZE,
-    BaseSessionStore,
-    Lease,
-    Locked,
-    LogEntry,
-    Versioned,
+from ..store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, Versioned
+from ._common import (
+    check_expected,
     check_lease,
-    check_log_args,
+    check_record,
+    check_window,
+    conflict,
+    encode_log_entries,
+    lease_lost,
     new_token,
+    seconds_arg,
+    wait_for_lease,
 )
 
 DEFAULT_MAX_SESSIONS = 100_000
@@ -39,6 +40,9 @@ class InMemorySessionStore(BaseSessionStore):
     At most ``max_sessions`` live at once; the least recently used is evicted
     first. Expired sessions are dropped when read and swept in bulk as writes
     accumulate, so memory stays bounded by the live sessions.
+
+    ``clock`` (default :func:`time.monotonic`) is what expiry and leases are
+    measured by; tests pass a fake one to step over an expiry without sleeping.
     """
 
     backend = "memory"
@@ -49,10 +53,12 @@ class InMemorySessionStore(BaseSessionStore):
         max_sessions: int | None = DEFAULT_MAX_SESSIONS,
         codec: Codec | None = None,
         max_size: int = DEFAULT_MAX_SIZE,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(codec=codec, max_size=max_size)
+        self._clock = clock
         if max_sessions is not None and max_sessions < 1:
-            raise ValueError("max_sessions must be at least 1")
+            raise InvalidValueError("max_sessions", f"must be at least 1 or None, not {max_sessions!r}")
         self.max_sessions = max_sessions
         self._data: OrderedDict[str, tuple[bytes, float | None, int]] = OrderedDict()
         self._locks: dict[str, tuple[str, float]] = {}
@@ -68,7 +74,7 @@ class InMemorySessionStore(BaseSessionStore):
         if entry is None:
             check_key(key)
             return None
-        if entry[1] is not None and entry[1] <= time.monotonic():
+        if entry[1] is not None and entry[1] <= self._clock():
             del self._data[key]
             return None
         self._data.move_to_end(key)
@@ -87,7 +93,7 @@ class InMemorySessionStore(BaseSessionStore):
 
     def _write(self, key: str, data: bytes, ttl: float | None) -> int:
         self._version += 1
-        self._data[key] = (data, None if ttl is None else time.monotonic() + ttl, self._version)
+        self._data[key] = (data, None if ttl is None else self._clock() + ttl, self._version)
         self._data.move_to_end(key)
         if self.max_sessions is not None and len(self._data) > self.max_sessions:
             self._data.popitem(last=False)
@@ -98,7 +104,7 @@ class InMemorySessionStore(BaseSessionStore):
         self._data.pop(key, None)
 
     def _sweep(self) -> int:
-        now = time.monotonic()
+        now = self._clock()
         dead = [k for k, (_, exp, _) in self._data.items() if exp is not None and exp <= now]
         for k in dead:
             del self._data[k]
@@ -120,7 +126,7 @@ class InMemorySessionStore(BaseSessionStore):
         entry = self._live(key)
         if entry is None or entry[1] is None:
             return None
-        return max(0.0, entry[1] - time.monotonic())
+        return max(0.0, entry[1] - self._clock())
 
     async def touch(self, key: str, ttl: TTL) -> bool:
         """Reset the expiry of ``key``; ``False`` if it is missing."""
@@ -128,12 +134,12 @@ class InMemorySessionStore(BaseSessionStore):
         entry = self._live(key)
         if entry is None:
             return False
-        self._data[key] = (entry[0], None if seconds is None else time.monotonic() + seconds, entry[2])
+        self._data[key] = (entry[0], None if seconds is None else self._clock() + seconds, entry[2])
         return True
 
     async def scan(self, prefix: str = "", *, limit: int | None = None) -> AsyncIterator[str]:
         """Yield the live keys that start with ``prefix``."""
-        now = time.monotonic()
+        now = self._clock()
         count = 0
         for key, (_, exp, _) in list(self._data.items()):
             if limit is not None and count >= limit:
@@ -150,7 +156,7 @@ class InMemorySessionStore(BaseSessionStore):
 
     def _live_log(self, key: str) -> _Log | None:
         log = self._logs.get(check_key(key))
-        if log is not None and log.expires_at is not None and log.expires_at <= time.monotonic():
+        if log is not None and log.expires_at is not None and log.expires_at <= self._clock():
             del self._logs[key]
             return None
         return log
@@ -159,12 +165,9 @@ class InMemorySessionStore(BaseSessionStore):
         self, key: str, entries: Sequence[JsonDict], *, ttl: TTL = None, max_len: int | None = None
     ) -> list[int]:
         """Append ``entries`` atomically; return their sequence numbers."""
-        check_log_args(entries, max_len)
+        check_key(key)
+        encoded = encode_log_entries(self.codec, self.max_size, entries, max_len)
         seconds = ttl_seconds(ttl)
-        encoded = [self.codec.encode(e) for e in entries]
-        for data in encoded:
-            if len(data) > self.max_size:
-                raise ValueTooLargeError(len(data), self.max_size)
         log = self._live_log(key)
         if log is None:
             log = self._logs[key] = _Log()
@@ -176,7 +179,7 @@ class InMemorySessionStore(BaseSessionStore):
             while len(log.entries) > max_len:
                 log.entries.popleft()
         if seconds is not None:
-            log.expires_at = time.monotonic() + seconds
+            log.expires_at = self._clock() + seconds
         if self.max_sessions is not None and len(self._logs) > self.max_sessions:
             self._logs.popitem(last=False)
         self._count_write()
@@ -186,6 +189,7 @@ class InMemorySessionStore(BaseSessionStore):
         self, key: str, *, after: int | None = None, before: int | None = None, last: int | None = None
     ) -> list[LogEntry]:
         """Entries with ``after < seq < before``, oldest first; ``last`` keeps only the newest N."""
+        after, before, last = check_window(after, before, last)
         log = self._live_log(key)
         if log is None or not log.entries:
             return []
@@ -223,64 +227,56 @@ class InMemorySessionStore(BaseSessionStore):
     def _check_version(self, key: str, expected: int | None) -> None:
         entry = self._live(key)
         current = 0 if entry is None else entry[2]
+        expected = check_expected(expected)
         if expected is not None and current != expected:
-            raise ConflictError(f"session {key!r} changed: expected version {expected}, found {current}")
+            raise conflict(key, expected, current)
 
     async def set_versioned(self, key: str, data: bytes, *, expected: int | None, ttl: TTL = None) -> int:
         """Write ``data`` if the record's version is ``expected``; return the new version."""
-        seconds = self._check_write(key, data, ttl)
+        seconds = check_record(key, data, self.max_size, ttl)
         self._check_version(key, expected)
         return self._write(key, data, seconds)
 
     async def delete_versioned(self, key: str, *, expected: int | None) -> None:
         """Delete ``key`` if its version is ``expected``."""
-        self._check_version(key, expected)
+        self._check_version(check_key(key), expected)
         self._data.pop(key, None)
-
-    def _check_write(self, key: str, data: bytes, ttl: TTL) -> float | None:
-        check_key(key)
-        if len(data) > self.max_size:
-            raise ValueTooLargeError(len(data), self.max_size)
-        return ttl_seconds(ttl)
 
     def _holds(self, lease: Lease) -> bool:
         held = self._locks.get(lease.key)
-        return held is not None and held[0] == lease.token and held[1] > time.monotonic()
+        return held is not None and held[0] == lease.token and held[1] > self._clock()
 
     async def lock(self, key: str, *, lease: float, wait: float) -> Locked:
         """Take the lease on ``key`` within ``wait`` seconds and read the record."""
         check_key(key)
-        seconds = ttl_seconds(lease)
-        if seconds is None:
-            raise InvalidValueError("lease", "must be a positive duration")
-        deadline = time.monotonic() + wait
-        delay = 0.0005
-        while True:
-            now = time.monotonic()
+        seconds = seconds_arg("lease", lease, zero=False)
+        patience = seconds_arg("wait", wait, zero=True)
+
+        async def attempt() -> Locked | float:
+            now = self._clock()
             held = self._locks.get(key)
-            if held is None or held[1] <= now:
-                token = new_token()
-                self._locks[key] = (token, now + seconds)
-                return Locked(Lease(key, token, seconds, now), await self.get_versioned(key))
-            if now >= deadline:
-                raise LockError(f"session {key!r} is locked by another holder; gave up after {wait}s")
-            await asyncio.sleep(min(delay, max(0.0, deadline - now)))
-            delay = min(delay * 2, 0.02)
+            if held is not None and held[1] > now:
+                return held[1] - now
+            token = new_token()
+            self._locks[key] = (token, now + seconds)
+            return Locked(Lease(key, token, seconds, now), await self.get_versioned(key))
+
+        return await wait_for_lease(key, patience, attempt, clock=self._clock)
 
     async def renew(self, lease: Lease) -> Lease:
         """Extend a held lease by its ``ttl``."""
         if not self._holds(check_lease(lease)):
-            raise LeaseExpiredError(f"the lease on session {lease.key!r} expired before it was renewed")
-        now = time.monotonic()
+            raise lease_lost(lease.key, renewing=True)
+        now = self._clock()
         self._locks[lease.key] = (lease.token, now + lease.ttl)
         return Lease(lease.key, lease.token, lease.ttl, now)
 
     async def commit(self, lease: Lease, data: bytes | None, *, ttl: TTL = None) -> int:
         """Write ``data`` (``None`` deletes) and release, if the lease is still held."""
         check_lease(lease)
-        seconds = None if data is None else self._check_write(lease.key, data, ttl)
+        seconds = None if data is None else check_record(lease.key, data, self.max_size, ttl)
         if not self._holds(lease):
-            raise LeaseExpiredError(f"the lease on session {lease.key!r} expired; the write was refused")
+            raise lease_lost(lease.key)
         del self._locks[lease.key]
         if data is None:
             self._data.pop(lease.key, None)

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ..errors import MissingExtraError
+from ...errors import MissingExtraError
 
 try:
     import hiredis

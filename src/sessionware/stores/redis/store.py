@@ -68,37 +68,36 @@ attempt of a lease wait) and raises :class:`~sessionware.errors.StoreTimeoutErro
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
-import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..codec import Codec, JsonDict
-from ..errors import (
-    ConflictError,
-    InvalidKeyError,
-    InvalidStoreURLError,
-    InvalidValueError,
-    LeaseExpiredError,
-    LockError,
-    MissingExtraError,
-    SessionDecodeError,
-    ValueTooLargeError,
-)
-from ..keys import TTL, check_key, ttl_seconds
-from ..store import (
-    DEFAULT_MAX_SIZE,
-    BaseSessionStore,
-    Lease,
-    Locked,
-    LogEntry,
-    Versioned,
+from ...codec import Codec, JsonDict
+from ...errors import InvalidKeyError, InvalidStoreURLError, MissingExtraError, SessionDecodeError
+from ...keys import TTL, check_key
+from ...store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, Versioned
+from .._common import (
+    DEFAULT_RETRIES,
+    check_expected,
     check_lease,
-    check_log_args,
+    check_limit,
+    check_prefix,
+    check_record,
+    check_retries,
+    check_window,
+    conflict,
+    encode_log_entries,
+    lease_lost,
     new_token,
+    retry_backoff,
+    seconds_arg,
+    store_ttl,
+    wait_for_lease,
 )
 
 try:
@@ -107,17 +106,11 @@ try:
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise MissingExtraError("Redis", "redis", "redis") from e
 
-from . import _resp
-from ._resp import RespClient
+from . import resp as _resp
+from .resp import RespClient
 
 SCAN_COUNT = 1000
 """How many keys one SCAN call examines (a hint to the server)."""
-
-DEFAULT_RETRIES = 3
-"""How many times a call that is safe to repeat is retried after a connection failure."""
-
-RETRY_BACKOFF = 0.025
-"""The first retry waits about this many seconds; each further retry doubles it (with jitter)."""
 
 _Execute = Callable[..., Awaitable[Any]]
 
@@ -128,9 +121,6 @@ _BAD_RECORD = "SESSIONWARE_BADRECORD"
 _SEQ_LIMIT = 2**53  # Lua numbers are doubles: sequence numbers stay exact below this
 _FORMAT = b"s1"
 _VERSION_DIGITS = 19  # 2**63 - 1 has 19 digits
-
-_LOCK_FIRST_WAIT = 0.001
-_LOCK_MAX_WAIT = 0.05
 
 # Errors after which a command certainly did not run: safe to send again, whatever it does.
 _NOT_RUN: tuple[type[BaseException], ...] = (
@@ -160,158 +150,25 @@ _NEVER_RETRY: tuple[type[BaseException], ...] = (
 _NO_SCRIPT = (_resp.NoScriptError, redis_errors.NoScriptError)
 _REPLY_ERRORS = (_resp.ReplyError, redis_errors.ResponseError)
 
-# A record's version: the digits between "s1:" and the next ":", no leading zero.
-_LUA_VERSION = f"""
-local function version(rec)
-  if not rec then return '0' end
-  local v = string.match(rec, '^s1:([1-9]%d*):')
-  if not v or #v > {_VERSION_DIGITS} then
-    return redis.error_reply('{_BAD_RECORD} record has no s1 version frame')
-  end
-  return v
-end
-"""
-
-# KEYS[1]: a record. ARGV[1]: expected version ("0": missing), ARGV[2]: framed record, ARGV[3]: ttl ms or "".
-# Returns 1 when written, else the version found.
-_CAS_SET_LUA = (
-    _LUA_VERSION
-    + """
-local found = version(redis.call('GET', KEYS[1]))
-if type(found) == 'table' then return found end
-if found ~= ARGV[1] then return found end
-if ARGV[3] == '' then
-  redis.call('SET', KEYS[1], ARGV[2])
-else
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-end
-return 1
-"""
-)
-
-# KEYS[1]: a record. ARGV[1]: expected version. Returns 1 when deleted (or missing as expected), else the version found.
-_CAS_DELETE_LUA = (
-    _LUA_VERSION
-    + """
-local found = version(redis.call('GET', KEYS[1]))
-if type(found) == 'table' then return found end
-if found ~= ARGV[1] then return found end
-redis.call('DEL', KEYS[1])
-return 1
-"""
-)
-
-# KEYS[1]: the lease, KEYS[2]: the record. ARGV[1]: token, ARGV[2]: lease ms.
-# Returns {1, record or nil} when the lease is ours (taking it again with our own token is a no-op,
-# so the call may be repeated), else {0, ms the lease has left}.
-_LOCK_LUA = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) or redis.call('GET', KEYS[1]) == ARGV[1] then
-  local rec = redis.pcall('GET', KEYS[2])
-  if type(rec) == 'table' and rec.err then
-    redis.call('DEL', KEYS[1])
-    return rec
-  end
-  return {1, rec}
-end
-return {0, redis.call('PTTL', KEYS[1])}
-"""
-
-# KEYS[1]: the lease. ARGV[1]: token, ARGV[2]: lease ms. Returns 1 if the lease was ours and is extended.
-_RENEW_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-"""
-
-# KEYS[1]: the lease, KEYS[2]: the record. ARGV[1]: token, ARGV[2]: framed record ("" deletes), ARGV[3]: ttl ms or "".
-# Returns 1 when the lease was ours (released, record written), 0 (nothing written) otherwise.
-_COMMIT_LUA = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-if ARGV[2] == '' then
-  redis.call('DEL', KEYS[2])
-elseif ARGV[3] == '' then
-  redis.call('SET', KEYS[2], ARGV[2])
-else
-  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-end
-return 1
-"""
-
-# KEYS[1]: the lease. ARGV[1]: token. Deletes the lease only if it is ours.
-_UNLOCK_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-# KEYS[1]: the log list. ARGV[1]: ttl in ms or "", ARGV[2]: max_len or "", ARGV[3..]: encoded entries.
-# Returns the sequence number that preceded the appended entries.
-_APPEND_LUA = f"""
-local key = KEYS[1]
-local last = 0
-local tail = redis.call('LINDEX', key, -1)
-if tail then
-  last = tonumber(string.match(tail, '^(%d+):'))
-  if not last then
-    return redis.error_reply('{_BAD_LOG} newest log entry has no sequence number')
-  end
-end
-local n = #ARGV - 2
-local batch = {{}}
-for i = 1, n do
-  batch[#batch + 1] = string.format('%d:', last + i) .. ARGV[i + 2]
-  if #batch == 1000 or i == n then
-    redis.call('RPUSH', key, unpack(batch))
-    batch = {{}}
-  end
-end
-if ARGV[2] ~= '' then
-  redis.call('LTRIM', key, -tonumber(ARGV[2]), -1)
-end
-if ARGV[1] ~= '' then
-  redis.call('PEXPIRE', key, ARGV[1])
-end
-return last
-"""
-
-# KEYS[1]: the log list. ARGV: after, before, last ("" for none). Returns the framed entries
-# with after < seq < before, the newest `last` of them, oldest first.
-_READ_LUA = f"""
-local key = KEYS[1]
-local len = redis.call('LLEN', key)
-if len == 0 then return {{}} end
-local newest = tonumber(string.match(redis.call('LINDEX', key, -1), '^(%d+):'))
-if not newest then
-  return redis.error_reply('{_BAD_LOG} newest log entry has no sequence number')
-end
-local first = newest - len + 1
-local start, stop = 0, len
-if ARGV[1] ~= '' then start = math.max(0, tonumber(ARGV[1]) - first + 1) end
-if ARGV[2] ~= '' then stop = math.max(0, math.min(len, tonumber(ARGV[2]) - first)) end
-if ARGV[3] ~= '' then start = math.max(start, stop - tonumber(ARGV[3])) end
-if start >= stop then return {{}} end
-return redis.call('LRANGE', key, start - len, stop - 1 - len)
-"""
-
-# KEYS[1]: a record. Removes its expiry; returns 1 if it exists.
-_PERSIST_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('PERSIST', KEYS[1])
-return 1
-"""
-
 
 class _Script:
-    """A Lua script run with EVALSHA, sent whole with EVAL when the server does not have it."""
+    """A Lua script of ``scripts/``, run with EVALSHA and sent whole with EVAL when the server lacks it.
+
+    ``names`` are concatenated in order, so a script can start with a shared
+    prelude (``version`` defines the record-version parser).
+    """
 
     __slots__ = ("digest", "sha", "source")
 
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.digest = hashlib.sha1(source.encode()).hexdigest()
+    def __init__(self, *names: str) -> None:
+        self.source = "".join(_script_source(name) for name in names)
+        self.digest = hashlib.sha1(self.source.encode()).hexdigest()
         self.sha = self.digest
+
+
+@functools.cache
+def _script_source(name: str) -> str:
+    return resources.files(__package__).joinpath("scripts", f"{name}.lua").read_text(encoding="utf-8")
 
 
 class _RedisPyDriver:
@@ -364,20 +221,6 @@ def _unframe(key: str, raw: bytes) -> Versioned:
     raise SessionDecodeError(key, "record has no 's1:<version>:' frame; it was not written by a sessionware store")
 
 
-def _backoff(attempt: int, base: float = RETRY_BACKOFF) -> float:
-    return base * 2.0**attempt * (0.5 + random.random() / 2)
-
-
-def _seconds(name: str, value: object, *, zero: bool) -> float:
-    """A finite, positive (``zero``: non-negative) number of seconds, else :class:`InvalidValueError`."""
-    if not isinstance(value, bool) and isinstance(value, (int, float)):
-        seconds = float(value)
-        if math.isfinite(seconds) and (seconds > 0 or (zero and seconds == 0)):
-            return seconds
-    kind = "non-negative" if zero else "positive"
-    raise InvalidValueError(name, f"must be a {kind}, finite number of seconds, not {value!r}")
-
-
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
@@ -399,15 +242,9 @@ def _check_prefix(prefix: object) -> str:
     return prefix
 
 
-def _bound(name: str, value: int | None, *, non_negative: bool = False) -> str:
-    """An optional int window bound as a Lua script argument, clamped to numbers Lua holds exactly."""
-    if value is None:
-        return ""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidValueError(name, f"must be an int or None, not {type(value).__name__}")
-    if non_negative and value < 0:
-        raise InvalidValueError(name, f"must not be negative, not {value}")
-    return str(max(-1, min(value, _SEQ_LIMIT)))
+def _bound(value: int | None) -> str:
+    """An optional, already validated window bound as a Lua script argument, clamped to what Lua holds exactly."""
+    return "" if value is None else str(max(-1, min(value, _SEQ_LIMIT)))
 
 
 def _redact(url: str) -> str:
@@ -466,10 +303,9 @@ class RedisSessionStore(BaseSessionStore):
                 "RedisSessionStore needs a redis.asyncio.Redis client or a sessionware RespClient, "
                 f"not {type(client).__name__}"
             )
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise InvalidValueError("retries", f"must be a non-negative int, not {retries!r}")
+        check_retries(retries)
         if timeout is not None:
-            _seconds("timeout", timeout, zero=False)
+            seconds_arg("timeout", timeout, zero=False)
         self.client = client
         self.retries = retries
         self.prefix = _check_prefix(prefix)
@@ -477,15 +313,15 @@ class RedisSessionStore(BaseSessionStore):
         self._log_prefix = self._key_prefix + _LOG_KIND
         self._lock_prefix = self._key_prefix + _LOCK_KIND
         self._owns_client = False
-        self._append = _Script(_APPEND_LUA)
-        self._read = _Script(_READ_LUA)
-        self._persist = _Script(_PERSIST_LUA)
-        self._cas_set = _Script(_CAS_SET_LUA)
-        self._cas_delete = _Script(_CAS_DELETE_LUA)
-        self._lock = _Script(_LOCK_LUA)
-        self._renew = _Script(_RENEW_LUA)
-        self._commit = _Script(_COMMIT_LUA)
-        self._unlock = _Script(_UNLOCK_LUA)
+        self._append = _Script("append")
+        self._read = _Script("read")
+        self._persist = _Script("persist")
+        self._cas_set = _Script("version", "cas_set")
+        self._cas_delete = _Script("version", "cas_delete")
+        self._lock = _Script("lock")
+        self._renew = _Script("renew")
+        self._commit = _Script("commit")
+        self._unlock = _Script("unlock")
 
     @classmethod
     def from_url(
@@ -546,7 +382,7 @@ class RedisSessionStore(BaseSessionStore):
         for attempt in range(self.retries):
             if isinstance(exc, _NEVER_RETRY):
                 break
-            await asyncio.sleep(_backoff(attempt))
+            await asyncio.sleep(retry_backoff(attempt))
             try:
                 return await self._exec(*args)
             except retryable as again:
@@ -598,7 +434,7 @@ class RedisSessionStore(BaseSessionStore):
     async def touch(self, key: str, ttl: TTL) -> bool:
         """Reset the expiry of ``key`` (``None`` removes it); ``False`` if it is missing."""
         name = self._key_prefix + check_key(key)
-        seconds = ttl_seconds(ttl)
+        seconds = store_ttl(ttl)
         if seconds is None:
             return bool(await self._run("touch", self._eval(self._persist, key, (name,), (), safe=True)))
         return bool(await self._run("touch", self._safe("PEXPIRE", name, _ms(seconds))))
@@ -609,11 +445,8 @@ class RedisSessionStore(BaseSessionStore):
         Keys are deduplicated (SCAN may repeat a key while Redis resizes its
         table), so memory grows with the number of keys yielded.
         """
-        if type(prefix) is not str:
-            raise InvalidKeyError(f"scan prefix must be a str, not {type(prefix).__name__}")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-            raise InvalidValueError("limit", f"must be a non-negative int or None, not {limit!r}")
-        if limit == 0:
+        check_prefix(prefix)
+        if check_limit(limit) == 0:
             return
         match = _glob_escape(self._key_prefix + prefix) + "*"
         cut = len(self._key_prefix.encode())
@@ -639,20 +472,6 @@ class RedisSessionStore(BaseSessionStore):
 
     # -- versions (compare-and-set) --------------------------------------------------------------
 
-    def _check_write(self, key: str, data: bytes, ttl: TTL) -> float | None:
-        check_key(key)
-        if not isinstance(data, bytes):
-            raise InvalidValueError("data", f"must be bytes, not {type(data).__name__}")
-        if len(data) > self.max_size:
-            raise ValueTooLargeError(len(data), self.max_size)
-        return ttl_seconds(ttl)
-
-    @staticmethod
-    def _check_expected(expected: object) -> int | None:
-        if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int) or expected < 0):
-            raise InvalidValueError("expected", f"must be a version (an int >= 0) or None, not {expected!r}")
-        return expected
-
     async def get_versioned(self, key: str) -> Versioned | None:
         """Return the stored bytes of ``key`` with their version (one GET), or ``None``."""
         raw = await self._run("get", self._safe("GET", self._key_prefix + check_key(key)))
@@ -665,8 +484,8 @@ class RedisSessionStore(BaseSessionStore):
         and write nothing if someone wrote in between. With ``expected=None``
         this is a plain SET.
         """
-        seconds = self._check_write(key, data, ttl)
-        self._check_expected(expected)
+        seconds = check_record(key, data, self.max_size, ttl)
+        check_expected(expected)
         name = self._key_prefix + key
         framed, version = _frame(data)
         if expected is None:
@@ -677,13 +496,13 @@ class RedisSessionStore(BaseSessionStore):
             "set_versioned", self._eval(self._cas_set, key, (name,), (str(expected), framed, ms), safe=False)
         )
         if found != 1:
-            raise ConflictError(f"session {key!r} changed: expected version {expected}, found {_found(found)}")
+            raise conflict(key, expected, _found(found))
         return version
 
     async def delete_versioned(self, key: str, *, expected: int | None) -> None:
         """Delete ``key`` if its version is ``expected`` (0: it must be missing); else raise ``ConflictError``."""
         check_key(key)
-        self._check_expected(expected)
+        check_expected(expected)
         if expected is None:
             await self._run("delete", self._delete(key))
             return
@@ -692,7 +511,7 @@ class RedisSessionStore(BaseSessionStore):
             "delete_versioned", self._eval(self._cas_delete, key, (name,), (str(expected),), safe=False)
         )
         if found != 1:
-            raise ConflictError(f"session {key!r} changed: expected version {expected}, found {_found(found)}")
+            raise conflict(key, expected, _found(found))
 
     # -- leases ----------------------------------------------------------------------------------
 
@@ -704,33 +523,27 @@ class RedisSessionStore(BaseSessionStore):
         :class:`~sessionware.errors.LockError` once ``wait`` has passed.
         """
         check_key(key)
-        seconds = _seconds("lease", lease, zero=False)
-        patience = _seconds("wait", wait, zero=True)
+        seconds = seconds_arg("lease", lease, zero=False)
+        patience = seconds_arg("wait", wait, zero=True)
         keys = (self._lock_prefix + key, self._key_prefix + key)
         ms = _ms(seconds)
-        deadline = time.monotonic() + patience
-        delay = _LOCK_FIRST_WAIT
-        while True:
+
+        async def attempt() -> Locked | float | None:
             token = new_token()
             started = time.monotonic()
             got, value = await self._run("lock", self._eval(self._lock, key, keys, (token, ms), safe=True))
+            if got != 1:
+                return int(value) / 1000 if int(value) > 0 else None
             held = Lease(key, token, seconds, started)
-            if got == 1:
-                if value is None:
-                    return Locked(held, None)
-                try:
-                    return Locked(held, _unframe(key, value))
-                except SessionDecodeError:
-                    await self.unlock(held)
-                    raise
-            now = time.monotonic()
-            if now >= deadline:
-                raise LockError(f"session {key!r} is locked by another holder; gave up after {patience}s")
-            pause = min(delay * (0.5 + random.random()), deadline - now)
-            if int(value) > 0:
-                pause = min(pause, int(value) / 1000)
-            await asyncio.sleep(pause)
-            delay = min(delay * 2, _LOCK_MAX_WAIT)
+            if value is None:
+                return Locked(held, None)
+            try:
+                return Locked(held, _unframe(key, value))
+            except SessionDecodeError:
+                await self.unlock(held)
+                raise
+
+        return await wait_for_lease(key, patience, attempt)
 
     async def renew(self, lease: Lease) -> Lease:
         """Extend a held lease by its ``ttl``; raise ``LeaseExpiredError`` if it was lost."""
@@ -741,7 +554,7 @@ class RedisSessionStore(BaseSessionStore):
             "renew", self._eval(self._renew, lease.key, (name,), (lease.token, _ms(lease.ttl)), safe=True)
         )
         if ok != 1:
-            raise LeaseExpiredError(f"the lease on session {lease.key!r} expired before it was renewed")
+            raise lease_lost(lease.key, renewing=True)
         return Lease(lease.key, lease.token, lease.ttl, started)
 
     async def commit(self, lease: Lease, data: bytes | None, *, ttl: TTL = None) -> int:
@@ -756,15 +569,13 @@ class RedisSessionStore(BaseSessionStore):
         if data is None:
             framed, version, ms = b"", 0, ""
         else:
-            seconds = self._check_write(key, data, ttl)
+            seconds = check_record(key, data, self.max_size, ttl)
             framed, version = _frame(data)
             ms = "" if seconds is None else str(_ms(seconds))
         keys = (self._lock_prefix + key, self._key_prefix + key)
         ok = await self._run("commit", self._eval(self._commit, key, keys, (lease.token, framed, ms), safe=False))
         if ok != 1:
-            raise LeaseExpiredError(
-                f"the lease on session {key!r} is no longer held (it expired or was taken over); the write was refused"
-            )
+            raise lease_lost(key)
         return version
 
     async def unlock(self, lease: Lease) -> None:
@@ -789,12 +600,8 @@ class RedisSessionStore(BaseSessionStore):
         (a timeout, a lost connection) may have been applied once, or not at all.
         """
         name = self._log_key(key)
-        check_log_args(entries, max_len)
-        seconds = ttl_seconds(ttl)
-        encoded = [self.codec.encode(entry) for entry in entries]
-        for data in encoded:
-            if len(data) > self.max_size:
-                raise ValueTooLargeError(len(data), self.max_size)
+        encoded = encode_log_entries(self.codec, self.max_size, entries, max_len)
+        seconds = store_ttl(ttl)
         if not encoded and seconds is None and max_len is None:
             return []
         args = ("" if seconds is None else _ms(seconds), "" if max_len is None else max_len, *encoded)
@@ -811,7 +618,7 @@ class RedisSessionStore(BaseSessionStore):
         the log's length.
         """
         name = self._log_key(key)
-        args = (_bound("after", after), _bound("before", before), _bound("last", last, non_negative=True))
+        args = tuple(_bound(bound) for bound in check_window(after, before, last))
         framed = await self._run("log_read", self._eval(self._read, key, (name,), args, safe=True))
         return [self._unframe_entry(key, raw) for raw in framed]
 

@@ -1,0 +1,235 @@
+"""What every backend shares: argument checks, one backoff policy, the wait for a lease, log-entry encoding,
+and the messages of the errors they raise.
+
+Backends import from here and never from each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from ..codec import Codec, JsonDict
+from ..errors import ConflictError, InvalidKeyError, InvalidValueError, LeaseExpiredError, LockError, ValueTooLargeError
+from ..keys import TTL, check_key, ttl_seconds
+from ..store import Lease, Locked
+
+MAX_TTL_SECONDS = 1e10
+"""About 317 years: far enough for "keep", near enough that every engine can store the timestamp."""
+
+MAX_SEQ = 2**63 - 1
+"""The largest sequence number a log bound may name."""
+
+# -- retries after a lost connection -------------------------------------------------------------
+
+DEFAULT_RETRIES = 3
+"""How many times an operation that is safe to repeat is retried after a lost connection."""
+
+RETRY_BACKOFF = 0.025
+"""The first retry after a lost connection waits about this long; each further retry doubles it."""
+
+
+def retry_backoff(attempt: int) -> float:
+    """Seconds to sleep before retry number ``attempt`` (from 0): jittered, exponential."""
+    return RETRY_BACKOFF * 2.0**attempt * (0.5 + random.random() / 2)
+
+
+def check_retries(retries: object) -> int:
+    """Validate a store's ``retries`` option."""
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise InvalidValueError("retries", f"must be a non-negative int, not {retries!r}")
+    return retries
+
+
+# -- argument checks -----------------------------------------------------------------------------
+
+
+def seconds_arg(name: str, value: object, *, zero: bool) -> float:
+    """A finite, positive (``zero``: non-negative) number of seconds, else :class:`InvalidValueError`."""
+    if not isinstance(value, bool) and isinstance(value, (int, float)):
+        seconds = float(value)
+        if math.isfinite(seconds) and (seconds > 0 or (zero and seconds == 0)) and seconds <= MAX_TTL_SECONDS:
+            return seconds
+    kind = "non-negative" if zero else "positive"
+    raise InvalidValueError(name, f"must be a {kind} number of seconds up to {MAX_TTL_SECONDS:g}, not {value!r}")
+
+
+def store_ttl(ttl: TTL) -> float | None:
+    """:func:`~sessionware.keys.ttl_seconds`, also refusing durations too long to store as a timestamp."""
+    return bounded_ttl(ttl_seconds(ttl))
+
+
+def bounded_ttl(seconds: float | None) -> float | None:
+    """Refuse an already normalised TTL that is too long to store as a timestamp."""
+    if seconds is not None and seconds > MAX_TTL_SECONDS:
+        raise InvalidValueError("ttl", f"is {seconds:g} seconds, over the limit of {MAX_TTL_SECONDS:g}")
+    return seconds
+
+
+def check_size(data: bytes, max_size: int) -> bytes:
+    """Refuse encoded data over the store's size limit."""
+    if len(data) > max_size:
+        raise ValueTooLargeError(len(data), max_size)
+    return data
+
+
+def check_record(key: str, data: object, max_size: int, ttl: TTL) -> float | None:
+    """Validate a versioned or fenced write before anything is sent; return its TTL in seconds."""
+    check_key(key)
+    if not isinstance(data, bytes):
+        raise InvalidValueError("data", f"must be bytes, not {type(data).__name__}")
+    check_size(data, max_size)
+    return store_ttl(ttl)
+
+
+def check_expected(expected: object) -> int | None:
+    """Validate the ``expected`` version of a compare-and-set: ``None`` or an int from 0."""
+    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int) or expected < 0):
+        raise InvalidValueError("expected", f"must be None or a version (an int from 0), not {expected!r}")
+    return expected
+
+
+def check_limit(limit: object) -> int | None:
+    """Validate the ``limit`` of a scan."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise InvalidValueError("limit", f"must be a non-negative int or None, not {limit!r}")
+    return limit
+
+
+def check_prefix(prefix: object) -> str:
+    """Validate the ``prefix`` of a scan (taken literally, never as a pattern)."""
+    if not isinstance(prefix, str):
+        raise InvalidKeyError(f"scan prefix must be a str, not {type(prefix).__name__}")
+    return prefix
+
+
+def check_bound(name: str, value: object, *, non_negative: bool = False) -> int | None:
+    """Validate one bound of a log window (``after``, ``before``, ``last``)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidValueError(name, f"must be an int or None, not {type(value).__name__}")
+    if non_negative and value < 0:
+        raise InvalidValueError(name, f"must not be negative, not {value}")
+    return value
+
+
+def check_window(after: object, before: object, last: object) -> tuple[int | None, int | None, int | None]:
+    """Validate the bounds of ``log_read``."""
+    return check_bound("after", after), check_bound("before", before), check_bound("last", last, non_negative=True)
+
+
+def encode_log_entries(codec: Codec, max_size: int, entries: Sequence[JsonDict], max_len: int | None) -> list[bytes]:
+    """Validate the arguments of ``log_append`` and encode every entry before anything is written."""
+    if isinstance(entries, dict) or not isinstance(entries, Sequence):
+        raise InvalidValueError("entries", "must be a sequence of dicts")
+    if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1):
+        raise InvalidValueError("max_len", f"must be a positive int, not {max_len!r}")
+    return [check_size(codec.encode(entry), max_size) for entry in entries]
+
+
+# -- versions ------------------------------------------------------------------------------------
+
+
+def conflict(key: str, expected: int, found: object = None) -> ConflictError:
+    """The error of a compare-and-set that found another version than ``expected`` (0: no record)."""
+    if found is not None:
+        return ConflictError(f"session {key!r} changed: expected version {expected}, found {found}")
+    shown = "a record" if expected == 0 else "another version or no record"
+    return ConflictError(f"session {key!r} changed: expected version {expected}, found {shown}")
+
+
+# -- leases --------------------------------------------------------------------------------------
+
+LOCK_FIRST_BACKOFF = 0.001
+"""A waiter for a held lease first sleeps about this long; each further wait doubles it."""
+
+LOCK_MAX_BACKOFF = 0.02
+"""The longest single sleep of a lease waiter, so a released lease is picked up soon."""
+
+
+def new_token() -> str:
+    """A random lease token (128 bits)."""
+    return secrets.token_hex(16)
+
+
+def check_lease(lease: object) -> Lease:
+    """Validate a lease handed back to ``renew``, ``commit`` or ``unlock``."""
+    if not isinstance(lease, Lease):
+        raise InvalidValueError("lease", f"must be a Lease returned by lock(), not {type(lease).__name__}")
+    check_key(lease.key)
+    if not isinstance(lease.token, str) or not lease.token:
+        raise InvalidValueError("lease", "has no token")
+    if isinstance(lease.ttl, bool) or not isinstance(lease.ttl, (int, float)) or not 0 < lease.ttl < float("inf"):
+        raise InvalidValueError("lease", f"has an invalid ttl {lease.ttl!r}")
+    return lease
+
+
+def lease_lost(key: str, *, renewing: bool = False) -> LeaseExpiredError:
+    """The error of a renewal or a fenced write whose lease expired or was taken over."""
+    if renewing:
+        return LeaseExpiredError(f"the lease on session {key!r} expired before it was renewed")
+    return LeaseExpiredError(
+        f"the lease on session {key!r} is no longer held (it expired or was taken over); the write was refused"
+    )
+
+
+LockAttempt = Callable[[], Awaitable["Locked | float | None"]]
+"""One try at a lease: the :class:`Locked` result, or the seconds the holder's lease still runs (``None``: unknown)."""
+
+
+async def wait_for_lease(
+    key: str, wait: float, attempt: LockAttempt, *, clock: Callable[[], float] = time.monotonic
+) -> Locked:
+    """Call ``attempt`` until it takes the lease, backing off without blocking; :class:`LockError` after ``wait``.
+
+    Sleeps grow exponentially with jitter, never past the holder's expiry
+    (when known) nor past the deadline; the last try is made at the deadline.
+    """
+    deadline = clock() + wait
+    delay = LOCK_FIRST_BACKOFF
+    while True:
+        got = await attempt()
+        if isinstance(got, Locked):
+            return got
+        now = clock()
+        if now >= deadline:
+            raise LockError(f"session {key!r} is locked by another holder; gave up after {wait}s")
+        pause = delay * (0.5 + random.random())
+        if got is not None:
+            pause = min(pause, max(got, LOCK_FIRST_BACKOFF / 2))
+        await asyncio.sleep(min(pause, deadline - now))
+        delay = min(delay * 2, LOCK_MAX_BACKOFF)
+
+
+__all__ = [
+    "DEFAULT_RETRIES",
+    "LOCK_FIRST_BACKOFF",
+    "LOCK_MAX_BACKOFF",
+    "MAX_SEQ",
+    "MAX_TTL_SECONDS",
+    "RETRY_BACKOFF",
+    "LockAttempt",
+    "bounded_ttl",
+    "check_bound",
+    "check_expected",
+    "check_lease",
+    "check_limit",
+    "check_prefix",
+    "check_record",
+    "check_retries",
+    "check_size",
+    "check_window",
+    "conflict",
+    "encode_log_entries",
+    "lease_lost",
+    "new_token",
+    "retry_backoff",
+    "seconds_arg",
+    "store_ttl",
+    "wait_for_lease",
+]

@@ -1,0 +1,11 @@
+-- KEYS[1]: a record. ARGV[1]: expected version ("0": missing), ARGV[2]: framed record, ARGV[3]: ttl ms or "".
+-- Returns 1 when written, else the version found.
+local found = version(redis.call('GET', KEYS[1]))
+if type(found) == 'table' then return found end
+if found ~= ARGV[1] then return found end
+if ARGV[3] == '' then
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+return 1
