@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from sessionware.bench import BenchConfig, main, run_bench
-from sessionware.bench.output import LineProgress, NoProgress, progress_for, render
-from sessionware.bench.report import Report, Row, WorkloadReport
-from sessionware.bench.spaces import StoreSpec
-from sessionware.bench.turns import Message, exchange, history
-from sessionware.bench.workloads import (
+from benchmarks.harness import BenchConfig, main, run_bench
+from benchmarks.harness.output import LineProgress, NoProgress, progress_for, render
+from benchmarks.harness.report import Report, Row, WorkloadReport
+from benchmarks.harness.spaces import StoreSpec
+from benchmarks.harness.turns import Message, exchange, history
+from benchmarks.harness.workloads import (
     LABELS,
     PENDING,
     W1_SUBJECTS,
@@ -35,6 +34,7 @@ from sessionware.bench.workloads import (
     run_conversations,
     run_w2,
 )
+
 from sessionware.store import LockingStore
 
 

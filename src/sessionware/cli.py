@@ -442,17 +442,6 @@ def _app() -> "typer.Typer":
         """Delete expired sessions and logs (SQL stores keep them until purged)."""
         _run(purge_expired(store, sys.stdout))
 
-    @app.command(
-        "bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
-    )
-    def bench_cmd(ctx: typer.Context) -> None:
-        """Run the benchmarks against the peers (arguments as for benchmarks/run.py; --help lists them)."""
-        from .bench import main as bench_main
-
-        code = bench_main(list(ctx.args), prog="sessionware bench")
-        if code:
-            raise typer.Exit(code)
-
     return app
 
 

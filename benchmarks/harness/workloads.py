@@ -1,0 +1,607 @@
+"""The workloads: W1 (bot updates), W2 (agent turns) and W3 (lost updates)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from sessionware.bot.adapters import Update
+from sessionware.isolation import IsolationName as Isolation
+from sessionware.store import LockingStore
+
+from .config import BenchConfig
+from .measure import Meter, Timing, run_queue, run_tasks
+from .output import Progress
+from .procs import run_in_processes
+from .report import Row, Target, WorkloadReport, compute_ratios
+from .spaces import unique_name
+from .subjects import Recipe, make_update
+from .turns import Message, TurnRecipe, TurnSubject, exchange, history
+
+WARM_USER = 900_000_000
+FIRST_USER = 100_000
+
+LABELS = {
+    "ours": "sessionware Router+session()",
+    "ours-distributed": "sessionware, isolation=distributed",
+    "dict+json": "dict + stdlib json (raw)",
+    "sqlite3": "sqlite3 SELECT+upsert (raw)",
+    "redis-py": "redis-py GET+SET (raw)",
+    "asyncpg": "asyncpg SELECT+upsert (raw)",
+    "aiogram": "aiogram RedisStorage",
+    "aiogram-isolated": "aiogram RedisStorage+RedisEventIsolation",
+}
+
+
+@dataclass(frozen=True)
+class TurnGroup:
+    """W2 conversations of one size: how many, how many messages each is prefilled with, turns timed on each."""
+
+    messages: int
+    conversations: int
+    turns: int
+
+
+@dataclass(frozen=True)
+class TurnPlan:
+    """The sizes of W2: its groups of conversations, the concurrency, the window a turn reads, the prefill batch."""
+
+    groups: tuple[TurnGroup, ...]
+    concurrency: int = 16
+    window: int = 20
+    batch: int = 500
+
+
+W2_FULL = TurnPlan((TurnGroup(50, 200, 5), TurnGroup(5_000, 20, 50)))
+"""200 conversations at 50 messages and 20 at 5,000; 1,000 timed turns each, 16 conversations at a time."""
+W2_QUICK = TurnPlan((TurnGroup(50, 32, 5), TurnGroup(5_000, 8, 20)), concurrency=8)
+"""``--quick``: the same two sizes, 160 timed turns each, 8 conversations at a time (a fifth of the prefill)."""
+
+W2_LABELS = {
+    "ours": "sessionware SessionManager",
+    "openai-sqlite": "openai-agents SQLiteSession",
+    "openai-redis": "openai-agents RedisSession",
+    "openai-sqlalchemy": "openai-agents SQLAlchemySession",
+    "sqlite3": "sqlite3 row per message (raw)",
+    "redis-py": "redis-py RPUSH+LRANGE (raw)",
+    "asyncpg": "asyncpg row per message (raw)",
+}
+W2_BASELINES: dict[str, tuple[str, ...]] = {
+    "memory": (),
+    "sqlite": ("openai-sqlite", "sqlite3"),
+    "redis": ("openai-redis", "redis-py"),
+    "postgres": ("openai-sqlalchemy", "asyncpg"),
+}
+"""The subjects W2 measures next to ours on each backend."""
+W2_MIN_RATIOS = {"openai-sqlite": 2.0, "openai-redis": 2.0, "openai-sqlalchemy": 5.0}
+W2_COST_LIMIT = 1.2
+"""Ours' time per turn at the largest size may be at most this many times its time at the smallest."""
+
+
+def turn_subject(kind: str, messages: int) -> str:
+    """The row subject of W2 subject ``kind`` on conversations of ``messages`` messages, e.g. ``ours@5000``."""
+    return f"{kind}@{messages}"
+
+
+def w2_targets(plan: TurnPlan) -> list[Target]:
+    """W2's throughput targets against openai-agents, at every size of ``plan``."""
+    return [
+        Target("w2", backend, turn_subject("ours", group.messages), turn_subject(kind, group.messages), minimum)
+        for backend, kinds in W2_BASELINES.items()
+        for kind in kinds
+        if (minimum := W2_MIN_RATIOS.get(kind)) is not None
+        for group in plan.groups
+    ]
+
+
+TARGETS = [
+    Target("w1", "memory", "ours", "dict+json", 1.0),
+    Target("w1", "sqlite", "ours", "sqlite3", 1.0),
+    Target("w1", "redis", "ours", "redis-py", 1.0, concurrency=64),
+    Target("w1", "redis", "ours", "aiogram", 2.0, concurrency=64),
+    Target("w1", "postgres", "ours", "asyncpg", 1.0),
+    Target("w3", "redis", "ours-distributed", "aiogram-isolated", 2.0, no_lost=True),
+    *w2_targets(W2_FULL),
+]
+"""The issue's throughput targets; W1's Redis targets are stated at concurrency 64, the others at every concurrency.
+
+W2's other target, ours' cost at 5,000 messages against 50, is a row's own (``Row.target``).
+"""
+
+W1_SUBJECTS = {
+    "memory": ("ours", "dict+json"),
+    "sqlite": ("ours", "sqlite3"),
+    "redis": ("ours", "redis-py", "aiogram"),
+    "postgres": ("ours", "asyncpg"),
+}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A registered workload: its id, title, and the coroutine that measures it."""
+
+    id: str
+    title: str
+    run: Callable[[BenchConfig, Path, Progress], Awaitable[WorkloadReport]]
+
+
+def _recipe(config: BenchConfig, workdir: Path, kind: str, backend: str, isolation: Isolation = "local") -> Recipe:
+    return Recipe(
+        kind,
+        backend,
+        unique_name(),
+        workdir,
+        config.redis_url,
+        config.postgres_url,
+        isolation=isolation,
+        keep=config.history,
+    )
+
+
+def _failed(row: Row, exc: BaseException) -> None:
+    row.status = "error"
+    row.note = f"{type(exc).__name__}: {exc}".strip()
+
+
+def _cleanup_failed(row: Row, exc: BaseException) -> None:
+    if row.status == "error":  # the run itself failed, most likely for the same reason
+        row.note += "; cleaning up failed too"
+    else:
+        _failed(row, exc)
+        row.note = f"cleaning up failed: {row.note}"
+
+
+Measure = Callable[[Row, str], Awaitable[None]]
+"""Fills in a fresh copy of a planned row; the string tags progress labels with the round."""
+GroupMeasure = Callable[[list[Row], str], Awaitable[None]]
+"""Fills in fresh copies of several planned rows measured together (one subject at several sizes)."""
+
+
+async def in_rounds(plan: list[tuple[Row, Measure]], rounds: int) -> list[Row]:
+    """Measure each planned row ``rounds`` times, rotating the order each round; keep each one's median round.
+
+    A row that failed in any round is reported with that failure. Every
+    round's throughput is kept in ``Row.round_ops_per_s``.
+    """
+
+    def alone(measure: Measure) -> GroupMeasure:
+        async def run(rows: list[Row], tag: str) -> None:
+            await measure(rows[0], tag)
+
+        return run
+
+    grouped = await in_rounds_grouped([([row], alone(measure)) for row, measure in plan], rounds)
+    return [rows[0] for rows in grouped]
+
+
+async def in_rounds_grouped(plan: list[tuple[list[Row], GroupMeasure]], rounds: int) -> list[list[Row]]:
+    """:func:`in_rounds` for groups of rows that one call measures together; each row keeps its own median round."""
+    trials: list[list[list[Row]]] = [[] for _ in plan]
+    for number in range(rounds):
+        shift = number % len(plan) if plan else 0
+        for index in [*range(shift, len(plan)), *range(shift)]:
+            templates, measure = plan[index]
+            rows = [replace(template, round_ops_per_s=[]) for template in templates]
+            await measure(rows, f" (round {number + 1}/{rounds})" if rounds > 1 else "")
+            trials[index].append(rows)
+    chosen: list[list[Row]] = []
+    for (templates, _), rounds_rows in zip(plan, trials, strict=True):
+        picks: list[Row] = []
+        for position in range(len(templates)):
+            rows = [round_rows[position] for round_rows in rounds_rows]
+            failed = [row for row in rows if row.status != "ok"]
+            pick = failed[0] if failed else sorted(rows, key=lambda row: row.ops_per_s)[len(rows) // 2]
+            pick.round_ops_per_s = [row.ops_per_s for row in rows]
+            picks.append(pick)
+        chosen.append(picks)
+    return chosen
+
+
+# -- W1 --------------------------------------------------------------------------------------------
+
+
+def w1_updates(config: BenchConfig) -> tuple[list[Update], list[int]]:
+    """``config.updates`` updates spread evenly over ``config.users`` users, in seeded random order."""
+    users = [FIRST_USER + i for i in range(config.users)]
+    senders = [users[i % len(users)] for i in range(config.updates)]
+    random.Random(config.seed).shuffle(senders)
+    return [make_update(n + 1, user) for n, user in enumerate(senders)], users
+
+
+async def _measure_w1(
+    recipe: Recipe, row: Row, tag: str, updates: list[Update], users: list[int], progress: Progress
+) -> None:
+    subject = recipe.build()
+    opened = False
+    try:
+        await subject.open()
+        opened = True
+        handle = subject.handler()
+        warm = [make_update(n, WARM_USER + n % row.concurrency) for n in range(max(100, 2 * row.concurrency))]
+        await run_queue(handle, warm, row.concurrency)
+        label = f"W1 {row.backend} {row.subject} c={row.concurrency}{tag}"
+        async with progress.track(label, len(updates)) as meter:
+            timing = await run_queue(handle, updates, row.concurrency, meter)
+        row.measured(timing, expected=len(updates), final=await subject.counts(users))
+    except Exception as exc:
+        _failed(row, exc)
+    finally:
+        if opened:
+            try:
+                await subject.close(drop=True)
+            except Exception as exc:
+                _cleanup_failed(row, exc)
+
+
+async def run_w1(config: BenchConfig, workdir: Path, progress: Progress) -> WorkloadReport:
+    """W1: per update load the sender's session, count, keep the last texts, save."""
+    report = WorkloadReport("w1", WORKLOADS["w1"].title)
+    updates, users = w1_updates(config)
+    for backend in config.backends:
+        for concurrency in config.concurrency:
+            plan: list[tuple[Row, Measure]] = []
+            for kind in W1_SUBJECTS[backend]:
+
+                async def measure(row: Row, tag: str, kind: str = kind, backend: str = backend) -> None:
+                    await _measure_w1(_recipe(config, workdir, kind, backend), row, tag, updates, users, progress)
+
+                plan.append((Row("w1", backend, kind, LABELS[kind], kind == "ours", concurrency), measure))
+            report.rows.extend(await in_rounds(plan, config.rounds))
+    report.ratios = compute_ratios(report, None, TARGETS)
+    return report
+
+
+# -- W2 --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TurnRow(Row):
+    """A W2 row: one subject on conversations of one size."""
+
+    messages: int = 0
+    """Messages each conversation was prefilled with (it grows by 2 per timed turn)."""
+    cost_ratio: float | None = None
+    """Time per turn at this size over the same subject's at the smallest size (its throughput there over
+    this row's), both measured in this run; ``None`` at the smallest size or when either did not run."""
+
+
+TurnCall = Callable[[Any, list[Message]], Awaitable[tuple[int, str]]]
+
+
+async def run_conversations(
+    turn: TurnCall,
+    conversations: Sequence[Any],
+    *,
+    turns: int,
+    first: int,
+    window: int,
+    concurrency: int,
+    meter: Meter | None = None,
+) -> Timing:
+    """Time ``turns`` turns on each conversation, ``concurrency`` at a time, each conversation's turns in order.
+
+    Conversations wait in one round-robin queue: a task takes the next one,
+    runs one turn and puts it back at the end if it has turns left, so a
+    conversation never has two turns in flight. Turn ``n`` appends exchange
+    ``first + n``; every turn must read back ``window`` messages ending with the
+    reply it just wrote.
+    """
+    queue = deque((conversation, 0) for conversation in conversations if turns > 0)
+    latencies: list[float] = []
+    meter = meter or Meter()
+
+    async def worker() -> None:
+        clock, record = time.perf_counter, latencies.append
+        while queue:
+            conversation, done = queue.popleft()
+            messages = exchange(first + done)
+            start = clock()
+            count, newest = await turn(conversation, messages)
+            record(clock() - start)
+            if count != window or newest != messages[-1]["content"]:
+                raise RuntimeError(
+                    f"a turn read {count} messages ending with {newest[:30]!r}..., "
+                    f"not the {window} ending with the reply it wrote"
+                )
+            if done + 1 < turns:
+                queue.append((conversation, done + 1))
+            meter.done += 1
+
+    gc.collect()
+    start = time.perf_counter()
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(concurrency):
+                group.create_task(worker())
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return Timing(len(latencies), time.perf_counter() - start, latencies)
+
+
+def _turn_recipe(config: BenchConfig, workdir: Path, kind: str, backend: str, plan: TurnPlan) -> TurnRecipe:
+    return TurnRecipe(kind, backend, unique_name(), workdir, config.redis_url, config.postgres_url, window=plan.window)
+
+
+async def _measure_w2(recipe: TurnRecipe, rows: list[Row], tag: str, plan: TurnPlan, progress: Progress) -> None:
+    """Prefill every group of ``plan`` in one namespace, warm each conversation up, then time the turns."""
+    subject = recipe.build()
+    opened = False
+    pending = list(rows)
+    name = f"W2 {recipe.backend} {recipe.kind}"
+    try:
+        await subject.open()
+        opened = True
+        warm = await subject.create(0)
+        await subject.append_bulk(warm, history(0, plan.window))
+        await run_conversations(subject.turn, [warm], turns=5, first=plan.window, window=plan.window, concurrency=1)
+        groups: list[list[Any]] = []
+        number = 1
+        total = sum(group.conversations * group.messages for group in plan.groups)
+        async with progress.track(f"{name} prefill{tag}", total) as meter:
+            for group in plan.groups:
+                conversations = []
+                messages = history(0, group.messages)
+                for _ in range(group.conversations):
+                    conversation = await subject.create(number)
+                    number += 1
+                    for start in range(0, group.messages, plan.batch):
+                        batch = messages[start : start + plan.batch]
+                        await subject.append_bulk(conversation, batch)
+                        meter.done += len(batch)
+                    conversations.append(conversation)
+                groups.append(conversations)
+            # One untimed turn on every conversation, so that neither size pays first touches in its timing.
+            for group, conversations in zip(plan.groups, groups, strict=True):
+                await run_conversations(
+                    subject.turn,
+                    conversations,
+                    turns=1,
+                    first=group.messages,
+                    window=plan.window,
+                    concurrency=plan.concurrency,
+                )
+        turns = sum(group.conversations * group.turns for group in plan.groups)
+        async with progress.track(f"{name} turns c={plan.concurrency}{tag}", turns) as meter:
+            timings = await _interleaved_turns(subject, plan, groups, meter)
+        for row, group, conversations, timing in zip(rows, plan.groups, groups, timings, strict=True):
+            final = 0
+            for conversation in conversations:
+                final += await subject.stored(conversation)
+            expected = group.conversations * (group.messages + 2 * (1 + group.turns))
+            row.measured(timing, expected=expected, final=final)
+            pending.remove(row)
+    except Exception as exc:
+        for row in pending:
+            _failed(row, exc)
+    finally:
+        if opened:
+            try:
+                await subject.close(drop=True)
+            except Exception as exc:
+                for row in rows:
+                    _cleanup_failed(row, exc)
+
+
+async def _interleaved_turns(
+    subject: TurnSubject[Any], plan: TurnPlan, groups: list[list[Any]], meter: Meter
+) -> list[Timing]:
+    """Time every group's turns in interleaved slices, so that all sizes see the same machine conditions.
+
+    There are as many slices as the fewest turns of any group; in each, every
+    group runs its share of turns on all its conversations, the groups' order
+    alternating from one slice to the next. Each group's timing is the sum of
+    its slices.
+    """
+    slices = max(1, min(group.turns for group in plan.groups))
+    parts: list[list[Timing]] = [[] for _ in plan.groups]
+    done = [0] * len(plan.groups)
+    for number in range(slices):
+        order = list(range(len(plan.groups)))
+        for index in order if number % 2 == 0 else order[::-1]:
+            group = plan.groups[index]
+            turns = group.turns * (number + 1) // slices - group.turns * number // slices
+            if turns == 0:
+                continue
+            timing = await run_conversations(
+                subject.turn,
+                groups[index],
+                turns=turns,
+                first=group.messages + 1 + done[index],
+                window=plan.window,
+                concurrency=plan.concurrency,
+                meter=meter,
+            )
+            parts[index].append(timing)
+            done[index] += turns
+    return [
+        Timing(sum(t.ops for t in timings), sum(t.seconds for t in timings), [x for t in timings for x in t.latencies])
+        for timings in parts
+    ]
+
+
+def _turn_costs(rows: list[Row]) -> None:
+    """Fill in ``cost_ratio`` of one subject's rows (one per group, in order), and ours' cost target."""
+    smallest = rows[0]
+    for row in rows[1:]:
+        if not isinstance(row, TurnRow) or not isinstance(smallest, TurnRow):
+            continue
+        ran = row.status == smallest.status == "ok" and row.ops_per_s > 0
+        row.cost_ratio = smallest.ops_per_s / row.ops_per_s if ran else None
+        cost = "" if row.cost_ratio is None else f" {row.cost_ratio:.2f}x"
+        row.target = f"{row.messages}/{smallest.messages} cost{cost}"
+        if row.ours:
+            row.target += f" ≤{W2_COST_LIMIT:.1f}x"
+            row.met = None if row.cost_ratio is None else row.cost_ratio <= W2_COST_LIMIT
+
+
+async def run_w2(
+    config: BenchConfig, workdir: Path, progress: Progress, plan: TurnPlan | None = None
+) -> WorkloadReport:
+    """W2: agent turns (append 2 messages, read the last 20) on short and on long conversations.
+
+    ``plan`` defaults to :data:`W2_FULL`, or :data:`W2_QUICK` for a ``--quick`` configuration.
+    """
+    plan = plan or (W2_QUICK if config.quick else W2_FULL)
+    report = WorkloadReport("w2", WORKLOADS["w2"].title)
+    for backend in config.backends:
+        entries: list[tuple[list[Row], GroupMeasure]] = []
+        for kind in ("ours", *W2_BASELINES[backend]):
+            rows: list[Row] = [
+                TurnRow(
+                    "w2",
+                    backend,
+                    turn_subject(kind, group.messages),
+                    f"{W2_LABELS[kind]}, {group.messages:,} msgs",
+                    kind == "ours",
+                    plan.concurrency,
+                    messages=group.messages,
+                )
+                for group in plan.groups
+            ]
+
+            async def measure(rows: list[Row], tag: str, kind: str = kind, backend: str = backend) -> None:
+                await _measure_w2(_turn_recipe(config, workdir, kind, backend, plan), rows, tag, plan, progress)
+
+            entries.append((rows, measure))
+        measured = await in_rounds_grouped(entries, config.rounds)
+        for rows in measured:
+            _turn_costs(rows)
+        report.rows.extend(row for position in range(len(plan.groups)) for rows in measured for row in [rows[position]])
+    pairs = [
+        (turn_subject("ours", group.messages), turn_subject(kind, group.messages))
+        for kinds in W2_BASELINES.values()
+        for kind in kinds
+        for group in plan.groups
+    ]
+    report.ratios = compute_ratios(report, pairs, w2_targets(plan))
+    return report
+
+
+# -- W3 --------------------------------------------------------------------------------------------
+
+W3_USER = 42
+W3_PAIRS = [("ours-distributed", "aiogram-isolated"), ("ours", "redis-py"), ("ours", "aiogram")]
+
+
+async def _measure_w3(recipe: Recipe, row: Row, tag: str, config: BenchConfig, progress: Progress) -> None:
+    update, warm = make_update(1, W3_USER), make_update(2, WARM_USER)
+    subject = recipe.build()
+    opened = False
+    total = config.tasks * config.increments
+    try:
+        await subject.open()
+        opened = True
+        label = f"W3 {row.backend} {row.subject} {row.processes}x{config.tasks}{tag}"
+        async with progress.track(label, total) as meter:
+            timing: Timing
+            if row.processes == 1:
+                handle = subject.handler()
+                await handle(warm)
+                timing = await run_tasks(lambda: handle(update), config.tasks, config.increments, meter)
+            else:
+                timing = await run_in_processes(
+                    recipe,
+                    processes=row.processes,
+                    tasks=config.tasks,
+                    per_task=config.increments,
+                    update=update,
+                    warm=warm,
+                    meter=meter,
+                )
+        row.measured(timing, expected=total, final=await subject.counts([W3_USER]))
+        if row.ours:
+            row.met = row.lost == 0
+    except Exception as exc:
+        _failed(row, exc)
+    finally:
+        if opened:
+            try:
+                await subject.close(drop=True)
+            except Exception as exc:
+                _cleanup_failed(row, exc)
+
+
+async def _lease_support(recipe: Recipe) -> str | None:
+    """Why ``recipe``'s store cannot run distributed isolation across processes, or ``None`` if it can."""
+    spec = recipe.store_spec()
+    if not spec.shared:
+        return "n/a (in-process store)"
+    store = spec.open()
+    try:
+        return None if isinstance(store, LockingStore) else "n/a (no leases)"
+    finally:
+        await store.close()
+
+
+W3_SUBJECTS: dict[str, tuple[tuple[str, str, Isolation], ...]] = {
+    "redis": (
+        ("aiogram", "aiogram", "local"),
+        ("redis-py", "redis-py", "local"),
+        ("aiogram-isolated", "aiogram", "distributed"),
+    ),
+}
+"""Baselines of W3 per backend: (row subject, recipe kind, isolation); isolated ones run in several processes."""
+
+
+async def run_w3(config: BenchConfig, workdir: Path, progress: Progress) -> WorkloadReport:
+    """W3: many tasks increment one session's counter; how many increments survive."""
+    report = WorkloadReport("w3", WORKLOADS["w3"].title)
+
+    def new_row(subject: str, backend: str, isolation: Isolation) -> Row:
+        processes = config.processes if isolation == "distributed" else 1
+        row = Row("w3", backend, subject, LABELS[subject], subject.startswith("ours"), config.tasks, processes)
+        if row.ours:
+            row.target = "0 lost"
+        return row
+
+    for backend in config.backends:
+        runs: list[tuple[str, str, Isolation]] = [
+            ("ours", "ours", "local"),
+            ("ours-distributed", "ours", "distributed"),
+        ]
+        runs += W3_SUBJECTS.get(backend, ())
+        plan: list[tuple[Row, Measure]] = []
+        skipped: list[Row] = []
+        for subject, kind, isolation in runs:
+            row = new_row(subject, backend, isolation)
+            if subject == "ours-distributed":
+                try:
+                    unsupported = await _lease_support(_recipe(config, workdir, kind, backend, isolation))
+                except Exception as exc:
+                    _failed(row, exc)
+                    skipped.append(row)
+                    continue
+                if unsupported is not None:
+                    row.status, row.note = "n/a", unsupported
+                    skipped.append(row)
+                    continue
+
+            async def measure(
+                row: Row, tag: str, kind: str = kind, backend: str = backend, isolation: Isolation = isolation
+            ) -> None:
+                await _measure_w3(_recipe(config, workdir, kind, backend, isolation), row, tag, config, progress)
+
+            plan.append((row, measure))
+        measured = {row.subject: row for row in await in_rounds(plan, config.rounds)}
+        measured.update({row.subject: row for row in skipped})
+        report.rows.extend(measured[subject] for subject, _, _ in runs)
+    report.ratios = compute_ratios(report, W3_PAIRS, TARGETS)
+    return report
+
+
+WORKLOADS: dict[str, Workload] = {
+    "w1": Workload("w1", "bot update: load, count, keep last 20, save", run_w1),
+    "w2": Workload("w2", "agent turn: append 2 messages, read the last 20, at 50 and 5,000 messages", run_w2),
+    "w3": Workload("w3", "lost updates: tasks x read-modify-write of one session", run_w3),
+}
+"""Workloads that can run, in order. A new one adds an entry here and its rows use the same report."""
+
+PENDING: dict[str, str] = {}
+"""Workloads named by the issue that cannot run yet, with the reason shown in reports (none now)."""
