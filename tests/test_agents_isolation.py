@@ -64,4 +64,4 @@ def test_distributed_needs_leases() -> None:
             return None
 
     with pytest.raises(MissingCapabilityError, match="LockingStore"):
-        SessionManager(LogOnly(), isolation="distributed")  # type: ignore[arg-type]
+        SessionManager(LogOnly(), isolation="distributed")

@@ -22,7 +22,7 @@ from sessionware.agents.keyspace import check_session_id, escape_user_id, new_se
 from sessionware.agents.models import Message
 from sessionware.errors import InvalidStoreURLError, InvalidValueError, SessionwareError
 from sessionware.stores.memory import InMemorySessionStore
-from sessionware.stores.sqlite import SQLiteSessionStore
+from sessionware.stores.sql.sqlite import SQLiteSessionStore
 
 NOW = datetime(2030, 5, 6, 7, 8, 9, tzinfo=UTC)
 
@@ -156,12 +156,12 @@ class LogsWithoutTtl(RecordsOnly):
 
 async def test_missing_capabilities_are_named() -> None:
     with pytest.raises(MissingCapabilityError, match="LogStore") as info:
-        SessionManager(RecordsOnly())  # type: ignore[arg-type]
+        SessionManager(RecordsOnly())
     assert isinstance(info.value, SessionwareError)
     assert info.value.capability.startswith("LogStore")
     with pytest.raises(MissingCapabilityError, match="SessionStore"):
         SessionManager(object())  # type: ignore[arg-type]
-    manager = SessionManager(LogsWithoutTtl())  # type: ignore[arg-type]
+    manager = SessionManager(LogsWithoutTtl())
     session = await manager.create_session("u")
     with pytest.raises(MissingCapabilityError, match="ScannableStore"):
         await manager.list_sessions("u")
@@ -170,7 +170,7 @@ async def test_missing_capabilities_are_named() -> None:
     with pytest.raises(MissingCapabilityError, match="ttl"):
         await manager.create_session("u", ttl=5)
     with pytest.raises(MissingCapabilityError, match="ttl"):
-        SessionManager(LogsWithoutTtl(), ttl=5)  # type: ignore[arg-type]
+        SessionManager(LogsWithoutTtl(), ttl=5)
     assert await manager.purge_expired() == 0
     assert await manager.get_session(session.id) is not None
 

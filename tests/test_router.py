@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from sessionware.router import ConsoleClient, Context, Incoming, Next, Router, RouterError
+from sessionware.bot import ConsoleClient, Context, Incoming, Router, RouterError
+from sessionware.bot.router import Next
 
 from .helpers import callback, message
 

@@ -1,17 +1,16 @@
-"""sessionware: durable, concurrency-safe sessions for chat bots and AI agents."""
+"""sessionware: durable, concurrency-safe sessions for chat bots and AI agents.
 
-from .agents import (
-    InvalidSessionIdError,
-    Message,
-    Session,
-    SessionManager,
-    SessionNotFoundError,
-    SessionPage,
-    ToolInvocation,
-    to_anthropic_messages,
-    to_openai_messages,
-)
-from .codec import Codec, JsonCodec
+The top level holds the seed's names, the stores, the errors and
+:func:`open_store`. Everything but the errors is imported on first use, so
+``import sessionware`` loads no store driver, agent or tool module.
+"""
+
+from __future__ import annotations
+
+import warnings
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     ConflictError,
     InvalidKeyError,
@@ -28,49 +27,164 @@ from .errors import (
     StoreUnavailableError,
     ValueTooLargeError,
 )
-from .middleware import SessionMiddleware, by_chat, by_user, by_user_in_chat, session
-from .router import ConsoleClient, Context, Incoming, Router, RouterError, TelegramAdapter
-from .store import (
-    BaseSessionStore,
-    BasicSessionStore,
-    ClosableStore,
-    ExpiringStore,
-    LogEntry,
-    LogStore,
-    PurgeableStore,
-    RawStore,
-    ScannableStore,
-    SessionStore,
-)
-from .stores.memory import InMemorySessionStore
-from .tools import (
-    Decision,
-    ErrorInfo,
-    Invocation,
-    Policy,
-    ProviderFormatError,
-    RequiredAction,
-    Tool,
-    Toolbox,
-    ToolContext,
-    ToolDefinitionError,
-    ToolDenied,
-    ToolError,
-    ToolEvent,
-    ToolResult,
-    create_middleware,
-    create_tool,
-    create_toolbox,
-    session_middleware,
-    with_context,
-)
-from .urls import open_store
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from .agents import (
+        InvalidSessionIdError,
+        Message,
+        Session,
+        SessionManager,
+        SessionNotFoundError,
+        SessionPage,
+        ToolInvocation,
+        to_anthropic_messages,
+        to_openai_messages,
+    )
+    from .bot import (
+        ConsoleClient,
+        Context,
+        Incoming,
+        Router,
+        RouterError,
+        SessionMiddleware,
+        TelegramAdapter,
+        by_chat,
+        by_user,
+        by_user_in_chat,
+        session,
+    )
+    from .codec import Codec, JsonCodec
+    from .isolation import Isolation
+    from .store import (
+        BaseSessionStore,
+        ClosableStore,
+        ExpiringStore,
+        LockingStore,
+        LogEntry,
+        LogStore,
+        PurgeableStore,
+        RawStore,
+        ScannableStore,
+        SessionStore,
+        VersionedStore,
+    )
+    from .stores import InMemorySessionStore, PostgresSessionStore, RedisSessionStore, SQLiteSessionStore
+    from .tools import (
+        Decision,
+        ErrorInfo,
+        Invocation,
+        Policy,
+        ProviderFormatError,
+        RequiredAction,
+        Tool,
+        Toolbox,
+        ToolContext,
+        ToolDefinitionError,
+        ToolDenied,
+        ToolError,
+        ToolEvent,
+        ToolResult,
+        create_middleware,
+        create_tool,
+        create_toolbox,
+        session_middleware,
+        with_context,
+    )
+    from .update import SessionUpdate, Updater
+    from .urls import open_store
+
+__version__ = "0.2.0.dev0"
+
+_MODULES: dict[str, tuple[str, ...]] = {
+    ".agents": (
+        "InvalidSessionIdError",
+        "Message",
+        "Session",
+        "SessionManager",
+        "SessionNotFoundError",
+        "SessionPage",
+        "ToolInvocation",
+        "to_anthropic_messages",
+        "to_openai_messages",
+    ),
+    ".bot": (
+        "ConsoleClient",
+        "Context",
+        "Incoming",
+        "Router",
+        "RouterError",
+        "SessionMiddleware",
+        "TelegramAdapter",
+        "by_chat",
+        "by_user",
+        "by_user_in_chat",
+        "session",
+    ),
+    ".codec": ("Codec", "JsonCodec"),
+    ".isolation": ("Isolation",),
+    ".store": (
+        "BaseSessionStore",
+        "ClosableStore",
+        "ExpiringStore",
+        "LockingStore",
+        "LogEntry",
+        "LogStore",
+        "PurgeableStore",
+        "RawStore",
+        "ScannableStore",
+        "SessionStore",
+        "VersionedStore",
+    ),
+    ".stores": ("InMemorySessionStore", "PostgresSessionStore", "RedisSessionStore", "SQLiteSessionStore"),
+    ".tools": (
+        "Decision",
+        "ErrorInfo",
+        "Invocation",
+        "Policy",
+        "ProviderFormatError",
+        "RequiredAction",
+        "Tool",
+        "ToolContext",
+        "ToolDefinitionError",
+        "ToolDenied",
+        "ToolError",
+        "ToolEvent",
+        "ToolResult",
+        "Toolbox",
+        "create_middleware",
+        "create_tool",
+        "create_toolbox",
+        "session_middleware",
+        "with_context",
+    ),
+    ".update": ("SessionUpdate", "Updater"),
+    ".urls": ("open_store",),
+}
+_LAZY = {name: module for module, names in _MODULES.items() for name in names}
+
+_RENAMED = {"BasicSessionStore": ("SessionStore", ".store")}
+"""0.1 names kept as deprecated aliases."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is not None:
+        value = getattr(import_module(module, __name__), name)
+        globals()[name] = value
+        return value
+    if name in _RENAMED:
+        new, module = _RENAMED[name]
+        warnings.warn(f"sessionware.{name} is now sessionware.{new}", DeprecationWarning, stacklevel=2)
+        return getattr(import_module(module, __name__), new)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "BaseSessionStore",
-    "BasicSessionStore",
     "ClosableStore",
     "Codec",
     "ConflictError",
@@ -86,20 +200,25 @@ __all__ = [
     "InvalidStoreURLError",
     "InvalidValueError",
     "Invocation",
+    "Isolation",
     "JsonCodec",
     "LeaseExpiredError",
     "LockError",
+    "LockingStore",
     "LogEntry",
     "LogStore",
     "Message",
     "MissingExtraError",
     "Policy",
+    "PostgresSessionStore",
     "ProviderFormatError",
     "PurgeableStore",
     "RawStore",
+    "RedisSessionStore",
     "RequiredAction",
     "Router",
     "RouterError",
+    "SQLiteSessionStore",
     "ScannableStore",
     "SchemaVersionError",
     "Session",
@@ -109,6 +228,7 @@ __all__ = [
     "SessionNotFoundError",
     "SessionPage",
     "SessionStore",
+    "SessionUpdate",
     "SessionwareError",
     "StoreError",
     "StoreTimeoutError",
@@ -123,7 +243,10 @@ __all__ = [
     "ToolInvocation",
     "ToolResult",
     "Toolbox",
+    "Updater",
     "ValueTooLargeError",
+    "VersionedStore",
+    "__version__",
     "by_chat",
     "by_user",
     "by_user_in_chat",
@@ -136,5 +259,4 @@ __all__ = [
     "to_anthropic_messages",
     "to_openai_messages",
     "with_context",
-    "__version__",
 ]

@@ -6,8 +6,7 @@ import asyncio
 import sys
 from typing import Any, TextIO
 
-from .middleware import session
-from .router import ConsoleClient, Context, Router
+from .bot import ConsoleClient, Context, Router, session
 from .store import BaseSessionStore, ScannableStore
 from .urls import open_store
 

@@ -11,13 +11,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-from ..codec import DEFAULT_CODEC, Codec
 from ..errors import InvalidValueError
-from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, HeldLease, hold
+from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT
 from ..keys import TTL, ttl_seconds
-from ..locks import KeyedLock
 from ..store import (
     ClosableStore,
     LockingStore,
@@ -29,7 +27,7 @@ from ..store import (
     SessionStore,
     accepts_ttl,
 )
-from ..stores.memory import InMemorySessionStore
+from ..update import SessionUpdate, Updater
 from ..urls import open_store
 from .errors import MissingCapabilityError, SessionNotFoundError
 from .history import TokenCounter, check_window, read_window
@@ -98,6 +96,8 @@ class SessionManager:
     ) -> None:
         self._owns_store = store is None or isinstance(store, str)
         if store is None:
+            from ..stores.memory import InMemorySessionStore
+
             store = InMemorySessionStore()
         elif isinstance(store, str):
             store = open_store(store)
@@ -116,18 +116,11 @@ class SessionManager:
         window = check_window(history_window, "history_window")
         self._window = DEFAULT_HISTORY_WINDOW if window is None else window
         self._keys = AgentKeys(namespace)
-        self._locks = KeyedLock()
-        if isolation not in ("local", "distributed"):
-            raise InvalidValueError("isolation", f"must be 'local' or 'distributed', not {isolation!r}")
-        self._leases: _LeaseStore | None = None
-        if isolation == "distributed":
-            if not isinstance(store, LockingStore) or not isinstance(store, RawStore):
-                raise MissingCapabilityError(store, "LockingStore (lock / commit ...)", "distributed isolation")
-            self._leases = store
-        self._lease = lease
-        self._lock_wait = lock_wait
-        self._held: dict[str, HeldLease] = {}
-        self._codec: Codec = store.codec if isinstance(store, RawStore) else DEFAULT_CODEC
+        if isolation == "distributed" and (not isinstance(store, LockingStore) or not isinstance(store, RawStore)):
+            raise MissingCapabilityError(store, "LockingStore (lock / commit ...)", "distributed isolation")
+        self._updater = Updater(
+            store, isolation=isolation, lease=lease, lock_wait=lock_wait, allowed=("local", "distributed")
+        )
 
     @property
     def store(self) -> SessionStore:
@@ -166,8 +159,8 @@ class SessionManager:
         )
         if seconds is not None:
             record.until["i"] = now + 2 * seconds
-        record_key = self._keys.record(session_id)
-        await self._set(record_key, record.to_json(), seconds)
+        async with self._updater.open(self._keys.record(session_id), load=False) as update:
+            await update.save(record.to_json(), ttl=seconds)
         try:
             await self._set(
                 self._keys.user_index(user_id, record.index),
@@ -175,7 +168,7 @@ class SessionManager:
                 None if seconds is None else 2 * seconds,
             )
         except BaseException:
-            await self._store.delete(record_key)
+            await self._store.delete(self._keys.record(session_id))
             raise
         return record.snapshot()
 
@@ -231,13 +224,13 @@ class SessionManager:
         if isinstance(remove, str) or not isinstance(remove, Iterable):
             raise InvalidValueError("remove", "must be an iterable of metadata keys")
         drop = list(remove)
-        async with self._locked(session_id, owner) as record:
+        async with self._locked(session_id, owner) as (update, record):
             new = {} if replace else record.metadata
             new.update(patch)
             for key in drop:
                 new.pop(key, None)
             record.metadata = new
-            await self._save(record, time.time())
+            await self._save(update, record, time.time())
         return record.snapshot()
 
     async def edit_metadata(self, session_id: str, edit: MetadataEditor, *, user_id: str | None = None) -> Session:
@@ -250,13 +243,13 @@ class SessionManager:
         """
         check_session_id(session_id)
         owner = _opt_user(user_id)
-        async with self._locked(session_id, owner) as record:
+        async with self._locked(session_id, owner) as (update, record):
             work = copy.deepcopy(record.metadata)
             out = edit(work)
             if inspect.isawaitable(out):
                 out = await out
             record.metadata = metadata_dict(work if out is None else out)
-            await self._save(record, time.time())
+            await self._save(update, record, time.time())
         return record.snapshot()
 
     async def delete_session(self, session_id: str, *, user_id: str | None = None, missing_ok: bool = False) -> None:
@@ -268,8 +261,8 @@ class SessionManager:
         check_session_id(session_id)
         owner = _opt_user(user_id)
         try:
-            async with self._locked(session_id, owner) as record:
-                await self._erase(record.id, record.user_id, record.index)
+            async with self._locked(session_id, owner) as (update, record):
+                await self._erase(update, record.id, record.user_id, record.index)
         except SessionNotFoundError:
             if not missing_ok:
                 raise
@@ -320,12 +313,14 @@ class SessionManager:
             entry = key[len(prefix) :]
             session_id = _session_of(entry)
             if session_id is not None:
-                async with self._locks.hold(self._keys.record(session_id)):
-                    record = await self._load(session_id, None)
+                # Through the update unit, so a writer holding the session (here or, with distributed
+                # isolation, in another process) finishes first and cannot write it back afterwards.
+                async with self._updater.open(self._keys.record(session_id)) as update:
+                    record = _owned(update.key, update.load(), None)
                     if record is None:
-                        await self._erase(session_id, user_id, entry)
+                        await self._erase(update, session_id, user_id, entry)
                     elif _same_user(record.user_id, user_id):
-                        await self._erase(session_id, user_id, record.index)
+                        await self._erase(update, session_id, user_id, record.index)
                         deleted += 1
             await self._store.delete(key)
         return deleted
@@ -490,13 +485,13 @@ class SessionManager:
             duration=duration,
         )
         key = self._keys.tools(session_id)
-        async with self._locked(session_id, owner) as record:
+        async with self._locked(session_id, owner) as (update, record):
             now = time.time()
             seqs = await self._logs.log_append(key, [entry], ttl=self._log_ttl(record), max_len=self._max_tools)
             record.tools = max(record.tools, seqs[-1])
             if record.ttl is not None:
                 record.until["t"] = now + 2 * record.ttl
-            await self._save(record, now)
+            await self._save(update, record, now)
         return invocation_from_entry(key, LogEntry(seqs[0], entry))
 
     async def tool_invocations(
@@ -547,32 +542,15 @@ class SessionManager:
         return _owned(key, await self._store.get(key), user_id)
 
     @asynccontextmanager
-    async def _locked(self, session_id: str, user_id: str | None) -> AsyncIterator[SessionRecord]:
-        """Hold the session's lock and load its record under it: the one place writes are serialised.
+    async def _locked(self, session_id: str, user_id: str | None) -> AsyncIterator[tuple[SessionUpdate, SessionRecord]]:
+        """Open the session's record through the update unit: held (lock, or lease), loaded, ownership checked."""
+        async with self._updater.open(self._keys.record(session_id)) as update:
+            record = _owned(update.key, update.load(), user_id)
+            if record is None:
+                raise SessionNotFoundError(session_id)
+            yield update, record
 
-        With ``isolation="distributed"`` the lock is also a store lease, and
-        :meth:`_save` / :meth:`_erase` commit through it (fenced).
-        """
-        key = self._keys.record(session_id)
-        async with self._locks.hold(key):
-            if self._leases is None:
-                record = await self._load(session_id, user_id)
-                if record is None:
-                    raise SessionNotFoundError(session_id)
-                yield record
-                return
-            async with hold(self._leases, key, lease=self._lease, wait=self._lock_wait) as held:
-                data = None if held.record is None else self._codec.decode(key, held.record.data)
-                record = _owned(key, data, user_id)
-                if record is None:
-                    raise SessionNotFoundError(session_id)
-                self._held[key] = held
-                try:
-                    yield record
-                finally:
-                    del self._held[key]
-
-    async def _save(self, record: SessionRecord, now: float) -> None:
+    async def _save(self, update: SessionUpdate, record: SessionRecord, now: float) -> None:
         """Write the record back, sliding its expiry; logs and index entry are extended first if due."""
         record.version += 1
         record.updated_at = now
@@ -588,16 +566,11 @@ class SessionManager:
             if record.until.get("i", 0.0) < expires_at:
                 await self._set(self._keys.user_index(record.user_id, record.index), {"id": record.id}, 2 * ttl)
                 record.until["i"] = now + 2 * ttl
-        key = self._keys.record(record.id)
-        held = self._held.get(key)
-        if held is None:
-            await self._set(key, record.to_json(), ttl)
-        else:
-            await held.commit(self._codec.encode(record.to_json()), ttl=ttl)
+        await update.save(record.to_json(), ttl=ttl)
 
     async def _append_messages(self, session_id: str, user_id: str | None, entries: list[JsonDict]) -> list[Message]:
         key = self._keys.history(session_id)
-        async with self._locked(session_id, user_id) as record:
+        async with self._locked(session_id, user_id) as (update, record):
             if not entries:
                 return []
             now = time.time()
@@ -607,7 +580,7 @@ class SessionManager:
             record.messages = max(record.messages, seqs[-1])
             if record.ttl is not None:
                 record.until["h"] = now + 2 * record.ttl
-            await self._save(record, now)
+            await self._save(update, record, now)
         return [message_from_entry(key, LogEntry(seq, entry)) for seq, entry in zip(seqs, entries, strict=True)]
 
     async def _read_tools(self, session_id: str, *, last: int | None, before: int | None) -> list[ToolInvocation]:
@@ -617,22 +590,14 @@ class SessionManager:
         entries = await self._logs.log_read(key, before=before, last=last)
         return [invocation_from_entry(key, entry) for entry in entries]
 
-    async def _erase(self, session_id: str, user_id: str, index: str) -> None:
-        key = self._keys.record(session_id)
-        held = self._held.get(key)
-        if held is None:
-            await self._store.delete(key)
-        else:
-            await held.commit(None)
+    async def _erase(self, update: SessionUpdate, session_id: str, user_id: str, index: str) -> None:
+        await update.delete()
         await self._logs.log_delete(self._keys.history(session_id))
         await self._logs.log_delete(self._keys.tools(session_id))
         await self._store.delete(self._keys.user_index(user_id, index))
 
     async def _set(self, key: str, value: JsonDict, ttl: float | None) -> None:
-        if ttl is None:
-            await self._store.set(key, value)
-        else:
-            await self._store.set(key, value, ttl=ttl)
+        await self._updater.put(key, value, ttl=ttl)
 
     def _log_ttl(self, record: SessionRecord) -> float | None:
         return None if record.ttl is None else 2 * record.ttl
@@ -654,10 +619,6 @@ class SessionManager:
         if not isinstance(self._store, ScannableStore):
             raise MissingCapabilityError(self._store, "ScannableStore (scan)", operation)
         return self._store
-
-
-class _LeaseStore(LockingStore, RawStore, Protocol):
-    """A store with leases and bytes access, as distributed isolation needs."""
 
 
 def _owned(key: str, data: JsonDict | None, user_id: str | None) -> SessionRecord | None:

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import inspect
 import re
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, Protocol, TextIO
+from typing import Any
 
-from .codec import JsonDict
-from .errors import SessionwareError
+from ..codec import JsonDict
+from ..errors import SessionwareError
+from .adapters import Incoming, Kind, TelegramAdapter, Update, UpdateAdapter
+from .console import ReplyClient
 
-Update = dict[str, Any]
-Kind = Literal["command", "text", "callback", "other"]
 Next = Callable[[], Awaitable[None]]
 Middleware = Callable[["Context", Next], Awaitable[None]]
 Handler = Callable[["Context"], Awaitable[Any]]
@@ -27,65 +26,6 @@ Pattern = str | re.Pattern[str] | None
 
 class RouterError(SessionwareError):
     """A router or middleware was used the wrong way."""
-
-
-class Incoming(NamedTuple):
-    """What an update says, independent of the platform it came from."""
-
-    kind: Kind
-    from_user: JsonDict | None = None
-    chat: JsonDict | None = None
-    text: str | None = None
-
-
-class UpdateAdapter(Protocol):
-    """Reads a platform's update."""
-
-    def parse(self, update: Update) -> Incoming:
-        """Describe ``update`` as an :class:`Incoming` event."""
-        ...
-
-
-class TelegramAdapter:
-    """Reads Telegram Bot API update dicts (messages, edited messages, callback queries)."""
-
-    def parse(self, update: Update) -> Incoming:
-        """Describe a Telegram update."""
-        query = update.get("callback_query")
-        if isinstance(query, dict):
-            message = query.get("message") or {}
-            return Incoming("callback", query.get("from"), message.get("chat"), query.get("data"))
-        message = update.get("message") or update.get("edited_message")
-        if isinstance(message, dict):
-            text = message.get("text")
-            kind: Kind = "other"
-            if isinstance(text, str):
-                kind = "command" if text.startswith("/") else "text"
-            return Incoming(kind, message.get("from"), message.get("chat"), text)
-        return Incoming("other")
-
-
-class ReplyClient(Protocol):
-    """Where ``ctx.reply()`` sends text."""
-
-    async def send_message(self, chat_id: Any, text: str, **options: Any) -> Any:
-        """Send ``text`` to ``chat_id``."""
-        ...
-
-
-class ConsoleClient:
-    """A reply client that prints replies, for demos and local runs."""
-
-    def __init__(self, out: TextIO | None = None, *, names: dict[Any, str] | None = None) -> None:
-        self.out = out
-        self.names = names or {}
-        self.sent: list[tuple[Any, str]] = []
-
-    async def send_message(self, chat_id: Any, text: str, **options: Any) -> None:
-        """Print ``text`` as the bot's reply in ``chat_id``."""
-        self.sent.append((chat_id, text))
-        out = self.out or sys.stdout
-        print(f"  bot → {self.names.get(chat_id, chat_id)}: {text}", file=out)
 
 
 class Context:
@@ -240,3 +180,6 @@ class Router:
                 ctx.params.update(params)
                 await route.handler(ctx)
                 return
+
+
+__all__ = ["Context", "Handler", "Middleware", "Next", "Router", "RouterError"]

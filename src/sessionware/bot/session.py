@@ -1,0 +1,147 @@
+"""The ``session()`` middleware: load ``ctx.session`` before the handlers, save it after, only if changed."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+from ..codec import JsonDict
+from ..errors import InvalidValueError, SessionDecodeError
+from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, Isolation, IsolationName
+from ..keys import TTL, check_key, ttl_seconds
+from ..store import RawStore, SessionStore, accepts_ttl
+from ..update import Updater, default_quarantine_key
+from .router import Context, Next
+
+KeyFunc = Callable[[Context], "str | Awaitable[str | None] | None"]
+
+
+def by_user(ctx: Context) -> str | None:
+    """Key by the sender's id (the default, as in the seed)."""
+    user = ctx.from_user
+    return None if not user or user.get("id") is None else str(user["id"])
+
+
+def by_chat(ctx: Context) -> str | None:
+    """Key by the chat's id: one session shared by everyone in a chat."""
+    chat = ctx.chat
+    return None if not chat or chat.get("id") is None else str(chat["id"])
+
+
+def by_user_in_chat(ctx: Context) -> str | None:
+    """Key by sender and chat: a user has a separate session in each chat."""
+    user, chat = by_user(ctx), by_chat(ctx)
+    return None if user is None or chat is None else f"{chat}:{user}"
+
+
+KEY_PRESETS: dict[str, KeyFunc] = {"user": by_user, "chat": by_chat, "user_in_chat": by_user_in_chat}
+
+
+class SessionMiddleware:
+    """The session middleware: ``router.use(session())`` (``session`` is this class).
+
+    - ``store``: any :class:`SessionStore`; defaults to an :class:`InMemorySessionStore`.
+    - ``key``: who a session belongs to: a callable ``ctx -> str | None`` (may
+      be async) or ``"user"`` (default), ``"chat"``, ``"user_in_chat"``. A
+      ``None`` key gives an empty session that is never stored.
+    - ``initial``: factory of a new session; an untouched initial session is never written.
+    - ``ttl``: expiry of written sessions; ``rolling=True`` also extends it on unchanged reads.
+    - ``isolation``: ``"local"`` (default) runs updates for one key one at a
+      time, in arrival order, in this process; ``"distributed"`` also holds a
+      store lease on the key across processes (loaded under the lease, renewed
+      while the handler runs, the write fenced: refused with
+      :class:`~sessionware.errors.LeaseExpiredError` if the lease was lost);
+      ``"none"`` turns isolation off; an :class:`~sessionware.isolation.Isolation`
+      object is used as it is.
+    - ``lease`` / ``lock_wait``: lease length and how long to wait for it (distributed only).
+    - ``on_decode_error``: ``"raise"`` (default) stops the update with
+      :class:`~sessionware.errors.SessionDecodeError` and leaves the record
+      untouched; ``"quarantine"`` copies the undecodable bytes to
+      ``quarantine_key(key)`` (default ``"<key>:quarantined:<ns timestamp>"``),
+      logs a warning and starts a fresh session.
+    - ``save_on_error``: also save when a handler raised (off: nothing is written).
+
+    The session is written only when its encoding differs from what was read,
+    deleted when it became empty, and a store or decode error stops the update
+    with a typed error, leaving the stored data as it was.
+    """
+
+    def __init__(
+        self,
+        store: SessionStore | None = None,
+        *,
+        key: KeyFunc | str = by_user,
+        initial: Callable[[], JsonDict] | None = None,
+        ttl: TTL = None,
+        rolling: bool = False,
+        isolation: IsolationName | Isolation = "local",
+        save_on_error: bool = False,
+        lease: float = DEFAULT_LEASE,
+        lock_wait: float = DEFAULT_LOCK_WAIT,
+        on_decode_error: Literal["raise", "quarantine"] = "raise",
+        quarantine_key: Callable[[str], str] | None = None,
+    ) -> None:
+        if store is None:
+            from ..stores.memory import InMemorySessionStore
+
+            store = InMemorySessionStore()
+        self.store: SessionStore = store
+        if isinstance(key, str):
+            if key not in KEY_PRESETS:
+                raise InvalidValueError("key", f"must be a callable or one of {sorted(KEY_PRESETS)}, not {key!r}")
+            key = KEY_PRESETS[key]
+        if not callable(key):
+            raise InvalidValueError("key", f"must be a callable or a preset name, not {type(key).__name__}")
+        self.key = key
+        self.initial = initial
+        self.ttl = ttl_seconds(ttl)
+        if self.ttl is not None and not accepts_ttl(store):
+            raise InvalidValueError("ttl", f"cannot be used: {type(store).__name__}.set() takes no ttl")
+        self.rolling = rolling
+        self.save_on_error = save_on_error
+        if on_decode_error not in ("raise", "quarantine"):
+            raise InvalidValueError("on_decode_error", f"must be 'raise' or 'quarantine', not {on_decode_error!r}")
+        if on_decode_error == "quarantine" and not isinstance(store, RawStore):
+            raise InvalidValueError("on_decode_error", "'quarantine' needs a store with bytes access (RawStore)")
+        self.on_decode_error = on_decode_error
+        self.quarantine_key = quarantine_key or default_quarantine_key
+        self.updater = Updater(store, isolation=isolation, lease=lease, lock_wait=lock_wait)
+
+    @property
+    def isolation(self) -> str:
+        """The name of the isolation strategy (``"none"``, ``"local"`` or ``"distributed"``)."""
+        return self.updater.isolation.name
+
+    async def __call__(self, ctx: Context, next: Next) -> None:
+        """Load the session, run the rest of the chain, save what changed."""
+        key = self.key(ctx)
+        if type(key) is not str and inspect.isawaitable(key):
+            key = await key
+        if key is None:
+            ctx.session = {}
+            await next()
+            return
+        async with self.updater.open(check_key(key)) as update:
+            try:
+                value = update.load()
+            except SessionDecodeError as exc:
+                if self.on_decode_error != "quarantine":
+                    raise
+                await update.quarantine(self.quarantine_key(key), exc)
+                value = None
+            ctx.session = value if value is not None else update.fresh({} if self.initial is None else self.initial())
+            try:
+                await next()
+            except BaseException:
+                if self.save_on_error:
+                    await update.save(ctx.session, ttl=self.ttl)
+                raise
+            await update.save(ctx.session, ttl=self.ttl, rolling=self.rolling)
+
+
+session = SessionMiddleware
+"""``router.use(session(store, **options))``: the seed's name for :class:`SessionMiddleware`."""
+
+
+__all__ = ["KEY_PRESETS", "SessionMiddleware", "by_chat", "by_user", "by_user_in_chat", "session"]
