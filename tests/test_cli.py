@@ -88,9 +88,9 @@ async def test_ls_show_and_rm(urls: tuple[str, str]) -> None:
     assert plain[0].split("\t") == ["key", "kind", "bytes", "expires_in"]
     kinds = {line.split("\t")[0]: line.split("\t")[1] for line in plain[1:]}
     assert kinds["1"] == "session"
-    assert kinds[f"agent:s:{session_id}"] == "agent session"
+    assert kinds[f"agent:s:{{{session_id}}}"] == "agent session"
     rows = [json.loads(line) for line in cli("ls", "--store", url, "--json").stdout.splitlines()]
-    assert {r["key"] for r in rows} >= {"1", "2", f"agent:s:{session_id}"}
+    assert {r["key"] for r in rows} >= {"1", "2", f"agent:s:{{{session_id}}}"}
     mine = [json.loads(line) for line in cli("ls", "--store", url, "--user", "user-7", "--json").stdout.splitlines()]
     assert [(r["id"], r["messages"], r["tools"]) for r in mine] == [(session_id, 5, 1)]
     assert cli("ls", "--store", url, "--user", "user-8", "--json").stdout == ""
@@ -115,7 +115,7 @@ async def test_ls_show_and_rm(urls: tuple[str, str]) -> None:
     store = open_store(url)
     manager = SessionManager(store)
     assert await manager.get_session(session_id) is None
-    assert await store.log_length(f"agent:h:{session_id}") == 0  # type: ignore[attr-defined]
+    assert await store.log_length(f"agent:h:{{{session_id}}}") == 0  # type: ignore[attr-defined]
     await store.close()
 
 
@@ -126,7 +126,7 @@ async def test_export_import_round_trips_exactly(urls: tuple[str, str], tmp_path
     cli("export", "--store", source, "-o", str(dump))
     lines = dump.read_text().splitlines()
     assert json.loads(lines[0])["format"] == "sessionware-export/1"
-    assert [json.loads(x)["seq"] for x in lines if f'"agent:h:{session_id}"' in x] == [2, 3, 4, 5]
+    assert [json.loads(x)["seq"] for x in lines if f'"agent:h:{{{session_id}}}"' in x] == [2, 3, 4, 5]
     done = cli("import", str(dump), "--store", target)
     assert done.stdout.strip() == "imported 4 records and 5 log entries"
     again = cli("export", "--store", target).stdout.splitlines()

@@ -9,14 +9,17 @@ tab-separated text, and ``--json`` gives JSON Lines.
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TextIO, TypeVar
+from typing import Annotated, Any, Literal, TextIO, TypeVar
 
 from .agents import SessionManager
 from .agents.keyspace import AgentKeys, check_session_id
+from .agents.migrate import MigrationReport, migrate_agent_sessions
 from .errors import InvalidValueError, MissingExtraError, SessionwareError
-from .store import ExpiringStore, LogStore, PurgeableStore, ScannableStore
+from .logs import LogRestore, iter_log
+from .store import ExpiringStore, LockingStore, LogStore, PurgeableStore, RawStore, ScannableStore
+from .update import Updater
 from .urls import open_store
 
 try:
@@ -28,8 +31,6 @@ T = TypeVar("T")
 
 DEFAULT_DEMO_STORE = "sqlite:///sessionware-demo.db"
 EXPORT_FORMAT = "sessionware-export/1"
-LOG_PAGE = 1000
-_PLACEHOLDER: dict[str, Any] = {"sessionware": "import placeholder"}
 
 
 class CliError(SessionwareError):
@@ -41,17 +42,11 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _kind(keys: AgentKeys, key: str) -> str:
-    ns = keys.namespace + ":"
-    if key.startswith(ns + "s:"):
+    if keys.session_id_of(key) is not None:
         return "agent session"
-    if key.startswith(ns + "u:"):
+    if key.startswith(keys.namespace + ":u:"):
         return "agent index"
     return "session"
-
-
-def _session_id_of(keys: AgentKeys, key: str) -> str | None:
-    prefix = keys.namespace + ":s:"
-    return key[len(prefix) :] if key.startswith(prefix) else None
 
 
 class Output:
@@ -207,13 +202,12 @@ async def rm(url: str, targets: Sequence[str], namespace: str, out: TextIO) -> i
     store = open_store(url)
     removed = 0
     try:
-        manager = SessionManager(store, namespace=namespace)
+        manager = SessionManager(store, namespace=namespace, isolation=_isolation(store))
+        updater = _updater(store)
         for target in targets:
             if _looks_like_session_id(target) and await manager.get_session(target, history=0) is not None:
                 await manager.delete_session(target)
-            elif await store.get_raw(target) is not None:
-                await store.delete(target)
-            else:
+            elif not await _delete(updater, target):
                 print(f"no session {target!r}", file=sys.stderr)
                 continue
             removed += 1
@@ -244,97 +238,93 @@ async def export(url: str, prefix: str, namespace: str, out: TextIO) -> int:
                 continue
             ttl = await store.expires_in(key) if isinstance(store, ExpiringStore) else None
             emit({"key": key, "value": value, "ttl": ttl})
-            session_id = _session_id_of(keys, key)
+            session_id = keys.session_id_of(key)
             if session_id is not None and isinstance(store, LogStore):
                 for log_key in (keys.history(session_id), keys.tools(session_id)):
-                    async for seq, entry in _log_entries(store, log_key):
+                    async for seq, entry in iter_log(store, log_key):
                         emit({"log": log_key, "seq": seq, "value": entry})
         return lines
     finally:
         await store.close()
 
 
-async def _log_entries(store: LogStore, key: str) -> AsyncIterator[tuple[int, dict[str, Any]]]:
-    last = await store.log_last_seq(key)
-    after = last - await store.log_length(key)
-    while after < last:
-        page = await store.log_read(key, after=after, before=after + LOG_PAGE + 1)
-        if not page:
-            return
-        for entry in page:
-            yield entry.seq, entry.value
-        after = page[-1].seq
-
-
 async def import_(url: str, source: TextIO, replace: bool, out: TextIO) -> tuple[int, int]:
-    """Read an export back; return (records, log entries) written. Sequence numbers are kept."""
+    """Read an export back into the store at ``url``; return (records, log entries) written."""
     store = open_store(url)
-    records = entries = 0
     try:
-        try:
-            header = json.loads(source.readline() or "{}")
-        except json.JSONDecodeError:
-            header = {}
-        if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
-            raise CliError(f"not a sessionware export (expected a first line with format {EXPORT_FORMAT!r})")
-        pending: list[dict[str, Any]] = []
-        log_key: str | None = None
-        next_seq = 0
-        first_batch = True
-
-        async def flush() -> None:
-            nonlocal pending, first_batch
-            if pending and log_key is not None and isinstance(store, LogStore):
-                await store.log_append(log_key, pending, max_len=len(pending) if first_batch else None)
-                first_batch = False
-            pending = []
-
-        for number, line in enumerate(source, start=2):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CliError(f"line {number} is not JSON: {exc}") from exc
-            if not isinstance(item, dict):
-                raise CliError(f"line {number} is not a JSON object")
-            if "log" in item:
-                if not isinstance(item["log"], str) or type(item.get("seq")) is not int:
-                    raise CliError(f"line {number} has no log key and sequence number")
-                if not isinstance(store, LogStore):
-                    raise CliError(f"{type(store).__name__} has no logs to import line {number} into")
-                if item["log"] != log_key:
-                    await flush()
-                    log_key, first_batch = item["log"], True
-                    if await store.log_last_seq(log_key) and not replace:
-                        raise CliError(f"log {log_key!r} already exists; use --replace to overwrite it")
-                    await store.log_delete(log_key)
-                    if item["seq"] > 1:
-                        # Numbers are assigned by the store: advance the counter past the trimmed part.
-                        await store.log_append(log_key, [_PLACEHOLDER] * (item["seq"] - 1), max_len=1)
-                    next_seq = item["seq"]
-                if item["seq"] != next_seq:
-                    raise CliError(f"line {number}: log {log_key!r} jumps from seq {next_seq - 1} to {item['seq']}")
-                pending.append(item["value"])
-                next_seq += 1
-                entries += 1
-                if len(pending) >= LOG_PAGE:
-                    await flush()
-                continue
-            await flush()
-            log_key = None
-            key, value, ttl = item.get("key"), item.get("value"), item.get("ttl")
-            if not isinstance(key, str) or not isinstance(value, dict):
-                raise CliError(f"line {number} has no key and value")
-            if not replace and await store.get_raw(key) is not None:
-                raise CliError(f"session {key!r} already exists; use --replace to overwrite it")
-            await store.set(key, value, ttl=ttl)
-            records += 1
-        await flush()
-        print(f"imported {records} records and {entries} log entries", file=out)
-        return records, entries
+        records, entries = await restore(store, source, replace=replace)
     finally:
         await store.close()
+    print(f"imported {records} records and {entries} log entries", file=out)
+    return records, entries
+
+
+async def restore(store: Any, source: TextIO, *, replace: bool = False) -> tuple[int, int]:
+    """Read an export back into ``store``; return (records, log entries) written. Sequence numbers are kept."""
+    records = entries = 0
+    try:
+        header = json.loads(source.readline() or "{}")
+    except json.JSONDecodeError:
+        header = {}
+    if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
+        raise CliError(f"not a sessionware export (expected a first line with format {EXPORT_FORMAT!r})")
+    updater = _updater(store)
+    log: LogRestore | None = None
+    for number, line in enumerate(source, start=2):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CliError(f"line {number} is not JSON: {exc}") from exc
+        if not isinstance(item, dict):
+            raise CliError(f"line {number} is not a JSON object")
+        if "log" in item:
+            if not isinstance(item["log"], str) or type(item.get("seq")) is not int:
+                raise CliError(f"line {number} has no log key and sequence number")
+            if not isinstance(store, LogStore):
+                raise CliError(f"{type(store).__name__} has no logs to import line {number} into")
+            if log is None or item["log"] != log.key:
+                if log is not None:
+                    await log.finish()
+                if await store.log_last_seq(item["log"]) and not replace:
+                    raise CliError(f"log {item['log']!r} already exists; use --replace to overwrite it")
+                log = LogRestore(store, item["log"])
+            try:
+                await log.add(item["seq"], item["value"])
+            except InvalidValueError as exc:
+                raise CliError(f"line {number}: {exc}") from exc
+            entries += 1
+            continue
+        if log is not None:
+            await log.finish()
+            log = None
+        key, value, ttl = item.get("key"), item.get("value"), item.get("ttl")
+        if not isinstance(key, str) or not isinstance(value, dict):
+            raise CliError(f"line {number} has no key and value")
+        async with updater.open(key) as update:
+            if update.existed and not replace:
+                raise CliError(f"session {key!r} already exists; use --replace to overwrite it")
+            await update.write(value, ttl=ttl)
+        records += 1
+    if log is not None:
+        await log.finish()
+    return records, entries
+
+
+async def _delete(updater: Updater, key: str) -> bool:
+    async with updater.open(key) as update:
+        return await update.delete()
+
+
+def _updater(store: Any) -> Updater:
+    """The update unit the command line writes through: under a lease where the store has leases, so a
+    running application's update of the same session finishes first and is never overwritten."""
+    return Updater(store, isolation=_isolation(store))
+
+
+def _isolation(store: Any) -> Literal["local", "distributed"]:
+    return "distributed" if isinstance(store, LockingStore) and isinstance(store, RawStore) else "local"
 
 
 async def purge_expired(url: str, out: TextIO) -> int:
@@ -349,6 +339,22 @@ async def purge_expired(url: str, out: TextIO) -> int:
         return count
     finally:
         await store.close()
+
+
+async def migrate(url: str, namespace: str, dry_run: bool, out: TextIO) -> MigrationReport:
+    """Move agent sessions stored by sessionware 0.1 to the 0.2 key layout."""
+    store = open_store(url)
+    try:
+        report = await migrate_agent_sessions(store, namespace=namespace, dry_run=dry_run)
+    finally:
+        await store.close()
+    verb = "would move" if dry_run else "moved"
+    print(
+        f"{verb} {report.sessions} agent sessions ({report.entries} log entries); "
+        f"{report.finished} already moved, {report.expired} expired",
+        file=out,
+    )
+    return report
 
 
 # -- the typer application -------------------------------------------------------------------------
@@ -436,6 +442,15 @@ def _app() -> "typer.Typer":
             return
         with source.open(encoding="utf-8") as f:
             _run(import_(store, f, replace, sys.stdout))
+
+    @app.command("migrate")
+    def migrate_cmd(
+        store: Store,
+        namespace: Namespace = "agent",
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would move.")] = False,
+    ) -> None:
+        """Move agent sessions written by sessionware 0.1 to this release's key layout (bot sessions need nothing)."""
+        _run(migrate(store, namespace, dry_run, sys.stdout))
 
     @app.command("purge-expired")
     def purge_cmd(store: Store) -> None:

@@ -124,6 +124,13 @@ class SessionUpdate:
         self.existed = True
         return True
 
+    async def write(self, value: JsonDict, *, ttl: float | None = None) -> None:
+        """Write ``value`` as it is, even if unchanged or empty (restoring an export)."""
+        data = self._codec.encode(value)
+        await self._held.write(data, ttl)
+        self._baseline = data
+        self.existed = True
+
     async def delete(self) -> bool:
         """Delete the stored record (fenced under a lease); return whether there was one."""
         return await self.save(None)

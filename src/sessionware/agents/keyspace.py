@@ -79,15 +79,17 @@ def index_entry(created_at: float, session_id: str) -> str:
 
 
 class AgentKeys:
-    """Key layout of one namespace.
+    """Key layout of one namespace (since 0.2; ``sessionware migrate`` moves sessions stored by 0.1).
 
-    - ``{ns}:s:{session_id}``: the session record (metadata, counters, expiry)
-    - log ``{ns}:h:{session_id}``: the message history
-    - log ``{ns}:t:{session_id}``: the tool invocations
-    - ``{ns}:u:{escaped user_id}:{created µs hex}:{session_id}``: the per-user index
+    - ``{ns}:s:{{session_id}}``: the session record (metadata, counters, expiry)
+    - log ``{ns}:h:{{session_id}}``: the message history
+    - log ``{ns}:t:{{session_id}}``: the tool invocations
+    - ``{ns}:u:{escaped user_id}:{created µs hex}:{{session_id}}``: the per-user index
 
-    The user id is percent-encoded, so one user's index prefix can never be a
-    prefix of another user's keys.
+    Every key of one session carries the session id in braces: on Redis
+    Cluster that is the hash tag, so all of them share one slot and a script
+    may touch several. The user id is percent-encoded, so one user's index
+    prefix can never be a prefix of another user's keys.
     """
 
     __slots__ = ("namespace",)
@@ -97,23 +99,46 @@ class AgentKeys:
 
     def record(self, session_id: str) -> str:
         """Key of the session record."""
-        return f"{self.namespace}:s:{session_id}"
+        return f"{self.namespace}:s:{{{session_id}}}"
 
     def history(self, session_id: str) -> str:
         """Log key of the message history."""
-        return f"{self.namespace}:h:{session_id}"
+        return f"{self.namespace}:h:{{{session_id}}}"
 
     def tools(self, session_id: str) -> str:
         """Log key of the tool invocations."""
-        return f"{self.namespace}:t:{session_id}"
+        return f"{self.namespace}:t:{{{session_id}}}"
+
+    @property
+    def records_prefix(self) -> str:
+        """Literal scan prefix of every session record of the namespace."""
+        return f"{self.namespace}:s:"
+
+    def session_id_of(self, key: str) -> str | None:
+        """The session id of a record key of this layout, or ``None`` if ``key`` is not one."""
+        head = self.records_prefix + "{"
+        if not (key.startswith(head) and key.endswith("}")):
+            return None
+        session_id = key[len(head) : -1]
+        return session_id if _SESSION_ID.fullmatch(session_id) else None
 
     def user_prefix(self, user_id: str) -> str:
         """Literal scan prefix of one user's index entries."""
         return f"{self.namespace}:u:{escape_user_id(user_id)}:"
 
     def user_index(self, user_id: str, entry: str) -> str:
-        """Key of one index entry (``entry`` from :func:`index_entry`)."""
-        return self.user_prefix(user_id) + entry
+        """Key of one index entry (``entry`` from :func:`index_entry`: ``"<created hex>:<session id>"``)."""
+        created, _, session_id = entry.partition(":")
+        return f"{self.user_prefix(user_id)}{created}:{{{session_id}}}"
+
+    @staticmethod
+    def entry_of(suffix: str) -> str | None:
+        """The index entry (``"<created hex>:<session id>"``) of what follows a user prefix, or ``None``."""
+        created, sep, tagged = suffix.partition(":")
+        if not sep or not (tagged.startswith("{") and tagged.endswith("}")):
+            return None
+        entry = f"{created}:{tagged[1:-1]}"
+        return entry if _CURSOR.fullmatch(entry) else None
 
 
 __all__ = [

@@ -280,18 +280,17 @@ class SessionManager:
         after = None if cursor is None else check_cursor(cursor)
         prefix = self._keys.user_prefix(user_id)
         scanner = self._scanner("list_sessions")
-        entries = sorted([key[len(prefix) :] async for key in scanner.scan(prefix)], reverse=True)
+        found = [AgentKeys.entry_of(key[len(prefix) :]) async for key in scanner.scan(prefix)]
+        entries = sorted((entry for entry in found if entry is not None), reverse=True)
         if after is not None:
             entries = [entry for entry in entries if entry < after]
         sessions: list[Session] = []
         next_cursor: str | None = None
         for position, entry in enumerate(entries):
             session_id = _session_of(entry)
-            if session_id is None:
-                continue
             record = await self._load(session_id, user_id)
             if record is None:
-                await self._store.delete(prefix + entry)
+                await self._store.delete(self._keys.user_index(user_id, entry))
                 continue
             if record.index != entry:
                 continue
@@ -310,9 +309,9 @@ class SessionManager:
         keys = [key async for key in scanner.scan(prefix)]
         deleted = 0
         for key in keys:
-            entry = key[len(prefix) :]
-            session_id = _session_of(entry)
-            if session_id is not None:
+            entry = AgentKeys.entry_of(key[len(prefix) :])
+            if entry is not None:
+                session_id = _session_of(entry)
                 # Through the update unit, so a writer holding the session (here or, with distributed
                 # isolation, in another process) finishes first and cannot write it back afterwards.
                 async with self._updater.open(self._keys.record(session_id)) as update:
@@ -648,12 +647,9 @@ def _positive_or_none(value: object, name: str) -> int | None:
     return value
 
 
-def _session_of(entry: str) -> str | None:
-    """The session id of a user-index entry, or ``None`` if the entry is not one."""
-    try:
-        return check_cursor(entry).partition(":")[2]
-    except ValueError:
-        return None
+def _session_of(entry: str) -> str:
+    """The session id of a user-index entry (``"<created hex>:<session id>"``)."""
+    return entry.partition(":")[2]
 
 
 def _timestamp(started_at: datetime | float | None, now: float, duration: object) -> float:

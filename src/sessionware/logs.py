@@ -1,0 +1,88 @@
+"""Reading a whole append-only log page by page, and writing one back under its original sequence numbers.
+
+Used by export and import on the command line and by ``sessionware migrate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from .codec import JsonDict
+from .errors import InvalidValueError
+from .store import LogEntry, LogStore
+
+PAGE = 1000
+
+PLACEHOLDER: JsonDict = {"sessionware": "placeholder"}
+"""What fills the numbers below a restored log's first entry until the first real entries trim it away."""
+
+
+async def iter_log(store: LogStore, key: str, *, page: int = PAGE) -> AsyncIterator[LogEntry]:
+    """Every entry the log of ``key`` holds now, oldest first, read ``page`` entries at a time."""
+    last = await store.log_last_seq(key)
+    after = last - await store.log_length(key)
+    while after < last:
+        entries = await store.log_read(key, after=after, before=after + page + 1)
+        if not entries:
+            return
+        for entry in entries:
+            yield entry
+        after = entries[-1].seq
+
+
+class LogRestore:
+    """Writes a log back so that its entries keep the sequence numbers they had.
+
+    Numbers are assigned by the store, so a log whose first entry is ``n > 1``
+    (its older entries trimmed) starts by advancing the counter past ``n - 1``
+    with placeholders, which the first real append trims away. Entries are
+    appended ``page`` at a time; :meth:`finish` writes what is left.
+    """
+
+    def __init__(self, store: LogStore, key: str, *, page: int = PAGE) -> None:
+        self.store = store
+        self.key = key
+        self.page = page
+        self.next_seq: int | None = None
+        self.written = 0
+        self._pending: list[JsonDict] = []
+        self._trim_first = False
+
+    async def add(self, seq: int, value: JsonDict) -> None:
+        """Add the entry numbered ``seq``; numbers must follow each other without gaps."""
+        if self.next_seq is None:
+            if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+                raise InvalidValueError("seq", f"must be a positive int, not {seq!r}")
+            await self.store.log_delete(self.key)
+            filled = 0
+            while filled < seq - 1:
+                batch = min(self.page, seq - 1 - filled)
+                await self.store.log_append(self.key, [PLACEHOLDER] * batch, max_len=1)
+                filled += batch
+            self._trim_first = seq > 1
+            self.next_seq = seq
+        if seq != self.next_seq:
+            raise InvalidValueError("seq", f"log {self.key!r} jumps from seq {self.next_seq - 1} to {seq}")
+        self._pending.append(value)
+        self.next_seq += 1
+        if len(self._pending) >= self.page:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._pending:
+            return
+        max_len = len(self._pending) if self._trim_first else None
+        await self.store.log_append(self.key, self._pending, max_len=max_len)
+        self.written += len(self._pending)
+        self._trim_first = False
+        self._pending = []
+
+    async def finish(self, *, ttl: float | None = None) -> int:
+        """Write the entries still buffered, set the log's expiry if given; return how many were written."""
+        await self._flush()
+        if ttl is not None and self.written:
+            await self.store.log_append(self.key, [], ttl=ttl)
+        return self.written
+
+
+__all__ = ["PAGE", "PLACEHOLDER", "LogRestore", "iter_log"]
