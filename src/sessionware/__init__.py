@@ -54,7 +54,7 @@ if TYPE_CHECKING:
         session,
     )
     from .codec import Codec, JsonCodec
-    from .isolation import Isolation
+    from .isolation import DistributedIsolation, Isolation, LocalIsolation, NoIsolation, make_isolation
     from .store import (
         BaseSessionStore,
         ClosableStore,
@@ -90,7 +90,7 @@ if TYPE_CHECKING:
         session_middleware,
         with_context,
     )
-    from .update import SessionUpdate, Updater
+    from .update import SessionUpdate
     from .urls import open_store
 
 __version__ = "0.2.0.dev0"
@@ -121,7 +121,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "session",
     ),
     ".codec": ("Codec", "JsonCodec"),
-    ".isolation": ("Isolation",),
+    ".isolation": ("DistributedIsolation", "Isolation", "LocalIsolation", "NoIsolation", "make_isolation"),
     ".store": (
         "BaseSessionStore",
         "ClosableStore",
@@ -157,7 +157,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "session_middleware",
         "with_context",
     ),
-    ".update": ("SessionUpdate", "Updater"),
+    ".update": ("SessionUpdate",),
     ".urls": ("open_store",),
 }
 _LAZY = {name: module for module, names in _MODULES.items() for name in names}
@@ -200,7 +200,10 @@ __all__ = [
     "InvalidStoreURLError",
     "InvalidValueError",
     "Invocation",
+    "DistributedIsolation",
     "Isolation",
+    "LocalIsolation",
+    "NoIsolation",
     "JsonCodec",
     "LeaseExpiredError",
     "LockError",
@@ -243,7 +246,6 @@ __all__ = [
     "ToolInvocation",
     "ToolResult",
     "Toolbox",
-    "Updater",
     "ValueTooLargeError",
     "VersionedStore",
     "__version__",
@@ -253,6 +255,7 @@ __all__ = [
     "create_middleware",
     "create_tool",
     "create_toolbox",
+    "make_isolation",
     "open_store",
     "session",
     "session_middleware",

@@ -17,9 +17,9 @@ from .agents import SessionManager
 from .agents.keyspace import AgentKeys, check_session_id
 from .agents.migrate import MigrationReport, migrate_agent_sessions
 from .errors import InvalidValueError, MissingExtraError, SessionwareError
+from .isolation import Isolation, make_isolation
 from .logs import LogRestore, iter_log
 from .store import ExpiringStore, LockingStore, LogStore, PurgeableStore, RawStore, ScannableStore
-from .update import Updater
 from .urls import open_store
 
 try:
@@ -203,11 +203,11 @@ async def rm(url: str, targets: Sequence[str], namespace: str, out: TextIO) -> i
     removed = 0
     try:
         manager = SessionManager(store, namespace=namespace, isolation=_isolation(store))
-        updater = _updater(store)
+        updates = _updates(store)
         for target in targets:
             if _looks_like_session_id(target) and await manager.get_session(target, history=0) is not None:
                 await manager.delete_session(target)
-            elif not await _delete(updater, target):
+            elif not await _delete(updates, target):
                 print(f"no session {target!r}", file=sys.stderr)
                 continue
             removed += 1
@@ -268,7 +268,7 @@ async def restore(store: Any, source: TextIO, *, replace: bool = False) -> tuple
         header = {}
     if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
         raise CliError(f"not a sessionware export (expected a first line with format {EXPORT_FORMAT!r})")
-    updater = _updater(store)
+    updates = _updates(store)
     log: LogRestore | None = None
     for number, line in enumerate(source, start=2):
         if not line.strip():
@@ -302,7 +302,7 @@ async def restore(store: Any, source: TextIO, *, replace: bool = False) -> tuple
         key, value, ttl = item.get("key"), item.get("value"), item.get("ttl")
         if not isinstance(key, str) or not isinstance(value, dict):
             raise CliError(f"line {number} has no key and value")
-        async with updater.open(key) as update:
+        async with updates.open(key) as update:
             if update.existed and not replace:
                 raise CliError(f"session {key!r} already exists; use --replace to overwrite it")
             await update.write(value, ttl=ttl)
@@ -312,15 +312,15 @@ async def restore(store: Any, source: TextIO, *, replace: bool = False) -> tuple
     return records, entries
 
 
-async def _delete(updater: Updater, key: str) -> bool:
-    async with updater.open(key) as update:
+async def _delete(updates: Isolation, key: str) -> bool:
+    async with updates.open(key) as update:
         return await update.delete()
 
 
-def _updater(store: Any) -> Updater:
+def _updates(store: Any) -> Isolation:
     """The update unit the command line writes through: under a lease where the store has leases, so a
     running application's update of the same session finishes first and is never overwritten."""
-    return Updater(store, isolation=_isolation(store))
+    return make_isolation(store, _isolation(store))
 
 
 def _isolation(store: Any) -> Literal["local", "distributed"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 from .errors import InvalidKeyError, InvalidValueError
@@ -39,3 +40,18 @@ def ttl_seconds(ttl: TTL) -> float | None:
     if not seconds > 0 or seconds == float("inf"):
         raise InvalidValueError("ttl", f"must be a positive, finite duration, not {ttl!r}")
     return float(seconds)
+
+
+MAX_SECONDS = 1e10
+"""About 317 years: the longest duration any option takes (every engine can store it as a timestamp)."""
+
+
+def check_seconds(name: str, value: object, *, zero: bool = False) -> float:
+    """A finite, positive (``zero``: non-negative) number of seconds up to :data:`MAX_SECONDS`, else
+    :class:`InvalidValueError` naming the option."""
+    if not isinstance(value, bool) and isinstance(value, (int, float)):
+        seconds = float(value)
+        if math.isfinite(seconds) and (seconds > 0 or (zero and seconds == 0)) and seconds <= MAX_SECONDS:
+            return seconds
+    kind = "non-negative" if zero else "positive"
+    raise InvalidValueError(name, f"must be a {kind} number of seconds up to {MAX_SECONDS:g}, not {value!r}")

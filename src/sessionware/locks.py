@@ -3,64 +3,78 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from types import TracebackType
-
-
-class _Entry:
-    __slots__ = ("lock", "users")
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.users = 0
-
-
-class _Hold:
-    __slots__ = ("_entries", "_entry", "_key")
-
-    def __init__(self, entries: dict[str, _Entry], key: str) -> None:
-        self._entries = entries
-        self._key = key
-
-    async def __aenter__(self) -> None:
-        entry = self._entries.get(self._key)
-        if entry is None:
-            entry = self._entries[self._key] = _Entry()
-        entry.users += 1
-        self._entry = entry
-        try:
-            await entry.lock.acquire()
-        except BaseException:
-            self._leave()
-            raise
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._entry.lock.release()
-        self._leave()
-
-    def _leave(self) -> None:
-        self._entry.users -= 1
-        if self._entry.users == 0:
-            del self._entries[self._key]
 
 
 class KeyedLock:
     """One FIFO lock per key; an entry lives only while some task holds or waits for it.
 
     ``async with locks.hold(key):`` serialises everything done under the same
-    key in this process, in arrival order, while other keys run freely.
+    key in this process, in arrival order, while other keys run freely. A key
+    nobody holds is taken without suspending.
     """
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_queues",)
 
     def __init__(self) -> None:
-        self._entries: dict[str, _Entry] = {}
+        self._queues: dict[str, deque[asyncio.Future[None]]] = {}
 
     def __len__(self) -> int:
         """Keys currently held or waited for."""
-        return len(self._entries)
+        return len(self._queues)
+
+    def take(self, key: str) -> asyncio.Future[None] | None:
+        """Take ``key``'s lock now (``None``), or join its queue: the future resolves once the lock is ours."""
+        queue = self._queues.get(key)
+        if queue is None:
+            self._queues[key] = deque()
+            return None
+        turn = asyncio.get_running_loop().create_future()
+        queue.append(turn)
+        return turn
+
+    async def wait(self, key: str, turn: asyncio.Future[None]) -> None:
+        """Wait for a ``turn`` from :meth:`take`; if cancelled after the lock was handed over, pass it on."""
+        try:
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self.release(key)
+            raise
+
+    async def acquire(self, key: str) -> None:
+        """Take ``key``'s lock, waiting in line if someone holds it."""
+        turn = self.take(key)
+        if turn is not None:
+            await self.wait(key, turn)
+
+    def release(self, key: str) -> None:
+        """Hand ``key``'s lock to the next waiter still waiting, or forget the key."""
+        queue = self._queues[key]
+        while queue:
+            turn = queue.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        del self._queues[key]
 
     def hold(self, key: str) -> _Hold:
         """Hold the lock of ``key`` for the duration of an ``async with`` block."""
-        return _Hold(self._entries, key)
+        return _Hold(self, key)
+
+
+class _Hold:
+    __slots__ = ("_key", "_locks")
+
+    def __init__(self, locks: KeyedLock, key: str) -> None:
+        self._locks = locks
+        self._key = key
+
+    async def __aenter__(self) -> None:
+        await self._locks.acquire(self._key)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._locks.release(self._key)

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from ..errors import InvalidValueError
-from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT
+from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, make_isolation
 from ..keys import TTL, ttl_seconds
 from ..store import (
     ClosableStore,
@@ -27,7 +27,7 @@ from ..store import (
     SessionStore,
     accepts_ttl,
 )
-from ..update import SessionUpdate, Updater
+from ..update import SessionUpdate
 from ..urls import open_store
 from .errors import MissingCapabilityError, SessionNotFoundError
 from .history import TokenCounter, check_window, read_window
@@ -118,7 +118,7 @@ class SessionManager:
         self._keys = AgentKeys(namespace)
         if isolation == "distributed" and (not isinstance(store, LockingStore) or not isinstance(store, RawStore)):
             raise MissingCapabilityError(store, "LockingStore (lock / commit ...)", "distributed isolation")
-        self._updater = Updater(
+        self._updates = make_isolation(
             store, isolation=isolation, lease=lease, lock_wait=lock_wait, allowed=("local", "distributed")
         )
 
@@ -159,7 +159,7 @@ class SessionManager:
         )
         if seconds is not None:
             record.until["i"] = now + 2 * seconds
-        async with self._updater.open(self._keys.record(session_id), load=False) as update:
+        async with self._updates.open(self._keys.record(session_id), load=False) as update:
             await update.save(record.to_json(), ttl=seconds)
         try:
             await self._set(
@@ -314,7 +314,7 @@ class SessionManager:
                 session_id = _session_of(entry)
                 # Through the update unit, so a writer holding the session (here or, with distributed
                 # isolation, in another process) finishes first and cannot write it back afterwards.
-                async with self._updater.open(self._keys.record(session_id)) as update:
+                async with self._updates.open(self._keys.record(session_id)) as update:
                     record = _owned(update.key, update.load(), None)
                     if record is None:
                         await self._erase(update, session_id, user_id, entry)
@@ -543,7 +543,7 @@ class SessionManager:
     @asynccontextmanager
     async def _locked(self, session_id: str, user_id: str | None) -> AsyncIterator[tuple[SessionUpdate, SessionRecord]]:
         """Open the session's record through the update unit: held (lock, or lease), loaded, ownership checked."""
-        async with self._updater.open(self._keys.record(session_id)) as update:
+        async with self._updates.open(self._keys.record(session_id)) as update:
             record = _owned(update.key, update.load(), user_id)
             if record is None:
                 raise SessionNotFoundError(session_id)
@@ -596,7 +596,7 @@ class SessionManager:
         await self._store.delete(self._keys.user_index(user_id, index))
 
     async def _set(self, key: str, value: JsonDict, ttl: float | None) -> None:
-        await self._updater.put(key, value, ttl=ttl)
+        await self._updates.put(key, value, ttl=ttl)
 
     def _log_ttl(self, record: SessionRecord) -> float | None:
         return None if record.ttl is None else 2 * record.ttl

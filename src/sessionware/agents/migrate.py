@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass
 
 from ..errors import SessionDecodeError
+from ..isolation import LocalIsolation
 from ..logs import LogRestore, iter_log
 from ..store import LogStore, ScannableStore, SessionStore
-from ..update import Updater
 from .errors import MissingCapabilityError
 from .keyspace import AgentKeys, check_session_id
 from .records import SessionRecord
@@ -80,7 +80,7 @@ async def migrate_agent_sessions(
         raise MissingCapabilityError(store, "LogStore (log_append / log_read ...)", "migrating sessions")
     keys = AgentKeys(namespace)
     old = LegacyKeys(keys)
-    updater = Updater(store)
+    updates = LocalIsolation(store)
     found = [(key, old.session_id_of(key)) async for key in store.scan(keys.records_prefix)]
     sessions = entries = expired = finished = 0
     for old_key, session_id in found:
@@ -94,7 +94,7 @@ async def migrate_agent_sessions(
             raise SessionDecodeError(old_key, f"record names session {record.id!r}, not {session_id!r}")
         now = time.time()
         gone = record.expires_at is not None and record.expires_at <= now
-        present = await updater.read(keys.record(session_id)) is not None
+        present = await updates.read(keys.record(session_id)) is not None
         if dry_run:
             expired += gone
             finished += present and not gone
@@ -110,8 +110,8 @@ async def migrate_agent_sessions(
                     await restore.add(entry.seq, entry.value)
                 entries += await restore.finish(ttl=_left(record.until.get(name), now))
             index_ttl = _left(record.until.get("i"), now)
-            await updater.put(keys.user_index(record.user_id, record.index), {"id": session_id}, ttl=index_ttl)
-            async with updater.open(keys.record(session_id)) as update:
+            await updates.put(keys.user_index(record.user_id, record.index), {"id": session_id}, ttl=index_ttl)
+            async with updates.open(keys.record(session_id)) as update:
                 await update.write(record.to_json(), ttl=_left(record.expires_at, now))
             sessions += 1
         else:

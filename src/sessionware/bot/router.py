@@ -101,6 +101,24 @@ class _Route:
         return {"match": found, **found.groupdict()}
 
 
+class _Next:
+    """The ``next`` a middleware gets: runs the rest of the chain, once."""
+
+    __slots__ = ("_called", "_ctx", "_index", "_router")
+
+    def __init__(self, router: Router, ctx: Context, index: int) -> None:
+        self._router = router
+        self._ctx = ctx
+        self._index = index
+        self._called = False
+
+    def __call__(self) -> Awaitable[None]:
+        if self._called:
+            raise RouterError("next() called more than once in one middleware")
+        self._called = True
+        return self._router._call(self._ctx, self._index)
+
+
 class Router:
     """Runs middleware around the first handler whose route matches an update.
 
@@ -158,20 +176,10 @@ class Router:
         await self._call(ctx, 0)
         return ctx
 
-    async def _call(self, ctx: Context, index: int) -> None:
+    def _call(self, ctx: Context, index: int) -> Awaitable[None]:
         if index == len(self._middleware):
-            await self._dispatch(ctx)
-            return
-        called = False
-
-        async def next_() -> None:
-            nonlocal called
-            if called:
-                raise RouterError("next() called more than once in one middleware")
-            called = True
-            await self._call(ctx, index + 1)
-
-        await self._middleware[index](ctx, next_)
+            return self._dispatch(ctx)
+        return self._middleware[index](ctx, _Next(self, ctx, index + 1))
 
     async def _dispatch(self, ctx: Context) -> None:
         for route in self._routes:

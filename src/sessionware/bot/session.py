@@ -8,10 +8,10 @@ from typing import Literal
 
 from ..codec import JsonDict
 from ..errors import InvalidValueError, SessionDecodeError
-from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, Isolation, IsolationName
+from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, Isolation, IsolationName, make_isolation
 from ..keys import TTL, check_key, ttl_seconds
 from ..store import RawStore, SessionStore, accepts_ttl
-from ..update import Updater, default_quarantine_key
+from ..update import default_quarantine_key
 from .router import Context, Next
 
 KeyFunc = Callable[[Context], "str | Awaitable[str | None] | None"]
@@ -106,12 +106,12 @@ class SessionMiddleware:
             raise InvalidValueError("on_decode_error", "'quarantine' needs a store with bytes access (RawStore)")
         self.on_decode_error = on_decode_error
         self.quarantine_key = quarantine_key or default_quarantine_key
-        self.updater = Updater(store, isolation=isolation, lease=lease, lock_wait=lock_wait)
+        self.updates = make_isolation(store, isolation, lease=lease, lock_wait=lock_wait)
 
     @property
     def isolation(self) -> str:
         """The name of the isolation strategy (``"none"``, ``"local"`` or ``"distributed"``)."""
-        return self.updater.isolation.name
+        return self.updates.name
 
     async def __call__(self, ctx: Context, next: Next) -> None:
         """Load the session, run the rest of the chain, save what changed."""
@@ -122,7 +122,7 @@ class SessionMiddleware:
             ctx.session = {}
             await next()
             return
-        async with self.updater.open(check_key(key)) as update:
+        async with self.updates.open(check_key(key)) as update:
             try:
                 value = update.load()
             except SessionDecodeError as exc:
