@@ -1,7 +1,14 @@
-"""Fixtures that give each test a fresh store on every backend, against the real servers."""
+"""Fixtures that give each test a fresh store on every backend, against the real servers.
+
+Time: a test that asks for ``advance`` (or ``clock``) gets memory stores that
+run on its :class:`~sessionware.testing.FakeClock`, and ``await advance(s)``
+steps that clock on memory and sleeps ``s`` for real on the other backends.
+Every other test's memory store runs on the real monotonic clock.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
@@ -11,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from sessionware.store import BaseSessionStore
-from sessionware.stores.memory import InMemorySessionStore
+from sessionware import BaseSessionStore, InMemorySessionStore
+from sessionware.testing import Advance, FakeClock
 
 REDIS_URL = os.environ.get("SESSIONWARE_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 POSTGRES_URL = os.environ.get("SESSIONWARE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -62,7 +69,7 @@ async def open_backend(backend: str, tmp_path: Path, **options: Any) -> tuple[Ba
 
         return store, nothing
     if backend == "sqlite":
-        from sessionware.stores.sql.sqlite import SQLiteSessionStore
+        from sessionware import SQLiteSessionStore
 
         store = SQLiteSessionStore(tmp_path / f"{unique()}.db", **options)
 
@@ -71,23 +78,23 @@ async def open_backend(backend: str, tmp_path: Path, **options: Any) -> tuple[Ba
 
         return store, close_sqlite
     if backend == "redis":
-        from sessionware.stores.redis import RedisSessionStore
+        from sessionware import RedisSessionStore
 
         prefix = unique("test-")
-        store = RedisSessionStore.from_url(REDIS_URL, prefix=prefix, **options)
+        redis_store = RedisSessionStore.from_url(REDIS_URL, prefix=prefix, **options)
 
         async def drop_redis() -> None:
-            client = store.client  # type: ignore[attr-defined]
+            client = redis_store.client
             keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
             if keys:
                 await client.delete(*keys)
-            await store.close()
+            await redis_store.close()
 
-        return store, drop_redis
+        return redis_store, drop_redis
     if backend == "redis-py":
         import redis.asyncio as aioredis
 
-        from sessionware.stores.redis import RedisSessionStore
+        from sessionware import RedisSessionStore
 
         prefix = unique("test-")
         client = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(REDIS_URL, max_connections=64))
@@ -101,7 +108,7 @@ async def open_backend(backend: str, tmp_path: Path, **options: Any) -> tuple[Ba
 
         return store, drop_redis_py
     if backend == "postgres":
-        from sessionware.stores.sql.postgres import PostgresSessionStore
+        from sessionware import PostgresSessionStore
 
         table = unique("sessionware_test_")
         store = PostgresSessionStore.from_url(POSTGRES_URL, table=table, **options)
@@ -132,9 +139,34 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def store(backend: str, tmp_path: Path) -> AsyncIterator[BaseSessionStore]:
+def clock() -> FakeClock:
+    """A fake clock; memory stores of a test that asks for it (or for ``advance``) run on it."""
+    return FakeClock()
+
+
+@pytest.fixture
+def advance(backend: str, clock: FakeClock) -> Advance:
+    """Let seconds pass: steps the memory store's fake clock; sleeps for real on the servers."""
+    if backend == "memory":
+        return clock.sleep
+
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    return sleep
+
+
+def _clock_options(backend: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """``clock=`` for a memory store when the test uses the fake clock; nothing otherwise."""
+    if backend == "memory" and "clock" in request.fixturenames:
+        return {"clock": request.getfixturevalue("clock")}
+    return {}
+
+
+@pytest.fixture
+async def store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[BaseSessionStore]:
     """A fresh store on the current backend, dropped afterwards."""
-    s, cleanup = await open_backend(backend, tmp_path)
+    s, cleanup = await open_backend(backend, tmp_path, **_clock_options(backend, request))
     try:
         yield s
     finally:
@@ -142,12 +174,13 @@ async def store(backend: str, tmp_path: Path) -> AsyncIterator[BaseSessionStore]
 
 
 @pytest.fixture
-async def make_store(backend: str, tmp_path: Path) -> AsyncIterator[StoreFactory]:
+async def make_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
     """Open extra stores on the current backend with options; all are cleaned up afterwards."""
     cleanups: list[Any] = []
+    clock_options = _clock_options(backend, request)
 
     async def factory(**options: Any) -> BaseSessionStore:
-        s, cleanup = await open_backend(backend, tmp_path, **options)
+        s, cleanup = await open_backend(backend, tmp_path, **{**clock_options, **options})
         cleanups.append(cleanup)
         return s
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sessionware.store import BaseSessionStore
+from sessionware import BaseSessionStore
 
 
 class SeedStyleStore:

@@ -10,16 +10,20 @@ from typing import Any
 
 import pytest
 
-from sessionware.agents import (
-    InvalidCursorError,
+from sessionware import (
+    BaseSessionStore,
     InvalidSessionIdError,
+    InvalidValueError,
+    LogStore,
     Message,
+    PurgeableStore,
+    ScannableStore,
+    SessionDecodeError,
     SessionManager,
     SessionNotFoundError,
-    ToolCall,
 )
-from sessionware.errors import InvalidValueError, SessionDecodeError
-from sessionware.store import BaseSessionStore, LogStore, PurgeableStore, ScannableStore
+from sessionware.agents import InvalidCursorError, ToolCall
+from sessionware.testing import Advance
 
 
 @pytest.fixture
@@ -599,14 +603,18 @@ async def test_undecodable_record_is_an_error_and_left_alone(manager: SessionMan
 
 
 async def test_ttl_slides_on_write_and_expires(store: BaseSessionStore) -> None:
-    sliding = SessionManager(store, ttl=0.6)
+    # Real time on every backend, memory too: the manager decides when to slide the logs' expiry by the
+    # wall clock (time.time()), and has no clock to inject, so a fake store clock would fall out of step.
+    ttl = 0.3
+    sliding = SessionManager(store, ttl=ttl)
     session = await sliding.create_session("u")
-    assert session.ttl == 0.6
+    assert session.ttl == ttl
     assert session.expires_at is not None
     await sliding.track_tool_invocation(session.id, "t", call_id="only-one")
-    deadline = time.monotonic() + 1.6
+    # Writes a sixth of a TTL apart for three TTLs: past the logs' own lifetime (two TTLs) unless slid.
+    deadline = time.monotonic() + 3 * ttl
     while time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(ttl / 6)
         await sliding.add_message(session.id, "user", "still here")
     alive = await sliding.get_session(session.id, tool_invocations="all")
     assert alive is not None
@@ -614,19 +622,21 @@ async def test_ttl_slides_on_write_and_expires(store: BaseSessionStore) -> None:
     assert [s.id for s in (await sliding.list_sessions("u")).sessions] == [session.id]
     assert alive.expires_at is not None
     assert alive.expires_at > alive.updated_at
-    await asyncio.sleep(0.9)
+    await asyncio.sleep(3 * ttl)
     assert await sliding.get_session(session.id) is None
     assert (await sliding.list_sessions("u")).sessions == ()
     with pytest.raises(SessionNotFoundError):
         await sliding.add_message(session.id, "user", "too late")
 
 
-async def test_per_session_ttl_overrides_the_default(store: BaseSessionStore) -> None:
+async def test_per_session_ttl_overrides_the_default(store: BaseSessionStore, advance: Advance) -> None:
     manager = SessionManager(store, ttl=timedelta(hours=1))
     short = await manager.create_session("u", ttl=0.3)
     long = await manager.create_session("u")
+    assert short.ttl == 0.3
     assert long.ttl == 3600.0
-    await asyncio.sleep(0.5)
+    assert await manager.get_session(short.id) is not None
+    await advance(3 * 0.3)
     assert await manager.get_session(short.id) is None
     assert await manager.get_session(long.id) is not None
     with pytest.raises(InvalidValueError):
@@ -651,11 +661,12 @@ async def test_retention_keeps_the_newest(store: BaseSessionStore) -> None:
         SessionManager(store, max_messages=0)
 
 
-async def test_purge_expired_passes_through(store: BaseSessionStore) -> None:
-    manager = SessionManager(store, ttl=0.2)
+async def test_purge_expired_passes_through(store: BaseSessionStore, advance: Advance) -> None:
+    ttl = 0.2
+    manager = SessionManager(store, ttl=ttl)
     session = await manager.create_session("u")
     await manager.add_message(session.id, "user", "x")
-    await asyncio.sleep(0.5)
+    await advance(3 * ttl)  # past the record's TTL and its logs' (two TTLs)
     purged = await manager.purge_expired()
     if isinstance(store, PurgeableStore):
         assert purged >= 1

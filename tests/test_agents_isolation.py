@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from sessionware import SessionManager, SessionNotFoundError
+from sessionware import BaseSessionStore, SessionManager, SessionNotFoundError
 from sessionware.agents import MissingCapabilityError
-from sessionware.store import BaseSessionStore
 
 from .helpers import SeedStyleStore
 

@@ -9,10 +9,20 @@ from typing import Any
 
 import pytest
 
-from sessionware import InvalidValueError, LeaseExpiredError, SessionDecodeError
-from sessionware.bot import Context, Router, by_chat, by_user_in_chat, session
+from sessionware import (
+    BaseSessionStore,
+    Context,
+    InMemorySessionStore,
+    InvalidValueError,
+    LeaseExpiredError,
+    Router,
+    SessionDecodeError,
+    by_chat,
+    by_user_in_chat,
+    session,
+)
 from sessionware.isolation import shared_locks
-from sessionware.store import BaseSessionStore
+from sessionware.testing import Advance, FakeClock
 
 from .helpers import Counting, SeedStyleStore, message
 
@@ -127,20 +137,25 @@ async def test_without_isolation_the_same_updates_are_lost(store: BaseSessionSto
     assert got["n"] < 100, "isolation='none' is the seed's behaviour and loses updates"
 
 
-async def test_ttl_expires_sessions(store: BaseSessionStore) -> None:
-    router = counter_router(store, ttl=0.3)
+async def test_ttl_expires_sessions(store: BaseSessionStore, advance: Advance) -> None:
+    ttl = 0.3
+    router = counter_router(store, ttl=ttl)
     await router.handle(message(1, "/inc"))
     assert await store.get("1") == {"n": 1}
-    await asyncio.sleep(0.45)
+    await advance(3 * ttl)
     assert await store.get("1") is None
+    ctx = await router.handle(message(1, "/look"))
+    assert ctx.state["n"] is None
 
 
-async def test_rolling_ttl_extends_on_unchanged_reads(store: BaseSessionStore) -> None:
-    router = counter_router(store, ttl=0.5, rolling=True)
+async def test_rolling_ttl_extends_on_unchanged_reads(store: BaseSessionStore, advance: Advance) -> None:
+    ttl = 0.6
+    router = counter_router(store, ttl=ttl, rolling=True)
     await router.handle(message(1, "/inc"))
-    for _ in range(3):
-        await asyncio.sleep(0.25)
-        await router.handle(message(1, "/look"))
+    for _ in range(9):  # 1.5 TTLs in all, a sixth of one between reads
+        await advance(ttl / 6)
+        ctx = await router.handle(message(1, "/look"))
+        assert ctx.state["n"] == 1
     assert await store.get("1") == {"n": 1}
 
 
@@ -201,8 +216,6 @@ async def test_seed_style_store_works_and_is_not_shared() -> None:
 
 async def test_default_store_is_in_memory() -> None:
     mw = session()
-    from sessionware import InMemorySessionStore
-
     assert isinstance(mw.store, InMemorySessionStore)
 
 
@@ -215,15 +228,20 @@ async def test_distributed_isolation_loses_nothing(store: BaseSessionStore) -> N
 
 
 async def test_lease_lost_during_handler_refuses_the_write(
-    store: BaseSessionStore, caplog: pytest.LogCaptureFixture
+    store: BaseSessionStore, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    lease = 0.2
     router = Router()
-    router.use(session(store, isolation="distributed", lease=0.2))
+    router.use(session(store, isolation="distributed", lease=lease))
 
     @router.command("stall")
     async def stall(ctx: Context) -> None:
         ctx.session["n"] = -1
-        time.sleep(0.5)  # noqa: ASYNC251 - the process stalls (GC pause, blocked loop): no renewal runs
+        # The process stalls (GC pause, blocked loop) for three leases without awaiting: no renewal runs.
+        if isinstance(store, InMemorySessionStore):
+            clock.advance(3 * lease)  # the memory store runs on the fake clock (the test asks for it)
+        else:
+            time.sleep(3 * lease)  # noqa: ASYNC251 - blocking the loop is the point
 
     await store.set("1", {"n": 1})
     with pytest.raises(LeaseExpiredError), caplog.at_level(logging.WARNING, logger="sessionware"):
@@ -233,12 +251,14 @@ async def test_lease_lost_during_handler_refuses_the_write(
 
 
 async def test_lease_is_renewed_while_a_slow_handler_awaits(store: BaseSessionStore) -> None:
+    # Real time on every backend, memory too: renewal runs on the event loop's timers, which is the subject.
+    lease = 0.3
     router = Router()
-    router.use(session(store, isolation="distributed", lease=0.3))
+    router.use(session(store, isolation="distributed", lease=lease))
 
     @router.command("slow")
     async def slow(ctx: Context) -> None:
-        await asyncio.sleep(0.8)
+        await asyncio.sleep(3 * lease)
         ctx.session["n"] = 7
 
     await router.handle(message(1, "/slow"))

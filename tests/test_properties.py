@@ -12,8 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sessionware import InvalidKeyError, InvalidValueError, ValueTooLargeError
-from sessionware.store import BaseSessionStore, ScannableStore
+from sessionware import BaseSessionStore, InvalidKeyError, InvalidValueError, ScannableStore, ValueTooLargeError
 
 from .conftest import open_backend
 

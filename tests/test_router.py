@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from sessionware.bot import ConsoleClient, Context, Incoming, Router, RouterError
-from sessionware.bot.router import Next
+from sessionware import ConsoleClient, Context, Incoming, Router, RouterError
+from sessionware.bot.router import Next  # the type of a middleware's next(); sessionware.bot does not re-export it
 
 from .helpers import callback, message
 

@@ -25,7 +25,7 @@ def test_memory_url() -> None:
 
 
 def test_sqlite_urls(tmp_path: Path) -> None:
-    from sessionware.stores.sql.sqlite import SQLiteSessionStore
+    from sessionware import SQLiteSessionStore
 
     absolute = open_store(f"sqlite:///{tmp_path}/a.db")
     assert isinstance(absolute, SQLiteSessionStore)
@@ -34,8 +34,7 @@ def test_sqlite_urls(tmp_path: Path) -> None:
 
 
 def test_redis_and_postgres_urls_keep_their_options() -> None:
-    from sessionware.stores.redis import RedisSessionStore
-    from sessionware.stores.sql.postgres import PostgresSessionStore
+    from sessionware import PostgresSessionStore, RedisSessionStore
 
     redis_store = open_store("redis://127.0.0.1:6379/9?prefix=bots")
     assert isinstance(redis_store, RedisSessionStore)

@@ -3,20 +3,55 @@
 Subclass :class:`StoreContract` in a pytest module and give it a ``store``
 fixture (``pytest-asyncio`` runs the tests)::
 
+    from sessionware.testing import StoreContract
+
     class TestMyStore(StoreContract):
         @pytest.fixture
         async def store(self):
             yield MyStore(...)
 
 Tests of optional capabilities (expiry, scanning, bytes access, typed
-validation) run only when the store has them.
+validation, logs, versions, leases) run only when the store has them.
+
+Passing time: the tests of expiry and leases never sleep on their own; they
+``await advance(seconds)``, a fixture that by default sleeps for real (at
+least three times a TTL or lease before asserting that it ran out). If your store can take a clock, as
+:class:`~sessionware.InMemorySessionStore` does, let it run on the suite's
+``clock`` fixture (a :class:`FakeClock`) and make ``advance`` step that clock;
+the same tests then run in no time and never depend on the machine's speed::
+
+    from sessionware.testing import Advance, FakeClock, StoreContract
+
+    class TestMyStoreOnAFakeClock(StoreContract):
+        @pytest.fixture
+        async def store(self, clock: FakeClock):
+            store = MyStore(clock=clock)
+            yield store
+            await store.close()
+
+        @pytest.fixture
+        def advance(self, clock: FakeClock) -> Advance:
+            return clock.sleep
+
+A fake clock stands still until it is advanced: a store that waits for a
+lease by its clock waits until a test advances it (the suite does).
+:class:`FakeClock` also serves a store's own tests::
+
+    clock = FakeClock()
+    store = InMemorySessionStore(clock=clock)
+    await store.set("k", {"v": 1}, ttl=5)
+    clock.advance(5)
+    assert await store.get("k") is None
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-from typing import Any, ClassVar
+import math
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, ClassVar, TypeAlias
 
 import pytest
 
@@ -64,10 +99,87 @@ BAD_VALUES: list[Any] = [
 ]
 
 
+Advance: TypeAlias = Callable[[float], Awaitable[None]]
+"""How a test lets ``seconds`` pass: :func:`asyncio.sleep`, or :meth:`FakeClock.sleep` of the store's clock."""
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told to, for stepping over expiries and leases without sleeping.
+
+    Pass it where a store takes a clock (a callable returning seconds, like
+    :func:`time.monotonic`), then :meth:`advance` it::
+
+        clock = FakeClock()
+        store = InMemorySessionStore(clock=clock)
+        clock.advance(5)
+
+    It starts at ``start`` (0: only differences between readings mean
+    anything, and a store's first ``now + ttl - now`` is then exactly ``ttl``)
+    and never goes back. Timers of the event loop still run on real time: a
+    fake clock decides what has expired, not when a background task wakes.
+    """
+
+    __slots__ = ("_now",)
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = _seconds(start, "start", allow_negative=True)
+
+    def __call__(self) -> float:
+        """The current time in seconds."""
+        return self._now
+
+    @property
+    def now(self) -> float:
+        """The current time in seconds (the same as calling the clock)."""
+        return self._now
+
+    def advance(self, seconds: float | timedelta) -> float:
+        """Move the clock forward by ``seconds`` (a number or a ``timedelta``); return the new time."""
+        self._now += _seconds(seconds, "seconds", allow_negative=False)
+        return self._now
+
+    async def sleep(self, seconds: float | timedelta) -> None:
+        """Advance the clock, then yield once to the event loop: a stand-in for :func:`asyncio.sleep`."""
+        self.advance(seconds)
+        await asyncio.sleep(0)
+
+    def __repr__(self) -> str:
+        return f"FakeClock({self._now!r})"
+
+
+def _seconds(value: float | timedelta, name: str, *, allow_negative: bool) -> float:
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds or a timedelta, not {type(value).__name__}")
+    seconds = float(value)
+    if not math.isfinite(seconds) or (seconds < 0 and not allow_negative):
+        raise ValueError(f"{name} must be a finite number of seconds{'' if allow_negative else ' >= 0'}, not {value!r}")
+    return seconds
+
+
+async def _real_sleep(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
 class StoreContract:
-    """The behaviour every session store must have. Provide a ``store`` fixture."""
+    """The behaviour every session store must have. Provide a ``store`` fixture.
+
+    Override ``advance`` (and let ``store`` use ``clock``) to run the expiry
+    and lease tests on a fake clock; see the module docstring.
+    """
 
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
+
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        """A fresh :class:`FakeClock` for a ``store`` fixture that can run on one."""
+        return FakeClock()
+
+    @pytest.fixture
+    def advance(self) -> Advance:
+        """How the suite lets time pass: real sleep by default; ``clock.sleep`` for a store on ``clock``."""
+        return _real_sleep
 
     async def test_miss_is_none(self, store: SessionStore) -> None:
         assert await store.get("contract:missing") is None
@@ -162,18 +274,21 @@ class StoreContract:
         assert await store.get_raw("contract:raw") == data
         assert await store.get("contract:raw") == {"raw": [1, "two"]}
 
-    async def test_ttl_expires(self, store: SessionStore) -> None:
+    async def test_ttl_expires(self, store: SessionStore, advance: Advance) -> None:
         if not isinstance(store, ExpiringStore):
             pytest.skip("store has no expiry")
-        await store.set("contract:ttl", {"v": 1}, ttl=0.3)
+        ttl = 0.2
+        await store.set("contract:ttl", {"v": 1}, ttl=ttl)
         await store.set("contract:keep", {"v": 2})
         left = await store.expires_in("contract:ttl")
         assert left is not None
-        assert 0 < left <= 0.3
+        assert 0 < left <= ttl
+        assert await store.get("contract:ttl") == {"v": 1}
         assert await store.expires_in("contract:keep") is None
         assert await store.expires_in("contract:missing") is None
-        await asyncio.sleep(0.45)
+        await advance(3 * ttl)
         assert await store.get("contract:ttl") is None
+        assert await store.expires_in("contract:ttl") is None
         assert await store.get("contract:keep") == {"v": 2}
 
     async def test_set_without_ttl_clears_expiry(self, store: SessionStore) -> None:
@@ -201,7 +316,7 @@ class StoreContract:
                 await store.set("contract:badttl", {"v": 1}, ttl=ttl)
         assert await store.get("contract:badttl") is None
 
-    async def test_scan_takes_prefix_literally(self, store: SessionStore) -> None:
+    async def test_scan_takes_prefix_literally(self, store: SessionStore, advance: Advance) -> None:
         if not isinstance(store, ScannableStore):
             pytest.skip("store cannot list keys")
         keys = ["scan:a*1", "scan:a*2", "scan:ab", "scan:a%", "scan:a_", "scan:a[x]", "other:a*"]
@@ -209,7 +324,7 @@ class StoreContract:
             await store.set(key, {})
         if isinstance(store, ExpiringStore):
             await store.set("scan:a*gone", {}, ttl=0.1)
-            await asyncio.sleep(0.2)
+            await advance(0.3)
         assert sorted([k async for k in store.scan("scan:a*")]) == ["scan:a*1", "scan:a*2"]
         assert sorted([k async for k in store.scan("scan:a%")]) == ["scan:a%"]
         assert sorted([k async for k in store.scan("scan:a_")]) == ["scan:a_"]
@@ -288,23 +403,26 @@ class StoreContract:
         for task, seqs in enumerate(results):
             assert [entries[s - 1].value for s in seqs] == [{"task": task, "i": i} for i in range(20)]
 
-    async def test_log_ttl(self, store: SessionStore) -> None:
+    async def test_log_ttl(self, store: SessionStore, advance: Advance) -> None:
         if not isinstance(store, LogStore):
             pytest.skip("store has no logs")
-        await store.log_append("log:ttl", [{"n": 1}], ttl=0.3)
+        ttl = 0.2
+        await store.log_append("log:ttl", [{"n": 1}], ttl=ttl)
         await store.log_append("log:keep", [{"n": 1}])
-        await asyncio.sleep(0.45)
+        assert await store.log_length("log:ttl") == 1
+        await advance(3 * ttl)
         assert await store.log_read("log:ttl") == []
         assert await store.log_length("log:ttl") == 0
         assert len(await store.log_read("log:keep")) == 1
 
-    async def test_log_empty_append_only_slides_expiry(self, store: SessionStore) -> None:
+    async def test_log_empty_append_only_slides_expiry(self, store: SessionStore, advance: Advance) -> None:
         if not isinstance(store, LogStore):
             pytest.skip("store has no logs")
-        await store.log_append("log:slide", [{"n": 1}], ttl=0.4)
-        await asyncio.sleep(0.25)
-        assert await store.log_append("log:slide", [], ttl=0.4) == []
-        await asyncio.sleep(0.25)
+        ttl = 0.3
+        await store.log_append("log:slide", [{"n": 1}], ttl=ttl)
+        for _ in range(9):  # 1.5 TTLs in all, a sixth of one between slides
+            await advance(ttl / 6)
+            assert await store.log_append("log:slide", [], ttl=ttl) == []
         assert [e.value for e in await store.log_read("log:slide")] == [{"n": 1}]
         assert await store.log_last_seq("log:slide") == 1
 
@@ -376,7 +494,7 @@ class StoreContract:
 
     # -- leases ----------------------------------------------------------------------------------
 
-    async def test_lock_excludes_and_reads_under_the_lease(self, store: SessionStore) -> None:
+    async def test_lock_excludes_and_reads_under_the_lease(self, store: SessionStore, advance: Advance) -> None:
         if not isinstance(store, LockingStore) or not isinstance(store, RawStore):
             pytest.skip("store has no locks")
         await store.set("lock:a", {"n": 1})
@@ -384,7 +502,14 @@ class StoreContract:
         assert held.record is not None
         assert store.codec.decode("lock:a", held.record.data) == {"n": 1}
         with pytest.raises(LockError):
-            await store.lock("lock:a", lease=5, wait=0.05)
+            await store.lock("lock:a", lease=5, wait=0)
+        waiting = asyncio.ensure_future(store.lock("lock:a", lease=5, wait=0.05))
+        for _ in range(20):  # time passes until the waiter gives up: at most 1 s, well within the held 5 s lease
+            if waiting.done():
+                break
+            await advance(0.05)
+        with pytest.raises(LockError):
+            await waiting
         other = await store.lock("lock:b", lease=5, wait=0)
         assert other.record is None
         await store.unlock(other.lease)
@@ -398,32 +523,37 @@ class StoreContract:
         assert await store.get("lock:a") is None
         await store.unlock((await store.lock("lock:a", lease=5, wait=0)).lease)
 
-    async def test_expired_lease_is_fenced(self, store: SessionStore) -> None:
+    async def test_expired_lease_is_fenced(self, store: SessionStore, advance: Advance) -> None:
         if not isinstance(store, LockingStore) or not isinstance(store, RawStore):
             pytest.skip("store has no locks")
+        lease = 0.2
         await store.set("lock:f", {"n": 1})
-        slow = await store.lock("lock:f", lease=0.2, wait=0)
-        await asyncio.sleep(0.3)
+        await store.set("lock:g", {"n": 1})
+        slow = await store.lock("lock:f", lease=lease, wait=0)
+        lonely = await store.lock("lock:g", lease=lease, wait=0)  # expires with no one else taking it
+        await advance(3 * lease)
         fast = await store.lock("lock:f", lease=5, wait=0)
         await store.commit(fast.lease, store.codec.encode({"n": 2}))
         with pytest.raises(LeaseExpiredError):
             await store.commit(slow.lease, store.codec.encode({"n": -1}))
         assert await store.get("lock:f") == {"n": 2}
-        lonely = await store.lock("lock:f", lease=0.2, wait=0)
-        await asyncio.sleep(0.3)
         with pytest.raises(LeaseExpiredError):
             await store.commit(lonely.lease, store.codec.encode({"n": -2}))
         with pytest.raises(LeaseExpiredError):
             await store.renew(lonely.lease)
+        assert await store.get("lock:g") == {"n": 1}
         assert await store.get("lock:f") == {"n": 2}
 
-    async def test_renew_keeps_the_lease_and_only_the_owner_releases(self, store: SessionStore) -> None:
+    async def test_renew_keeps_the_lease_and_only_the_owner_releases(
+        self, store: SessionStore, advance: Advance
+    ) -> None:
         if not isinstance(store, LockingStore) or not isinstance(store, RawStore):
             pytest.skip("store has no locks")
-        held = await store.lock("lock:r", lease=0.4, wait=0)
-        await asyncio.sleep(0.25)
-        held = Locked(await store.renew(held.lease), held.record)
-        await asyncio.sleep(0.25)
+        lease = 0.3
+        held = await store.lock("lock:r", lease=lease, wait=0)
+        for _ in range(9):  # 1.5 leases in all, a sixth of one between renewals
+            await advance(lease / 6)
+            held = Locked(await store.renew(held.lease), held.record)
         impostor = Lease(held.lease.key, "0" * 32, 5)
         await store.unlock(impostor)
         with pytest.raises(LeaseExpiredError):
@@ -455,4 +585,4 @@ def _types(value: Any) -> Any:
     return type(value).__name__
 
 
-__all__ = ["BAD_VALUES", "ROUND_TRIP_VALUES", "StoreContract"]
+__all__ = ["BAD_VALUES", "ROUND_TRIP_VALUES", "Advance", "FakeClock", "StoreContract"]
