@@ -91,7 +91,7 @@ async def test_emptied_is_deleted_and_rolling_only_touches(store: BaseSessionSto
         counts = calls.take()
         assert counts.get("touch") == 1, counts
         assert not {"set_raw", "set", "commit"} & set(counts), counts
-        left = await store.expires_in(key)
+        left = await store.expires_in(key)  # type: ignore[attr-defined]
         assert left is not None
         assert left > 60
         async with isolation.open(key) as update:
@@ -167,7 +167,7 @@ async def test_strategies_on_one_store_share_their_locks(store: BaseSessionStore
     assert LocalIsolation(store).locks is LocalIsolation(store).locks
     assert make_isolation(store).name == "local"
     other = SeedStyleStore()
-    assert LocalIsolation(other).locks is not LocalIsolation(store).locks  # type: ignore[arg-type]
+    assert LocalIsolation(other).locks is not LocalIsolation(store).locks
 
 
 async def test_seed_style_store_is_read_and_written_as_dicts() -> None:
