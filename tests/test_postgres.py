@@ -192,7 +192,7 @@ async def test_purge_expired_counts_and_removes(open_store: OpenStore, conn: asy
     await store.set("kept:forever", {"v": 4})
     await store.log_append("log:gone", [{"n": 1}, {"n": 2}], ttl=0.1)
     await store.log_append("log:kept", [{"n": 1}])
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(0.35)
     assert await store.get("gone:1") is None
     assert await store.log_read("log:gone") == []
     assert [k async for k in store.scan("gone:")] == []
@@ -207,7 +207,7 @@ async def test_purge_expired_counts_and_removes(open_store: OpenStore, conn: asy
 async def test_expired_log_starts_again_from_one(open_store: OpenStore) -> None:
     store = open_store()
     await store.log_append("chat", [{"n": i} for i in range(5)], ttl=0.1, max_len=3)
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.35)
     assert await store.log_last_seq("chat") == 0
     assert await store.log_append("chat", [{"fresh": True}]) == [1]
     assert [(e.seq, e.value) for e in await store.log_read("chat")] == [(1, {"fresh": True})]
@@ -235,7 +235,9 @@ async def test_last_entries_read_through_the_key_seq_index(open_store: OpenStore
     await store.log_append("other", [{"n": 0}])
     await conn.execute(f'ANALYZE "{store.table}_log"')
     assert [e.seq for e in await store.log_read("long", last=3)] == [2998, 2999, 3000]
-    plan = json.loads(await conn.fetchval("EXPLAIN (FORMAT JSON) " + store._sql.log_read, "long", 0, 2**62, 20))
+    read = store.statements.log_read
+    args = read.args({"key": "long", "lo": 0, "hi": 2**62, "limit": 20})
+    plan = json.loads(await conn.fetchval("EXPLAIN (FORMAT JSON) " + read.sql, *args))
 
     def nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
         return [node, *(n for child in node.get("Plans", []) for n in nodes(child))]
@@ -325,7 +327,7 @@ async def test_lease_rows_do_not_accumulate(open_store: OpenStore, conn: asyncpg
     assert await lease_rows() == []
     stale = await store.lock("stale", lease=0.05, wait=0)
     lonely = await store.lock("lonely", lease=0.05, wait=0)
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.2)
     taker = await store.lock("stale", lease=5, wait=0)
     await store.unlock(stale.lease)
     assert await lease_rows() == [("lonely", lonely.lease.token), ("stale", taker.lease.token)]
@@ -383,7 +385,7 @@ async def test_leases_exclude_another_pool(open_store: OpenStore) -> None:
 async def test_an_expired_record_counts_as_missing_for_compare_and_set(open_store: OpenStore) -> None:
     store = open_store()
     old = await store.set_versioned("k", b"{}", expected=None, ttl=0.05)
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.2)
     assert await store.get_versioned("k") is None
     with pytest.raises(ConflictError):
         await store.set_versioned("k", b'{"n":1}', expected=old)

@@ -96,7 +96,7 @@ async def test_versions_grow_with_every_write_and_never_repeat(path: Path) -> No
     await store.set("gone", {})
     await store.set("gone", {}, ttl=0.05)
     gone = version("gone")
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.2)
     assert await store.purge_expired() == 1
     await store.set("gone", {})
     assert version("gone") > gone
@@ -165,7 +165,7 @@ async def test_purge_expired_counts_and_removes(path: Path) -> None:
     await store.set("kept:forever", {"v": 4})
     await store.log_append("log:gone", [{"n": 1}, {"n": 2}], ttl=0.1)
     await store.log_append("log:kept", [{"n": 1}])
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(0.35)
     # Expired rows are invisible before the purge...
     assert await store.get("gone:1") is None
     assert await store.log_read("log:gone") == []
@@ -182,7 +182,7 @@ async def test_purge_expired_counts_and_removes(path: Path) -> None:
 async def test_expired_log_starts_again_from_one(path: Path) -> None:
     store = SQLiteSessionStore(path)
     await store.log_append("chat", [{"n": i} for i in range(5)], ttl=0.1)
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.35)
     assert await store.log_last_seq("chat") == 0
     assert await store.log_length("chat") == 0
     assert await store.log_append("chat", [{"fresh": True}]) == [1]
@@ -193,10 +193,10 @@ async def test_expired_log_starts_again_from_one(path: Path) -> None:
 
 async def test_log_ttl_slides_and_empty_append_refreshes_it(path: Path) -> None:
     store = SQLiteSessionStore(path)
-    await store.log_append("chat", [{"n": 1}], ttl=0.2)
+    await store.log_append("chat", [{"n": 1}], ttl=0.1)
     assert await store.log_append("chat", [], ttl=60) == []
     await store.log_append("chat", [{"n": 2}])
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.35)
     assert [e.seq for e in await store.log_read("chat")] == [1, 2]
     assert await store.log_append("other", []) == []
     assert await store.log_last_seq("other") == 0
@@ -233,10 +233,9 @@ async def test_last_entries_read_through_the_key_seq_index(path: Path) -> None:
     for start in range(0, 3000, 500):
         await store.log_append("long", [{"n": i} for i in range(start, start + 500)])
     assert [e.seq for e in await store.log_read("long", last=3)] == [2998, 2999, 3000]
-    plan = " | ".join(
-        str(row[-1])
-        for row in raw(path, "EXPLAIN QUERY PLAN " + store._sql.log_read, "long", 0, 2**62, "long", 0.0, 20)
-    )
+    read = store.statements.log_read
+    args = read.args({"key": "long", "lo": 0, "hi": 2**62, "now": 0.0, "limit": 20})
+    plan = " | ".join(str(row[-1]) for row in raw(path, "EXPLAIN QUERY PLAN " + read.sql, *args))
     assert f"SEARCH {TABLE}_log USING INDEX sqlite_autoindex_{TABLE}_log_1 (key=? AND seq>? AND seq<?)" in plan
     assert "TEMP B-TREE" not in plan
     await store.close()
@@ -249,7 +248,7 @@ async def test_scan_pages_through_many_keys(path: Path) -> None:
         await store.set(f"p:{i:05d}", {})
     await store.set("p:expired", {}, ttl=0.05)
     await store.set("q:other", {})
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.2)
     keys = [k async for k in store.scan("p:")]
     assert keys == [f"p:{i:05d}" for i in range(count)]
     assert [k async for k in store.scan("p:", limit=SCAN_PAGE + 1)] == keys[: SCAN_PAGE + 1]
@@ -398,7 +397,7 @@ async def test_lease_rows_do_not_accumulate(path: Path) -> None:
 
     stale = await store.lock("stale", lease=0.05, wait=0)
     lonely = await store.lock("lonely", lease=0.05, wait=0)
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.2)
     taker = await store.lock("stale", lease=5, wait=0)
     assert lease_rows() == [("lonely", lonely.lease.token), ("stale", taker.lease.token)]
     with pytest.raises(LeaseExpiredError):
@@ -451,7 +450,7 @@ async def test_waiting_for_a_lease_never_takes_the_write_lock(path: Path) -> Non
 async def test_an_expired_record_counts_as_missing_for_compare_and_set(path: Path) -> None:
     store = SQLiteSessionStore(path)
     old = await store.set_versioned("k", b"{}", expected=None, ttl=0.05)
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.2)
     assert await store.get_versioned("k") is None
     with pytest.raises(ConflictError):
         await store.set_versioned("k", b'{"n":1}', expected=old)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, NamedTuple, Protocol, TypeVar, runtime_checkable
 
@@ -188,17 +189,22 @@ class VersionedStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """A held lock on one key: a random token, valid for ``ttl`` seconds from ``acquired_at``."""
+    """A held lock on one key: a random token, valid for ``ttl`` seconds from ``acquired_at``.
+
+    ``acquired_at`` is a reading of ``clock`` (default :func:`time.monotonic`),
+    the clock of the store that granted the lease.
+    """
 
     key: str
     token: str
     ttl: float
     acquired_at: float = field(default_factory=time.monotonic)
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
 
     @property
     def remaining(self) -> float:
-        """Seconds of the lease left by this process's clock (the store's expiry is authoritative)."""
-        return self.ttl - (time.monotonic() - self.acquired_at)
+        """Seconds of the lease left by the store's clock in this process (the store's expiry is authoritative)."""
+        return self.ttl - (self.clock() - self.acquired_at)
 
 
 class Locked(NamedTuple):
@@ -233,6 +239,23 @@ class LockingStore(Protocol):
 
     async def unlock(self, lease: Lease) -> None:
         """Release a lease without writing; a lease that already expired or was taken over is left alone."""
+        ...
+
+
+@runtime_checkable
+class PinningStore(Protocol):
+    """A store that can hold one connection for a stretch of calls, e.g. the load and the save of one update.
+
+    Inside ``async with store.pinned():`` every call this task makes on the
+    store runs on one connection, checked out once and released on exit.
+    Nested pins reuse the outer connection; calls from other tasks (even
+    ones started inside the block) check out their own. A pinned connection
+    that fails is dropped, and the call is retried on a fresh one only where
+    the store would retry it anyway.
+    """
+
+    def pinned(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold one connection for this task's calls until the block ends."""
         ...
 
 
@@ -347,6 +370,7 @@ __all__ = [
     "LockingStore",
     "LogEntry",
     "LogStore",
+    "PinningStore",
     "PurgeableStore",
     "RawStore",
     "ScannableStore",

@@ -12,11 +12,13 @@ import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from typing import NamedTuple
 
 from ..codec import Codec, JsonDict
 from ..errors import ConflictError, InvalidKeyError, InvalidValueError, LeaseExpiredError, LockError, ValueTooLargeError
 from ..keys import TTL, check_key, ttl_seconds
-from ..store import Lease, Locked
+from ..store import Lease, Locked, Versioned
 
 MAX_TTL_SECONDS = 1e10
 """About 317 years: far enough for "keep", near enough that every engine can store the timestamp."""
@@ -132,6 +134,39 @@ def encode_log_entries(codec: Codec, max_size: int, entries: Sequence[JsonDict],
     return [check_size(codec.encode(entry), max_size) for entry in entries]
 
 
+class Batch(NamedTuple):
+    """A validated ``log_append``: the encoded entries and the log's new TTL in seconds (``None``: keep)."""
+
+    encoded: list[bytes]
+    ttl: float | None
+
+
+def log_batch(
+    codec: Codec, max_size: int, key: str, entries: Sequence[JsonDict], ttl: TTL, max_len: int | None
+) -> Batch | None:
+    """Check every argument of ``log_append`` and encode its entries; ``None`` when it has nothing to do."""
+    check_key(key)
+    encoded = encode_log_entries(codec, max_size, entries, max_len)
+    seconds = store_ttl(ttl)
+    if not encoded and seconds is None and max_len is None:
+        return None
+    return Batch(encoded, seconds)
+
+
+def log_window(after: object, before: object, last: object) -> tuple[int, int, int | None] | None:
+    """Turn ``log_read`` arguments into ``(lo, hi, limit)``: entries with ``lo < seq < hi``, the newest ``limit``.
+
+    ``None`` means the window is empty and nothing need be read. ``limit`` is
+    ``None`` for no limit; ``lo`` and ``hi`` are clamped to ``0..MAX_SEQ``.
+    """
+    low, high, newest = check_window(after, before, last)
+    lo = 0 if low is None else min(max(low, 0), MAX_SEQ)
+    hi = MAX_SEQ if high is None else min(max(high, 0), MAX_SEQ)
+    if newest == 0 or hi - lo <= 1:
+        return None
+    return lo, hi, newest
+
+
 # -- versions ------------------------------------------------------------------------------------
 
 
@@ -141,6 +176,13 @@ def conflict(key: str, expected: int, found: object = None) -> ConflictError:
         return ConflictError(f"session {key!r} changed: expected version {expected}, found {found}")
     shown = "a record" if expected == 0 else "another version or no record"
     return ConflictError(f"session {key!r} changed: expected version {expected}, found {shown}")
+
+
+def require_version(key: str, expected: object, current: int) -> None:
+    """Compare on the client: raise :func:`conflict` unless ``expected`` is ``None`` or the ``current`` version."""
+    wanted = check_expected(expected)
+    if wanted is not None and current != wanted:
+        raise conflict(key, wanted, current)
 
 
 # -- leases --------------------------------------------------------------------------------------
@@ -178,6 +220,64 @@ def lease_lost(key: str, *, renewing: bool = False) -> LeaseExpiredError:
     )
 
 
+class Taken(NamedTuple):
+    """One try at a lease took it; ``record`` is what was read under it."""
+
+    record: Versioned | None
+
+
+TryLock = Callable[[str, float], Awaitable["Taken | float | None"]]
+"""``try_lock(token, ttl)``: :class:`Taken` if the lease is now held with ``token`` for ``ttl`` seconds, else the
+seconds the holder's lease still runs (``None``: unknown). Trying again with the same token must be harmless."""
+
+
+async def take_lease(
+    key: str, lease: object, wait: object, try_lock: TryLock, *, clock: Callable[[], float] = time.monotonic
+) -> Locked:
+    """The whole of ``lock()``: check its arguments, then try with a fresh token until taken or ``wait`` runs out.
+
+    The :class:`Lease` handed out is timed by ``clock`` from just before the
+    try that took it, so it never outlives the store's own expiry.
+    """
+    check_key(key)
+    seconds = seconds_arg("lease", lease, zero=False)
+    patience = seconds_arg("wait", wait, zero=True)
+
+    async def attempt() -> Locked | float | None:
+        token = new_token()
+        started = clock()
+        got = await try_lock(token, seconds)
+        if isinstance(got, Taken):
+            return Locked(Lease(key, token, seconds, started, clock), got.record)
+        return got
+
+    return await wait_for_lease(key, patience, attempt, clock=clock)
+
+
+async def renew_lease(lease: object, extend: Callable[[Lease], Awaitable[bool]]) -> Lease:
+    """The whole of ``renew()``: ``extend(lease)`` says whether the store still held it and pushed its expiry."""
+    held = check_lease(lease)
+    started = held.clock()
+    if not await extend(held):
+        raise lease_lost(held.key, renewing=True)
+    return replace(held, acquired_at=started)
+
+
+FencedWrite = Callable[[Lease, "bytes | None", "float | None"], Awaitable["int | None"]]
+"""``write(lease, data, ttl)``: release the lease and, if it was still held, write ``data`` (``None`` deletes) with
+``ttl`` seconds (``None``: no expiry); return the new version (0 after a delete), or ``None`` if it was not held."""
+
+
+async def fenced_commit(lease: object, data: bytes | None, ttl: TTL, max_size: int, write: FencedWrite) -> int:
+    """The whole of ``commit()``: check the lease and the record, then ``write``; a lost lease raises."""
+    held = check_lease(lease)
+    seconds = None if data is None else check_record(held.key, data, max_size, ttl)
+    version = await write(held, data, seconds)
+    if version is None:
+        raise lease_lost(held.key)
+    return version
+
+
 LockAttempt = Callable[[], Awaitable["Locked | float | None"]]
 """One try at a lease: the :class:`Locked` result, or the seconds the holder's lease still runs (``None``: unknown)."""
 
@@ -208,6 +308,10 @@ async def wait_for_lease(
 
 __all__ = [
     "DEFAULT_RETRIES",
+    "Batch",
+    "FencedWrite",
+    "Taken",
+    "TryLock",
     "LOCK_FIRST_BACKOFF",
     "LOCK_MAX_BACKOFF",
     "MAX_SEQ",
@@ -226,10 +330,16 @@ __all__ = [
     "check_window",
     "conflict",
     "encode_log_entries",
+    "fenced_commit",
     "lease_lost",
+    "log_batch",
+    "log_window",
     "new_token",
+    "renew_lease",
+    "require_version",
     "retry_backoff",
     "seconds_arg",
     "store_ttl",
+    "take_lease",
     "wait_for_lease",
 ]

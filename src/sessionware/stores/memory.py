@@ -12,16 +12,15 @@ from ..errors import InvalidValueError
 from ..keys import TTL, check_key, ttl_seconds
 from ..store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, Versioned
 from ._common import (
-    check_expected,
+    Taken,
     check_lease,
     check_record,
-    check_window,
-    conflict,
-    encode_log_entries,
-    lease_lost,
-    new_token,
-    seconds_arg,
-    wait_for_lease,
+    fenced_commit,
+    log_batch,
+    log_window,
+    renew_lease,
+    require_version,
+    take_lease,
 )
 
 DEFAULT_MAX_SESSIONS = 100_000
@@ -164,43 +163,44 @@ class InMemorySessionStore(BaseSessionStore):
     async def log_append(
         self, key: str, entries: Sequence[JsonDict], *, ttl: TTL = None, max_len: int | None = None
     ) -> list[int]:
-        """Append ``entries`` atomically; return their sequence numbers."""
-        check_key(key)
-        encoded = encode_log_entries(self.codec, self.max_size, entries, max_len)
-        seconds = ttl_seconds(ttl)
+        """Append ``entries`` at once (no other call comes between); return their sequence numbers."""
+        batch = log_batch(self.codec, self.max_size, key, entries, ttl, max_len)
+        if batch is None:
+            return []
         log = self._live_log(key)
         if log is None:
             log = self._logs[key] = _Log()
         self._logs.move_to_end(key)
         first = log.last_seq + 1
-        log.entries.extend(zip(range(first, first + len(encoded)), encoded, strict=True))
-        log.last_seq += len(encoded)
+        log.entries.extend(zip(range(first, first + len(batch.encoded)), batch.encoded, strict=True))
+        log.last_seq += len(batch.encoded)
         if max_len is not None:
             while len(log.entries) > max_len:
                 log.entries.popleft()
-        if seconds is not None:
-            log.expires_at = self._clock() + seconds
+        if batch.ttl is not None:
+            log.expires_at = self._clock() + batch.ttl
         if self.max_sessions is not None and len(self._logs) > self.max_sessions:
             self._logs.popitem(last=False)
         self._count_write()
-        return list(range(first, first + len(encoded)))
+        return list(range(first, log.last_seq + 1))
 
     async def log_read(
         self, key: str, *, after: int | None = None, before: int | None = None, last: int | None = None
     ) -> list[LogEntry]:
-        """Entries with ``after < seq < before``, oldest first; ``last`` keeps only the newest N."""
-        after, before, last = check_window(after, before, last)
+        """Entries with ``after < seq < before``, oldest first, sliced out of the log without copying it whole."""
+        window = log_window(after, before, last)
         log = self._live_log(key)
-        if log is None or not log.entries:
+        if window is None or log is None or not log.entries:
             return []
         self._logs.move_to_end(key)
-        first_seq = log.entries[0][0]
-        start = 0 if after is None else max(0, after - first_seq + 1)
-        stop = len(log.entries) if before is None else max(0, min(len(log.entries), before - first_seq))
-        if last is not None:
-            start = max(start, stop - last)
-        decode = self.codec.decode
+        lo, hi, limit = window
         entries = log.entries
+        first_seq = entries[0][0]
+        start = max(0, lo - first_seq + 1)
+        stop = max(0, min(len(entries), hi - first_seq))
+        if limit is not None:
+            start = max(start, stop - limit)
+        decode = self.codec.decode
         return [LogEntry(entries[i][0], decode(key, entries[i][1])) for i in range(start, stop)]
 
     async def log_length(self, key: str) -> int:
@@ -226,10 +226,7 @@ class InMemorySessionStore(BaseSessionStore):
 
     def _check_version(self, key: str, expected: int | None) -> None:
         entry = self._live(key)
-        current = 0 if entry is None else entry[2]
-        expected = check_expected(expected)
-        if expected is not None and current != expected:
-            raise conflict(key, expected, current)
+        require_version(key, expected, 0 if entry is None else entry[2])
 
     async def set_versioned(self, key: str, data: bytes, *, expected: int | None, ttl: TTL = None) -> int:
         """Write ``data`` if the record's version is ``expected``; return the new version."""
@@ -247,41 +244,40 @@ class InMemorySessionStore(BaseSessionStore):
         return held is not None and held[0] == lease.token and held[1] > self._clock()
 
     async def lock(self, key: str, *, lease: float, wait: float) -> Locked:
-        """Take the lease on ``key`` within ``wait`` seconds and read the record."""
-        check_key(key)
-        seconds = seconds_arg("lease", lease, zero=False)
-        patience = seconds_arg("wait", wait, zero=True)
+        """Take the lease on ``key`` within ``wait`` seconds by the store's clock, and read the record."""
 
-        async def attempt() -> Locked | float:
+        async def attempt(token: str, ttl: float) -> Taken | float:
             now = self._clock()
             held = self._locks.get(key)
             if held is not None and held[1] > now:
                 return held[1] - now
-            token = new_token()
-            self._locks[key] = (token, now + seconds)
-            return Locked(Lease(key, token, seconds, now), await self.get_versioned(key))
+            self._locks[key] = (token, now + ttl)
+            return Taken(await self.get_versioned(key))
 
-        return await wait_for_lease(key, patience, attempt, clock=self._clock)
+        return await take_lease(key, lease, wait, attempt, clock=self._clock)
 
     async def renew(self, lease: Lease) -> Lease:
         """Extend a held lease by its ``ttl``."""
-        if not self._holds(check_lease(lease)):
-            raise lease_lost(lease.key, renewing=True)
-        now = self._clock()
-        self._locks[lease.key] = (lease.token, now + lease.ttl)
-        return Lease(lease.key, lease.token, lease.ttl, now)
+        return await renew_lease(lease, self._extend)
+
+    async def _extend(self, lease: Lease) -> bool:
+        if not self._holds(lease):
+            return False
+        self._locks[lease.key] = (lease.token, self._clock() + lease.ttl)
+        return True
 
     async def commit(self, lease: Lease, data: bytes | None, *, ttl: TTL = None) -> int:
         """Write ``data`` (``None`` deletes) and release, if the lease is still held."""
-        check_lease(lease)
-        seconds = None if data is None else check_record(lease.key, data, self.max_size, ttl)
+        return await fenced_commit(lease, data, ttl, self.max_size, self._release_and_write)
+
+    async def _release_and_write(self, lease: Lease, data: bytes | None, ttl: float | None) -> int | None:
         if not self._holds(lease):
-            raise lease_lost(lease.key)
+            return None
         del self._locks[lease.key]
         if data is None:
             self._data.pop(lease.key, None)
             return 0
-        return self._write(lease.key, data, seconds)
+        return self._write(lease.key, data, ttl)
 
     async def unlock(self, lease: Lease) -> None:
         """Release a lease without writing."""

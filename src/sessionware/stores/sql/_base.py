@@ -1,16 +1,44 @@
-"""What the SQL backends share: table names, the schema version, log windows, key ranges and paged scans."""
+"""What the SQL backends share: table names, the schema version, the statements, and every operation's logic.
+
+:class:`SQLSessionStore` holds the logic of every call once. An engine
+supplies its :class:`Dialect` (how it spells a parameter, the clock, an
+expiry, a new version), the statements only it has, and how it runs them:
+one statement for a row or rows (:meth:`SQLSessionStore._row`,
+:meth:`SQLSessionStore._rows`), and the few multi-statement steps (taking a
+lease, a fenced write, an append, a purge, dropping a log) in its own way.
+Statements are written once with named parameters (``:key``) and compiled to
+the engine's numbered ones.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
-from ...codec import Codec
+from ...codec import Codec, JsonDict
 from ...errors import InvalidValueError, SchemaVersionError
-from ...keys import MAX_KEY_LENGTH
-from ...store import LogEntry
-from .._common import MAX_SEQ, check_limit, check_prefix, check_window
+from ...keys import MAX_KEY_LENGTH, TTL, check_key
+from ...store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, Versioned
+from .._common import (
+    Batch,
+    Taken,
+    bounded_ttl,
+    check_expected,
+    check_lease,
+    check_limit,
+    check_prefix,
+    check_record,
+    conflict,
+    fenced_commit,
+    log_batch,
+    log_window,
+    renew_lease,
+    store_ttl,
+    take_lease,
+)
 
 DEFAULT_TABLE = "sessionware_sessions"
 
@@ -33,6 +61,9 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # Greater than every valid key: keys have at most MAX_KEY_LENGTH code points, none above U+10FFFF.
 _AFTER_ALL_KEYS = "\U0010ffff" * (MAX_KEY_LENGTH + 1)
+
+# A named parameter: a colon and a name, not part of a "::type" cast.
+_PARAMETER = re.compile(r"(?<![:\w]):([a-z_]+)\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,24 +118,187 @@ def check_schema_version(backend: str, table: str, found: object) -> None:
         )
 
 
-def log_window(after: int | None, before: int | None, last: int | None) -> tuple[int, int, int | None] | None:
-    """Turn ``log_read`` arguments into ``(lo, hi, limit)`` for ``lo < seq < hi``, newest first.
+def schema_outdated(backend: str, table: str, found: object) -> bool:
+    """Whether the schema must be created or upgraded, given the recorded version (``None``: no tables yet).
 
-    ``None`` means the window is empty and no query is needed. ``limit`` is
-    ``None`` for no limit.
+    A version this release cannot open raises :class:`SchemaVersionError`.
     """
-    after, before, last = check_window(after, before, last)
-    lo = 0 if after is None else min(max(after, 0), MAX_SEQ)
-    hi = MAX_SEQ if before is None else min(max(before, 0), MAX_SEQ)
-    if last == 0 or hi - lo <= 1:
-        return None
-    return lo, hi, last
+    if found is None:
+        return True
+    check_schema_version(backend, table, found)
+    return isinstance(found, int) and found < SCHEMA_VERSION
 
 
-def entries_from_newest(codec: Codec, key: str, rows: Sequence[tuple[int, bytes]]) -> list[LogEntry]:
-    """Decode rows read newest first into entries oldest first."""
+# -- statements ----------------------------------------------------------------------------------
+
+
+class Row(Protocol):
+    """A result row as either driver returns it (a tuple, an ``asyncpg.Record``): read by position."""
+
+    def __getitem__(self, index: int, /) -> Any: ...
+
+
+Values = dict[str, Any]
+"""The named parameters of one call; a fresh dict each call, so an engine may add its own (``now``)."""
+
+
+class Statement:
+    """One SQL statement, written with named parameters (``:key``) and compiled to numbered ones (``$1``, ``?1``).
+
+    A name used twice is one parameter. :meth:`args` picks the values a run
+    needs, in order, from a mapping that may hold more.
+    """
+
+    __slots__ = ("names", "sql", "text")
+
+    def __init__(self, text: str, marker: str) -> None:
+        self.text = text  # as written, for building a larger statement around it
+        names: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in names:
+                names.append(name)
+            return f"{marker}{names.index(name) + 1}"
+
+        self.sql = _PARAMETER.sub(number, text)
+        self.names = tuple(names)
+
+    def args(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The positional parameters of one run."""
+        return tuple([values[name] for name in self.names])
+
+    def __repr__(self) -> str:
+        return f"Statement({self.sql!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """How an engine spells what the shared statements need.
+
+    ``now`` is the time records expire by, ``clock`` the time leases expire by
+    (PostgreSQL reads the clock at each statement for leases, at transaction
+    start for records). Expressions may use the parameter ``:ttl`` (seconds).
+    """
+
+    marker: str
+    """Prefix of a numbered parameter."""
+    now: str
+    clock: str
+    value: str
+    """The ``value`` column read as the exact stored bytes."""
+    expiry: str
+    """``expires_at`` of a record written now with ``:ttl`` (NULL when ``:ttl`` is NULL)."""
+    lease_end: str
+    """``expires_at`` of a lease taken or renewed now for ``:ttl``."""
+    seconds_left: str
+    """Seconds from ``now`` to a record's ``expires_at``."""
+    lease_left: str
+    """Seconds from ``clock`` to a lease's ``expires_at``."""
+    new_version: str
+    """The version of a newly inserted record (never one the key had before)."""
+    upserted_version: str
+    """The version of a record an upsert (alias ``s``) rewrites."""
+    updated_version: str
+    """The version of a record an ``UPDATE`` rewrites."""
+    limit: str
+    """A ``LIMIT`` from ``:limit`` (NULL: no limit)."""
+
+
+class SQLStatements:
+    """The statements every SQL engine runs, spelt in its :class:`Dialect`; engines add their own."""
+
+    def __init__(self, n: TableNames, d: Dialect) -> None:
+        self.names = n
+        self.dialect = d
+        live = f"(expires_at IS NULL OR expires_at > {d.now})"
+        self.live = live
+        stmt = self.statement
+        self.version = stmt(f"SELECT value FROM {n.meta} WHERE name = '{SCHEMA_VERSION_NAME}'")
+        # The last steps of creating the schema (every step is idempotent): record the version, or
+        # raise an older one to it.
+        self.stamp_version = (
+            f"INSERT INTO {n.meta} (name, value) VALUES ('{SCHEMA_VERSION_NAME}', {SCHEMA_VERSION})"
+            " ON CONFLICT (name) DO NOTHING"
+        )
+        self.upgrade_version = (
+            f"UPDATE {n.meta} SET value = {SCHEMA_VERSION}"
+            f" WHERE name = '{SCHEMA_VERSION_NAME}' AND value < {SCHEMA_VERSION}"
+        )
+        self.get = stmt(f"SELECT {d.value} FROM {n.sessions} WHERE key = :key AND {live}")
+        upsert = (
+            f"INSERT INTO {n.sessions} AS s (key, value, expires_at, version)"
+            f" VALUES (:key, :data, {d.expiry}, {d.new_version})"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at,"
+            f" version = {d.upserted_version}"
+        )
+        self.set = stmt(upsert)
+        self.set_returning = stmt(upsert + " RETURNING version")
+        # expected=0: insert, or take over an expired row; a live row makes it return nothing.
+        self.cas_create = stmt(upsert + f" WHERE s.expires_at <= {d.now} RETURNING version")
+        self.cas_update = stmt(
+            f"UPDATE {n.sessions} SET value = :data, expires_at = {d.expiry}, version = {d.updated_version}"
+            f" WHERE key = :key AND version = :expected AND {live} RETURNING version"
+        )
+        self.delete = stmt(f"DELETE FROM {n.sessions} WHERE key = :key")
+        self.get_versioned = stmt(f"SELECT {d.value}, version FROM {n.sessions} WHERE key = :key AND {live}")
+        self.cas_delete = stmt(
+            f"DELETE FROM {n.sessions} WHERE key = :key AND version = :expected AND {live} RETURNING 1"
+        )
+        self.exists = stmt(f"SELECT 1 FROM {n.sessions} WHERE key = :key AND {live}")
+        self.expires_in = stmt(f"SELECT {d.seconds_left} FROM {n.sessions} WHERE key = :key AND {live}")
+        self.touch = stmt(f"UPDATE {n.sessions} SET expires_at = {d.expiry} WHERE key = :key AND {live} RETURNING 1")
+        self.scan = stmt(
+            f"SELECT key FROM {n.sessions} WHERE key >= :low AND key < :high AND key > :after AND {live}"
+            " ORDER BY key LIMIT :size"
+        )
+        self.purge_sessions = stmt(f"DELETE FROM {n.sessions} WHERE expires_at <= {d.now}")
+        # Leases: one row per locked key, a random token and an expiry by the engine's clock.
+        # Taken when free, expired, or already ours (a repeated attempt with the same token).
+        self.lock_take = stmt(
+            f"INSERT INTO {n.locks} AS l (key, token, expires_at) VALUES (:key, :token, {d.lease_end})"
+            " ON CONFLICT (key) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at"
+            f" WHERE l.expires_at <= {d.clock} OR l.token = excluded.token RETURNING 1"
+        )
+        self.lock_left = stmt(f"SELECT {d.lease_left} FROM {n.locks} WHERE key = :key")
+        self.lock_renew = stmt(
+            f"UPDATE {n.locks} SET expires_at = {d.lease_end}"
+            f" WHERE key = :key AND token = :token AND expires_at > {d.clock} RETURNING 1"
+        )
+        # Our own row goes in any case (held, it is released; expired, it is stale); says if it was held.
+        self.lock_release = stmt(
+            f"DELETE FROM {n.locks} WHERE key = :key AND token = :token RETURNING expires_at > {d.clock} AS held"
+        )
+        self.lock_drop = stmt(f"DELETE FROM {n.locks} WHERE key = :key AND token = :token")
+        self.purge_locks = stmt(f"DELETE FROM {n.locks} WHERE expires_at <= {d.clock}")
+        self.purge_logs = stmt(f"DELETE FROM {n.logs} WHERE expires_at <= {d.now} RETURNING key")
+        self.log_clear = stmt(f"DELETE FROM {n.log} WHERE key = :key")
+        self.log_trim = stmt(f"DELETE FROM {n.log} WHERE key = :key AND seq <= :upto")
+        self.log_drop = stmt(f"DELETE FROM {n.logs} WHERE key = :key")
+        self.log_read = stmt(
+            f"SELECT seq, {d.value} FROM {n.log} WHERE key = :key AND seq > :lo AND seq < :hi"
+            f" AND EXISTS (SELECT 1 FROM {n.logs} WHERE key = :key AND {live}) ORDER BY seq DESC LIMIT {d.limit}"
+        )
+        self.log_last_seq = stmt(f"SELECT last_seq FROM {n.logs} WHERE key = :key AND {live}")
+        # A log's entries are always one contiguous run of numbers (appends add at the end,
+        # trims cut the start), so its length is last_seq - min(seq) + 1: two index lookups.
+        self.log_length = stmt(
+            f"SELECT last_seq - (SELECT min(seq) FROM {n.log} WHERE key = :key) + 1"
+            f" FROM {n.logs} WHERE key = :key AND {live}"
+        )
+
+    def statement(self, text: str) -> Statement:
+        """Compile ``text`` for this engine."""
+        return Statement(text, self.dialect.marker)
+
+
+# -- log windows, key ranges and paged scans -----------------------------------------------------
+
+
+def entries_from_newest(codec: Codec, key: str, rows: Sequence[Row]) -> list[LogEntry]:
+    """Decode ``(seq, data)`` rows read newest first into entries oldest first."""
     decode = codec.decode
-    return [LogEntry(seq, decode(key, bytes(data))) for seq, data in reversed(rows)]
+    return [LogEntry(int(row[0]), decode(key, bytes(row[1]))) for row in reversed(rows)]
 
 
 def key_range(prefix: str) -> tuple[str, str] | None:
@@ -152,3 +346,267 @@ async def scan_pages(fetch: PageFetcher, prefix: str, limit: int | None) -> Asyn
         after = keys[-1]
         if remaining is not None:
             remaining -= len(keys)
+
+
+# -- the shared store ----------------------------------------------------------------------------
+
+S = TypeVar("S", bound=SQLStatements)
+
+
+class SQLSessionStore(BaseSessionStore, Generic[S]):
+    """The logic of every call of the SQL backends; an engine subclass runs the statements.
+
+    Which calls are safe to repeat after a lost connection is decided here
+    (the ``safe`` flag handed to the engine); an engine that cannot lose a
+    connection ignores it.
+    """
+
+    def __init__(
+        self,
+        *,
+        table: str = DEFAULT_TABLE,
+        codec: Codec | None = None,
+        max_size: int = DEFAULT_MAX_SIZE,
+        timeout: float | None = None,
+    ) -> None:
+        super().__init__(codec=codec, max_size=max_size, timeout=timeout)
+        self.names = TableNames.for_table(table)
+        self._sql = self._statements(self.names)
+
+    @property
+    def table(self) -> str:
+        """The base name of the store's tables."""
+        return self.names.table
+
+    @property
+    def statements(self) -> S:
+        """The statements the store runs, compiled for its engine (to inspect or ``EXPLAIN`` them)."""
+        return self._sql
+
+    def _schema_outdated(self, found: object) -> bool:
+        """Whether the tables must be created or upgraded, given the version they record (``None``: no tables)."""
+        return schema_outdated(self.backend, self.names.table, found)
+
+    def _check_schema(self, found: object) -> None:
+        """Refuse to go on with tables recording ``found``, if this release cannot use them."""
+        check_schema_version(self.backend, self.names.table, found)
+
+    # -- what an engine supplies -----------------------------------------------------------------
+
+    @abstractmethod
+    def _statements(self, names: TableNames) -> S:
+        """Build the engine's statements for ``names``."""
+
+    @abstractmethod
+    async def _row(self, stmt: Statement, values: Values, *, safe: bool) -> Row | None:
+        """Run one statement; its first row, or ``None``."""
+
+    @abstractmethod
+    async def _rows(self, stmt: Statement, values: Values, *, safe: bool) -> Sequence[Row]:
+        """Run one statement; all its rows."""
+
+    @abstractmethod
+    async def _try_lock(self, key: str, token: str, ttl: float) -> Taken | float | None:
+        """One try at the lease (safe to repeat with the same token); see :data:`~.._common.TryLock`."""
+
+    @abstractmethod
+    async def _fenced_write(self, key: str, token: str, data: bytes | None, ttl: float | None) -> int | None:
+        """Release the lease and write (``None``: delete) if it was held, atomically; never repeated once sent."""
+
+    @abstractmethod
+    async def _append(self, key: str, batch: Batch, max_len: int | None) -> list[int]:
+        """Append ``batch`` atomically and trim to ``max_len``; never repeated once sent."""
+
+    @abstractmethod
+    async def _purge(self) -> int:
+        """Delete expired leases, records and logs in one transaction; count the records and logs."""
+
+    @abstractmethod
+    async def _drop_log(self, key: str) -> None:
+        """Delete a log's head and entries in one transaction."""
+
+    # -- records ---------------------------------------------------------------------------------
+
+    async def _get(self, key: str) -> bytes | None:
+        row = await self._row(self._sql.get, {"key": key}, safe=True)
+        return None if row is None else bytes(row[0])
+
+    async def _set(self, key: str, data: bytes, ttl: float | None) -> None:
+        # Repeating a plain upsert of the same bytes leaves the same record: safe to retry.
+        await self._row(self._sql.set, {"key": key, "data": data, "ttl": bounded_ttl(ttl)}, safe=True)
+
+    async def _delete(self, key: str) -> None:
+        await self._row(self._sql.delete, {"key": key}, safe=True)
+
+    async def expires_in(self, key: str) -> float | None:
+        """Seconds until ``key`` expires; ``None`` if it is missing or never expires."""
+        row = await self._run("expires_in", self._row(self._sql.expires_in, {"key": check_key(key)}, safe=True))
+        return None if row is None or row[0] is None else max(0.0, float(row[0]))
+
+    async def touch(self, key: str, ttl: TTL) -> bool:
+        """Reset the expiry of ``key`` (``None`` removes it); ``False`` if it is missing."""
+        values = {"key": check_key(key), "ttl": store_ttl(ttl)}
+        return await self._run("touch", self._row(self._sql.touch, values, safe=True)) is not None
+
+    async def scan(self, prefix: str = "", *, limit: int | None = None) -> AsyncIterator[str]:
+        """Yield the live keys that start with ``prefix`` (taken literally), in key order, a page at a time."""
+        async for key in scan_pages(self._scan_page, prefix, limit):
+            yield key
+
+    async def _scan_page(self, low: str, high: str, after: str, size: int) -> list[str]:
+        values = {"low": low, "high": high, "after": after, "size": size}
+        return [row[0] for row in await self._run("scan", self._rows(self._sql.scan, values, safe=True))]
+
+    async def purge_expired(self) -> int:
+        """Delete expired sessions, logs and leases; return how many sessions and logs were removed."""
+        return await self._run("purge_expired", self._purge())
+
+    # -- append-only logs ------------------------------------------------------------------------
+
+    async def log_append(
+        self, key: str, entries: Sequence[JsonDict], *, ttl: TTL = None, max_len: int | None = None
+    ) -> list[int]:
+        """Append ``entries`` in one transaction and number them; return the numbers.
+
+        Never repeated once sent: after a lost connection the entries may or
+        may not be in the log, and :class:`~sessionware.errors.StoreUnavailableError` says so.
+        """
+        batch = log_batch(self.codec, self.max_size, key, entries, ttl, max_len)
+        if batch is None:
+            return []
+        return await self._run("log_append", self._append(key, batch, max_len))
+
+    async def log_read(
+        self, key: str, *, after: int | None = None, before: int | None = None, last: int | None = None
+    ) -> list[LogEntry]:
+        """The entries numbered between ``after`` and ``before`` (both excluded), at most the ``last`` newest.
+
+        One indexed query read backwards from the newest entry, so ``last=N``
+        costs N rows whatever the log's length.
+        """
+        check_key(key)
+        window = log_window(after, before, last)
+        if window is None:
+            return []
+        lo, hi, limit = window
+        values = {"key": key, "lo": lo, "hi": hi, "limit": limit}
+        rows = await self._run("log_read", self._rows(self._sql.log_read, values, safe=True))
+        return entries_from_newest(self.codec, key, rows)
+
+    async def log_length(self, key: str) -> int:
+        """How many entries the log holds now (0 if it does not exist)."""
+        return await self._count("log_length", self._sql.log_length, key)
+
+    async def log_last_seq(self, key: str) -> int:
+        """The highest sequence number ever assigned in the log (0 if it does not exist)."""
+        return await self._count("log_last_seq", self._sql.log_last_seq, key)
+
+    async def _count(self, op: str, stmt: Statement, key: str) -> int:
+        row = await self._run(op, self._row(stmt, {"key": check_key(key)}, safe=True))
+        return 0 if row is None or row[0] is None else int(row[0])
+
+    async def log_delete(self, key: str) -> None:
+        """Remove the whole log; nothing happens if it is missing."""
+        await self._run("log_delete", self._drop_log(check_key(key)))
+
+    # -- versions (compare-and-set) --------------------------------------------------------------
+
+    async def get_versioned(self, key: str) -> Versioned | None:
+        """Return the stored bytes of ``key`` with their version, or ``None``."""
+        row = await self._run("get_versioned", self._row(self._sql.get_versioned, {"key": check_key(key)}, safe=True))
+        return None if row is None else Versioned(bytes(row[0]), int(row[1]))
+
+    async def set_versioned(self, key: str, data: bytes, *, expected: int | None, ttl: TTL = None) -> int:
+        """Write ``data`` if the record's version is ``expected`` (0: must be missing; ``None``: any).
+
+        One statement compares and writes, so no other writer comes between.
+        :class:`~sessionware.errors.ConflictError`, with nothing written, if
+        the version was another.
+        """
+        seconds = check_record(key, data, self.max_size, ttl)
+        expected = check_expected(expected)
+        sql = self._sql
+        values = {"key": key, "data": data, "ttl": seconds, "expected": expected}
+        if expected is None:
+            row = await self._run("set_versioned", self._row(sql.set_returning, values, safe=True))
+        else:
+            stmt = sql.cas_create if expected == 0 else sql.cas_update
+            row = await self._run("set_versioned", self._row(stmt, values, safe=False))
+        if row is None:
+            raise conflict(key, expected or 0)
+        return int(row[0])
+
+    async def delete_versioned(self, key: str, *, expected: int | None) -> None:
+        """Delete ``key`` if its version is ``expected``; else raise ``ConflictError``."""
+        check_key(key)
+        expected = check_expected(expected)
+        if expected is None:
+            await self._run("delete_versioned", self._delete(key))
+        elif expected == 0:
+            if await self._run("delete_versioned", self._row(self._sql.exists, {"key": key}, safe=True)) is not None:
+                raise conflict(key, 0)
+        else:
+            values = {"key": key, "expected": expected}
+            if await self._run("delete_versioned", self._row(self._sql.cas_delete, values, safe=False)) is None:
+                raise conflict(key, expected)
+
+    # -- leases ----------------------------------------------------------------------------------
+
+    async def lock(self, key: str, *, lease: float, wait: float) -> Locked:
+        """Take the lease on ``key`` and read the record under it; wait up to ``wait`` seconds for it.
+
+        While another holder has the lease, waits with jittered exponential
+        backoff (never past that holder's expiry), then raises
+        :class:`~sessionware.errors.LockError` once ``wait`` has passed.
+        """
+
+        async def attempt(token: str, ttl: float) -> Taken | float | None:
+            return await self._run("lock", self._try_lock(key, token, ttl))
+
+        return await take_lease(key, lease, wait, attempt)
+
+    async def renew(self, lease: Lease) -> Lease:
+        """Extend a held lease by its ``ttl``; raise ``LeaseExpiredError`` if it was lost."""
+        return await renew_lease(lease, self._extend)
+
+    async def _extend(self, lease: Lease) -> bool:
+        values = {"key": lease.key, "token": lease.token, "ttl": lease.ttl}
+        return await self._run("renew", self._row(self._sql.lock_renew, values, safe=True)) is not None
+
+    async def commit(self, lease: Lease, data: bytes | None, *, ttl: TTL = None) -> int:
+        """Release the lease and write ``data`` (``None`` deletes) in one step, if the lease was still held.
+
+        The new version comes back (0 after a delete). A lease that expired
+        or was taken over writes nothing:
+        :class:`~sessionware.errors.LeaseExpiredError`.
+        """
+        return await fenced_commit(lease, data, ttl, self.max_size, self._commit)
+
+    async def _commit(self, lease: Lease, data: bytes | None, ttl: float | None) -> int | None:
+        return await self._run("commit", self._fenced_write(lease.key, lease.token, data, ttl))
+
+    async def unlock(self, lease: Lease) -> None:
+        """Release a lease without writing; one that expired or was taken over is left alone."""
+        held = check_lease(lease)
+        await self._run("unlock", self._row(self._sql.lock_drop, {"key": held.key, "token": held.token}, safe=True))
+
+
+__all__ = [
+    "DEFAULT_TABLE",
+    "SCAN_PAGE",
+    "SCHEMA_VERSION",
+    "SCHEMA_VERSION_NAME",
+    "Dialect",
+    "Row",
+    "SQLSessionStore",
+    "SQLStatements",
+    "Statement",
+    "TableNames",
+    "Values",
+    "check_schema_version",
+    "check_table",
+    "entries_from_newest",
+    "key_range",
+    "scan_pages",
+    "schema_outdated",
+]

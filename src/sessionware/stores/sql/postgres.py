@@ -3,41 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ...codec import Codec, JsonDict
+from ...codec import Codec
 from ...errors import InvalidValueError, MissingExtraError, StoreError, StoreUnavailableError
-from ...keys import TTL, check_key
-from ...store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, Versioned
-from .._common import (
-    DEFAULT_RETRIES,
-    bounded_ttl,
-    check_expected,
-    check_lease,
-    check_record,
-    check_retries,
-    conflict,
-    encode_log_entries,
-    lease_lost,
-    new_token,
-    retry_backoff,
-    seconds_arg,
-    store_ttl,
-    wait_for_lease,
-)
-from ._base import (
-    DEFAULT_TABLE,
-    SCHEMA_VERSION,
-    SCHEMA_VERSION_NAME,
-    TableNames,
-    check_schema_version,
-    entries_from_newest,
-    log_window,
-    scan_pages,
-)
+from ...store import DEFAULT_MAX_SIZE, Versioned
+from .._common import DEFAULT_RETRIES, Batch, Taken, check_retries, retry_backoff
+from ._base import DEFAULT_TABLE, Dialect, SQLSessionStore, SQLStatements, Statement, TableNames, Values
 
 try:
     import asyncpg
@@ -52,20 +28,35 @@ if TYPE_CHECKING:
 else:  # the class is generic only in the type stubs
     Connection = asyncpg.pool.PoolConnectionProxy
 
-_LIVE = "(expires_at IS NULL OR expires_at > now())"
-_EXPIRY = "now() + {} * interval '1 second'"
-# Leases are measured by the server's clock at the moment a statement looks, not at transaction start.
-_LEASE_END = "clock_timestamp() + {} * interval '1 second'"
+
+def _dialect(n: TableNames) -> Dialect:
+    # Records expire by the transaction's clock (now()); leases by the clock at the moment a statement
+    # looks (clock_timestamp()). Versions come from one sequence per table, so a key never sees the
+    # same version twice, not even after it was deleted and written again.
+    version = f"""nextval('"{n.table}_version_seq"')"""
+    return Dialect(
+        marker="$",
+        now="now()",
+        clock="clock_timestamp()",
+        value="value",
+        expiry="now() + :ttl::float8 * interval '1 second'",
+        lease_end="clock_timestamp() + :ttl::float8 * interval '1 second'",
+        seconds_left="EXTRACT(EPOCH FROM expires_at - now())::float8",
+        lease_left="EXTRACT(EPOCH FROM expires_at - clock_timestamp())::float8",
+        new_version=version,
+        upserted_version="excluded.version",
+        updated_version=version,
+        limit=":limit::bigint",
+    )
 
 
-class _Statements:
-    """Every statement the store runs, built once per table."""
+class _Statements(SQLStatements):
+    """The shared statements in PostgreSQL's spelling, and those only PostgreSQL runs."""
 
     def __init__(self, n: TableNames) -> None:
-        # Versions come from one sequence per table, so a key never sees the same version twice,
-        # not even after it was deleted and written again.
+        d = _dialect(n)
+        super().__init__(n, d)
         version_seq = f'"{n.table}_version_seq"'
-        next_version = f"nextval('{version_seq}')"
         self.schema = f"""
             CREATE SEQUENCE IF NOT EXISTS {version_seq};
             CREATE TABLE IF NOT EXISTS {n.sessions} (
@@ -81,130 +72,64 @@ class _Statements:
             CREATE INDEX IF NOT EXISTS {n.logs_expiry_index} ON {n.logs} (expires_at)
                 WHERE expires_at IS NOT NULL;
             CREATE TABLE IF NOT EXISTS {n.meta} (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
-            INSERT INTO {n.meta} (name, value) VALUES ('{SCHEMA_VERSION_NAME}', {SCHEMA_VERSION})
-                ON CONFLICT (name) DO NOTHING;
+            {self.stamp_version};
             CREATE UNLOGGED TABLE IF NOT EXISTS {n.locks} (
                 key TEXT COLLATE "C" PRIMARY KEY, token TEXT NOT NULL, expires_at TIMESTAMPTZ NOT NULL);
-            UPDATE {n.meta} SET value = {SCHEMA_VERSION}
-                WHERE name = '{SCHEMA_VERSION_NAME}' AND value < {SCHEMA_VERSION};
+            {self.upgrade_version};
         """
         self.drop = (
             f"DROP TABLE IF EXISTS {n.sessions}, {n.log}, {n.logs}, {n.meta}, {n.locks};"
             f" DROP SEQUENCE IF EXISTS {version_seq}"
         )
-        self.version = f"SELECT value FROM {n.meta} WHERE name = '{SCHEMA_VERSION_NAME}'"
-        self.get = f"SELECT value FROM {n.sessions} WHERE key = $1 AND {_LIVE}"
-        self.set = (
-            f"INSERT INTO {n.sessions} AS s (key, value, expires_at, version)"
-            f" VALUES ($1, $2, {_EXPIRY.format('$3::float8')}, {next_version})"
-            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at,"
-            " version = EXCLUDED.version"
+        # One statement takes the lease, or else reports the holder's remaining seconds as a hint for how long
+        # to wait. The record is read by a second one, whose snapshot includes the previous holder's commit.
+        self.lock_try = self.statement(
+            f"WITH taken AS ({self.lock_take.text}) SELECT EXISTS (SELECT 1 FROM taken),"
+            f" (SELECT {d.lease_left} FROM {n.locks} WHERE key = :key)"
         )
-        self.delete = f"DELETE FROM {n.sessions} WHERE key = $1"
-        self.get_versioned = f"SELECT value, version FROM {n.sessions} WHERE key = $1 AND {_LIVE}"
-        self.set_returning = self.set + " RETURNING version"
-        # expected=0: insert, or take over an expired row; a live row makes it return nothing.
-        self.cas_create = (
-            f"INSERT INTO {n.sessions} AS s (key, value, expires_at, version)"
-            f" VALUES ($1, $2, {_EXPIRY.format('$3::float8')}, {next_version})"
-            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at,"
-            " version = EXCLUDED.version WHERE s.expires_at <= now() RETURNING version"
-        )
-        self.cas_update = (
-            f"UPDATE {n.sessions} SET value = $2, expires_at = {_EXPIRY.format('$3::float8')},"
-            f" version = {next_version} WHERE key = $1 AND version = $4::bigint AND {_LIVE} RETURNING version"
-        )
-        self.cas_delete = f"DELETE FROM {n.sessions} WHERE key = $1 AND version = $2::bigint AND {_LIVE} RETURNING 1"
-        self.exists = f"SELECT 1 FROM {n.sessions} WHERE key = $1 AND {_LIVE}"
-        # Taken when free, expired, or already ours (a repeated attempt with the same token); else
-        # the holder's remaining seconds, as a hint for how long to wait.
-        self.lock_take = (
-            f"WITH taken AS (INSERT INTO {n.locks} AS l (key, token, expires_at)"
-            f" VALUES ($1, $2, {_LEASE_END.format('$3::float8')})"
-            " ON CONFLICT (key) DO UPDATE SET token = EXCLUDED.token, expires_at = EXCLUDED.expires_at"
-            " WHERE l.expires_at <= clock_timestamp() OR l.token = EXCLUDED.token RETURNING 1)"
-            " SELECT EXISTS (SELECT 1 FROM taken),"
-            f" (SELECT EXTRACT(EPOCH FROM expires_at - clock_timestamp())::float8 FROM {n.locks} WHERE key = $1)"
-        )
-        self.lock_renew = (
-            f"UPDATE {n.locks} SET expires_at = {_LEASE_END.format('$3::float8')}"
-            " WHERE key = $1 AND token = $2 AND expires_at > clock_timestamp() RETURNING 1"
-        )
-        # The lease row goes in any case (held: released; expired: stale); the record is written
-        # only if it was still held. One statement, so no other writer comes in between.
-        release = (
-            f"WITH released AS (DELETE FROM {n.locks} WHERE key = $1 AND token = $2"
-            " RETURNING expires_at > clock_timestamp() AS held)"
-        )
-        self.commit_write = (
-            f"{release}, written AS (INSERT INTO {n.sessions} AS s (key, value, expires_at, version)"
-            f" SELECT $1::text, $3::bytea, {_EXPIRY.format('$4::float8')}, {next_version} FROM released WHERE held"
-            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at,"
-            " version = EXCLUDED.version RETURNING version)"
+        # The lease row goes in any case; the record is written only if the lease was still held. One
+        # statement, so no other writer comes in between.
+        released = f"WITH released AS ({self.lock_release.text})"
+        self.commit_write = self.statement(
+            f"{released}, written AS (INSERT INTO {n.sessions} AS s (key, value, expires_at, version)"
+            f" SELECT :key::text, :data::bytea, {d.expiry}, {d.new_version} FROM released WHERE held"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at,"
+            " version = excluded.version RETURNING version)"
             " SELECT (SELECT held FROM released), (SELECT version FROM written)"
         )
-        self.commit_delete = (
-            f"{release}, removed AS (DELETE FROM {n.sessions} WHERE key = $1 AND (SELECT held FROM released))"
+        self.commit_delete = self.statement(
+            f"{released}, removed AS (DELETE FROM {n.sessions} WHERE key = :key AND (SELECT held FROM released))"
             " SELECT (SELECT held FROM released), 0::bigint"
         )
-        self.lock_drop = f"DELETE FROM {n.locks} WHERE key = $1 AND token = $2"
-        self.purge_locks = f"DELETE FROM {n.locks} WHERE expires_at <= clock_timestamp()"
-        self.expires_in = (
-            f"SELECT EXTRACT(EPOCH FROM expires_at - now())::float8 FROM {n.sessions} WHERE key = $1 AND {_LIVE}"
-        )
-        self.touch = (
-            f"UPDATE {n.sessions} SET expires_at = {_EXPIRY.format('$2::float8')}"
-            f" WHERE key = $1 AND {_LIVE} RETURNING 1"
-        )
-        self.scan = (
-            f"SELECT key FROM {n.sessions} WHERE key >= $1 AND key < $2 AND key > $3 AND {_LIVE} ORDER BY key LIMIT $4"
-        )
-        self.purge_sessions = f"DELETE FROM {n.sessions} WHERE expires_at <= now()"
-        self.purge_logs = f"DELETE FROM {n.logs} WHERE expires_at <= now() RETURNING key"
-        self.purge_log = f"DELETE FROM {n.log} WHERE key = ANY($1::text[])"
+        self.purge_log = self.statement(f"DELETE FROM {n.log} WHERE key = ANY(:keys::text[])")
         # Claims numbers under the per-log row lock, held until the transaction commits; an
         # expired log starts again from 1 (its stale entries are cleared before inserting).
-        self.log_claim = (
-            f"INSERT INTO {n.logs} AS l (key, last_seq, expires_at)"
-            f" VALUES ($1, $2::bigint, {_EXPIRY.format('$3::float8')})"
+        self.log_claim = self.statement(
+            f"INSERT INTO {n.logs} AS l (key, last_seq, expires_at) VALUES (:key, :count::bigint, {d.expiry})"
             " ON CONFLICT (key) DO UPDATE SET"
-            " last_seq = CASE WHEN l.expires_at <= now() THEN EXCLUDED.last_seq"
-            " ELSE l.last_seq + EXCLUDED.last_seq END,"
-            " expires_at = CASE WHEN l.expires_at <= now() THEN EXCLUDED.expires_at"
-            " ELSE COALESCE(EXCLUDED.expires_at, l.expires_at) END"
+            " last_seq = CASE WHEN l.expires_at <= now() THEN excluded.last_seq"
+            " ELSE l.last_seq + excluded.last_seq END,"
+            " expires_at = CASE WHEN l.expires_at <= now() THEN excluded.expires_at"
+            " ELSE COALESCE(excluded.expires_at, l.expires_at) END"
             " RETURNING last_seq"
         )
         # The common case in one statement: a live log claims its numbers (row lock) and inserts.
-        self.log_append_live = (
-            f"WITH claim AS (UPDATE {n.logs} AS l SET last_seq = l.last_seq + $2::bigint,"
-            f" expires_at = COALESCE({_EXPIRY.format('$3::float8')}, l.expires_at)"
-            " WHERE l.key = $1 AND (l.expires_at IS NULL OR l.expires_at > now()) RETURNING l.last_seq),"
-            f" ins AS (INSERT INTO {n.log} (key, seq, value) SELECT $1, c.last_seq - $2::bigint + u.i, u.v"
-            " FROM claim c, unnest($4::bytea[]) WITH ORDINALITY AS u(v, i))"
+        self.log_append_live = self.statement(
+            f"WITH claim AS (UPDATE {n.logs} AS l SET last_seq = l.last_seq + :count::bigint,"
+            f" expires_at = COALESCE({d.expiry}, l.expires_at)"
+            " WHERE l.key = :key AND (l.expires_at IS NULL OR l.expires_at > now()) RETURNING l.last_seq),"
+            f" ins AS (INSERT INTO {n.log} (key, seq, value) SELECT :key, c.last_seq - :count::bigint + u.i, u.v"
+            " FROM claim c, unnest(:entries::bytea[]) WITH ORDINALITY AS u(v, i))"
             " SELECT last_seq FROM claim"
         )
-        self.log_clear = f"DELETE FROM {n.log} WHERE key = $1"
-        self.log_insert = (
+        insert = (
             f"INSERT INTO {n.log} (key, seq, value)"
-            " SELECT $1, $2::bigint + u.i, u.v FROM unnest($3::bytea[]) WITH ORDINALITY AS u(v, i)"
+            " SELECT :key, :start::bigint + u.i, u.v FROM unnest(:entries::bytea[]) WITH ORDINALITY AS u(v, i)"
         )
-        self.log_trim = f"DELETE FROM {n.log} WHERE key = $1 AND seq <= $2::bigint"
+        self.log_insert = self.statement(insert)
         # The trim only reaches rows older than the ones inserted, so the two cannot collide.
-        self.log_insert_trim = (
-            f"WITH ins AS ({self.log_insert}) DELETE FROM {n.log} WHERE key = $1 AND seq <= $4::bigint"
-        )
-        self.log_drop = f"DELETE FROM {n.logs} WHERE key = $1"
-        self.log_read = (
-            f"SELECT seq, value FROM {n.log} WHERE key = $1 AND seq > $2::bigint AND seq < $3::bigint"
-            f" AND EXISTS (SELECT 1 FROM {n.logs} WHERE key = $1 AND {_LIVE})"
-            " ORDER BY seq DESC LIMIT $4::bigint"
-        )
-        self.log_last_seq = f"SELECT last_seq FROM {n.logs} WHERE key = $1 AND {_LIVE}"
-        # A log's entries are always one contiguous run of numbers (appends add at the end,
-        # trims cut the start), so its length is last_seq - min(seq) + 1: two index lookups.
-        self.log_length = (
-            f"SELECT l.last_seq - (SELECT min(seq) FROM {n.log} WHERE key = $1) + 1"
-            f" FROM {n.logs} AS l WHERE key = $1 AND {_LIVE}"
+        self.log_insert_trim = self.statement(
+            f"WITH ins AS ({insert}) DELETE FROM {n.log} WHERE key = :key AND seq <= :upto::bigint"
         )
 
 
@@ -233,7 +158,61 @@ async def _light_reset(conn: Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
-class PostgresSessionStore(BaseSessionStore):
+def _rowcount(status: str) -> int:
+    """The row count of a command status such as ``DELETE 3``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _open(conn: Connection) -> bool:
+    """Whether a checked-out connection can still be used (asyncpg takes back one that closed)."""
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:  # released back to the pool when it closed
+        return False
+
+
+class _Pin:
+    """One connection held for a :meth:`PostgresSessionStore.pinned` block, checked out on first use.
+
+    ``lock`` keeps calls from several tasks (e.g. a lease renewal started
+    inside the block) to one at a time on it.
+    """
+
+    __slots__ = ("closed", "conn", "lock", "pool", "store")
+
+    def __init__(self, store: PostgresSessionStore) -> None:
+        self.store = store
+        self.conn: Connection | None = None
+        self.pool: Pool | None = None
+        self.lock = asyncio.Lock()
+        self.closed = False
+
+    async def connection(self, pool: Pool) -> Connection:
+        """The pinned connection, checked out now if there is none (or it was closed meanwhile)."""
+        conn = self.conn
+        if conn is not None and (self.pool is not pool or not _open(conn)):
+            await self.drop()
+            conn = None
+        if conn is None:
+            conn = self.conn = await pool.acquire()
+            self.pool = pool
+        return conn
+
+    async def drop(self) -> None:
+        """Hand the connection back to its pool (which closes a broken one); the next call checks one out."""
+        conn, pool, self.conn = self.conn, self.pool, None
+        if conn is None or pool is None:
+            return
+        # A failed release has terminated the connection; the pool opens a new one when needed.
+        with contextlib.suppress(Exception):
+            await pool.release(conn)
+
+
+_PINS: ContextVar[tuple[_Pin, ...]] = ContextVar("sessionware_postgres_pins", default=())
+"""The pins open in this context, innermost last (one per store at most)."""
+
+
+class PostgresSessionStore(SQLSessionStore[_Statements]):
     """Sessions and logs in PostgreSQL tables, through an asyncpg pool.
 
     Pass a pool (the store never closes it) or a DSN (the store creates its
@@ -249,6 +228,9 @@ class PostgresSessionStore(BaseSessionStore):
     second one, :meth:`commit` checks it, writes and releases in one
     statement. Leases need no durability: losing them in a server crash only
     makes their holders' commits refused.
+
+    Every call checks a connection out of the pool and back in, except inside
+    :meth:`pinned`, where the calls of a task share one.
 
     Faults: a connection the server closed is dropped by the pool and
     replaced on the next call. Calls that are safe to repeat (reads, plain
@@ -283,10 +265,8 @@ class PostgresSessionStore(BaseSessionStore):
         retries: int = DEFAULT_RETRIES,
         pool_options: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(codec=codec, max_size=max_size, timeout=timeout)
-        self.names = TableNames.for_table(table)
+        super().__init__(table=table, codec=codec, max_size=max_size, timeout=timeout)
         self.retries = check_retries(retries)
-        self._sql = _Statements(self.names)
         if isinstance(pool_or_dsn, str):
             self._dsn: str | None = pool_or_dsn
             self._pool: Pool | None = None
@@ -303,17 +283,15 @@ class PostgresSessionStore(BaseSessionStore):
         digest = hashlib.blake2b(f"sessionware:{self.names.table}".encode(), digest_size=8).digest()
         self._lock_id = int.from_bytes(digest, "big", signed=True)
 
+    def _statements(self, names: TableNames) -> _Statements:
+        return _Statements(names)
+
     @classmethod
     def from_url(cls, url: str, *, table: str = DEFAULT_TABLE, **options: Any) -> PostgresSessionStore:
         """A store on ``postgresql://user@host:port/db``; ``options`` go to the constructor."""
         if not isinstance(url, str) or not url.startswith(("postgresql://", "postgres://")):
             raise InvalidValueError("url", f"must start with postgresql:// or postgres://, not {url!r}")
         return cls(url, table=table, **options)
-
-    @property
-    def table(self) -> str:
-        """The base name of the store's tables."""
-        return self.names.table
 
     # -- pool, schema, errors and retries --------------------------------------------------------
 
@@ -335,36 +313,79 @@ class PostgresSessionStore(BaseSessionStore):
     async def _ensure_schema(self, pool: Pool) -> None:
         async with pool.acquire() as conn:
             try:
-                version = await conn.fetchval(self._sql.version)
+                version = await conn.fetchval(self._sql.version.sql)
             except asyncpg.UndefinedTableError:
                 version = None
-            if version is not None:
-                check_schema_version(self.backend, self.names.table, version)
-            if version is None or version < SCHEMA_VERSION:
+            if self._schema_outdated(version):
                 async with conn.transaction():
                     # Serialises concurrent first uses: CREATE ... IF NOT EXISTS alone can still
                     # fail when two sessions create the same table at once.
                     await conn.execute("SELECT pg_advisory_xact_lock($1)", self._lock_id)
                     await conn.execute(self._sql.schema)
-                    version = await conn.fetchval(self._sql.version)
-        check_schema_version(self.backend, self.names.table, version)
+                    version = await conn.fetchval(self._sql.version.sql)
+        self._check_schema(version)
 
     def _connection_failed(self, exc: BaseException) -> bool:
         return isinstance(exc, self._unavailable_errors) or _lost_connection(exc)
 
+    def _pin(self) -> _Pin | None:
+        for pin in _PINS.get():
+            if pin.store is self and not pin.closed:
+                return pin
+        return None
+
+    @contextlib.asynccontextmanager
+    async def pinned(self) -> AsyncIterator[None]:
+        """Run this task's calls inside the block on one pooled connection, checked out once.
+
+        The connection is checked out by the first call and handed back when
+        the block ends. A nested block reuses it; so do tasks started inside
+        the block, one call at a time (a lease renewal, say), until it ends.
+        A pinned connection that fails is dropped: the call is retried on a
+        fresh one, which stays pinned, only where it would be retried anyway;
+        the others raise :class:`~sessionware.errors.StoreUnavailableError`.
+        Do not :meth:`close` the store inside the block.
+        """
+        if self._pin() is not None:
+            yield
+            return
+        pin = _Pin(self)
+        reset = _PINS.set((*_PINS.get(), pin))
+        try:
+            yield
+        finally:
+            _PINS.reset(reset)
+            pin.closed = True
+            async with pin.lock:  # a call of another task may still be running on it
+                await pin.drop()
+
     async def _attempts(self, fn: Op[T], *, safe: bool) -> T:
-        """Run ``fn`` on a pooled connection; after a lost connection, retry if that cannot do harm.
+        """Run ``fn`` on a connection (the pinned one, if any); after a lost connection, retry if that cannot harm.
 
         A failure before ``fn`` got a connection (connecting, a full or
         restarting server) is always retried; one after it may have sent
         something only when ``safe``.
         """
+        pin = self._pin()
         attempt = 0
         while True:
             sent = done = False
             pool: Pool | None = None
             try:
                 pool = await self._ready_pool()
+                if pin is not None and not pin.closed:
+                    async with pin.lock:
+                        if not pin.closed:
+                            conn = await pin.connection(pool)
+                            sent = True
+                            try:
+                                result = await fn(conn)
+                            except BaseException:
+                                await pin.drop()
+                                raise
+                            if pin.closed:  # the block ended (in another task) while this call ran
+                                await pin.drop()
+                            return result
                 async with pool.acquire() as conn:
                     sent = True
                     result = await fn(conn)
@@ -380,9 +401,6 @@ class PostgresSessionStore(BaseSessionStore):
                     raise
             await asyncio.sleep(retry_backoff(attempt))
             attempt += 1
-
-    async def _call(self, op: str, fn: Op[T], *, safe: bool) -> T:
-        return await self._run(op, self._attempts(fn, safe=safe))
 
     async def _run(self, op: str, aw: Awaitable[T]) -> T:
         """As the base class does, and a closed connection or pool counts as unavailable too."""
@@ -416,261 +434,85 @@ class PostgresSessionStore(BaseSessionStore):
             await conn.execute(self._sql.drop)
         self._ready = False
 
-    async def _fetchval(self, sql: str, *args: Any, safe: bool = True) -> Any:
-        return await self._attempts(lambda conn: conn.fetchval(sql, *args), safe=safe)
+    # -- running statements ----------------------------------------------------------------------
 
-    async def _fetchrow(self, sql: str, *args: Any, safe: bool = True) -> asyncpg.Record | None:
-        return await self._attempts(lambda conn: conn.fetchrow(sql, *args), safe=safe)
+    async def _row(self, stmt: Statement, values: Values, *, safe: bool) -> asyncpg.Record | None:
+        args = stmt.args(values)
+        return await self._attempts(lambda conn: conn.fetchrow(stmt.sql, *args), safe=safe)
 
-    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        return await self._attempts(lambda conn: conn.fetch(sql, *args), safe=True)
+    async def _rows(self, stmt: Statement, values: Values, *, safe: bool) -> Sequence[asyncpg.Record]:
+        args = stmt.args(values)
+        return await self._attempts(lambda conn: conn.fetch(stmt.sql, *args), safe=safe)
 
-    # -- records ---------------------------------------------------------------------------------
+    async def _purge(self) -> int:
+        return await self._attempts(self._purge_on, safe=True)
 
-    async def _get(self, key: str) -> bytes | None:
-        data: bytes | None = await self._fetchval(self._sql.get, key)
-        return data
-
-    async def _set(self, key: str, data: bytes, ttl: float | None) -> None:
-        # Repeating a plain upsert of the same bytes leaves the same record: safe to retry.
-        await self._attempts(lambda conn: conn.execute(self._sql.set, key, data, bounded_ttl(ttl)), safe=True)
-
-    async def _delete(self, key: str) -> None:
-        await self._attempts(lambda conn: conn.execute(self._sql.delete, key), safe=True)
-
-    async def expires_in(self, key: str) -> float | None:
-        """Seconds until ``key`` expires; ``None`` if it is missing or never expires."""
-        check_key(key)
-        left = await self._run("expires_in", self._fetchval(self._sql.expires_in, key))
-        return None if left is None else max(0.0, float(left))
-
-    async def touch(self, key: str, ttl: TTL) -> bool:
-        """Reset the expiry of ``key``; ``False`` if it is missing."""
-        check_key(key)
-        seconds = store_ttl(ttl)
-        return await self._run("touch", self._fetchval(self._sql.touch, key, seconds)) is not None
-
-    async def scan(self, prefix: str = "", *, limit: int | None = None) -> AsyncIterator[str]:
-        """Yield the live keys that start with ``prefix`` (taken literally), in key order."""
-        async for key in scan_pages(self._scan_page, prefix, limit):
-            yield key
-
-    async def _scan_page(self, low: str, high: str, after: str, size: int) -> list[str]:
-        rows = await self._run("scan", self._fetch(self._sql.scan, low, high, after, size))
-        return [row[0] for row in rows]
-
-    async def purge_expired(self) -> int:
-        """Delete expired sessions, logs and leases; return how many sessions and logs were removed."""
-        return await self._call("purge_expired", self._purge, safe=True)
-
-    async def _purge(self, conn: Connection) -> int:
-        async with conn.transaction():
-            await conn.execute(self._sql.purge_locks)
-            status = await conn.execute(self._sql.purge_sessions)
-            keys = [row[0] for row in await conn.fetch(self._sql.purge_logs)]
-            if keys:
-                await conn.execute(self._sql.purge_log, keys)
-        return int(status.rsplit(" ", 1)[-1]) + len(keys)
-
-    # -- append-only logs ------------------------------------------------------------------------
-
-    async def log_append(
-        self, key: str, entries: Sequence[JsonDict], *, ttl: TTL = None, max_len: int | None = None
-    ) -> list[int]:
-        """Append ``entries`` atomically; return their sequence numbers.
-
-        Never repeated once sent: after a lost connection the entries may or
-        may not be in the log, and :class:`~sessionware.errors.StoreUnavailableError` says so.
-        """
-        check_key(key)
-        encoded = encode_log_entries(self.codec, self.max_size, entries, max_len)
-        seconds = store_ttl(ttl)
-        if not encoded and seconds is None and max_len is None:
-            return []
-        return await self._call(
-            "log_append", lambda conn: self._append(conn, key, encoded, seconds, max_len), safe=False
-        )
-
-    async def _append(
-        self, conn: Connection, key: str, encoded: list[bytes], ttl: float | None, max_len: int | None
-    ) -> list[int]:
+    async def _purge_on(self, conn: Connection) -> int:
         sql = self._sql
-        count = len(encoded)
-        if encoded and max_len is None:
-            claimed: int | None = await conn.fetchval(sql.log_append_live, key, count, ttl, encoded)
-            if claimed is not None:
-                return list(range(claimed - count + 1, claimed + 1))
         async with conn.transaction():
-            last: int = await conn.fetchval(sql.log_claim, key, count, ttl)
-            if last == count:
-                # A new log or one that expired: whatever entries remain under the key are stale.
-                await conn.execute(sql.log_clear, key)
-            kept = encoded if max_len is None else encoded[-max_len:]
-            if kept:
-                start = last - len(kept)
-                if max_len is None:
-                    await conn.execute(sql.log_insert, key, start, kept)
-                else:
-                    await conn.execute(sql.log_insert_trim, key, start, kept, last - max_len)
-            elif max_len is not None:
-                await conn.execute(sql.log_trim, key, last - max_len)
-        return list(range(last - count + 1, last + 1))
+            await conn.execute(sql.purge_locks.sql)
+            sessions = _rowcount(await conn.execute(sql.purge_sessions.sql))
+            # Heads first: deleting one waits for an append holding its lock, then blocks new ones.
+            keys = [row[0] for row in await conn.fetch(sql.purge_logs.sql)]
+            if keys:
+                await conn.execute(sql.purge_log.sql, keys)
+        return sessions + len(keys)
 
-    async def log_read(
-        self, key: str, *, after: int | None = None, before: int | None = None, last: int | None = None
-    ) -> list[LogEntry]:
-        """Entries with ``after < seq < before``, oldest first; ``last`` keeps only the newest N."""
-        check_key(key)
-        window = log_window(after, before, last)
-        if window is None:
-            return []
-        rows = await self._run("log_read", self._fetch(self._sql.log_read, key, *window))
-        return entries_from_newest(self.codec, key, [(row[0], row[1]) for row in rows])
+    async def _drop_log(self, key: str) -> None:
+        await self._attempts(lambda conn: self._drop_log_on(conn, key), safe=True)
 
-    async def log_length(self, key: str) -> int:
-        """How many entries the log holds now (0 if it does not exist)."""
-        check_key(key)
-        length = await self._run("log_length", self._fetchval(self._sql.log_length, key))
-        return 0 if length is None else int(length)
-
-    async def log_last_seq(self, key: str) -> int:
-        """The highest sequence number ever assigned in the log (0 if it does not exist)."""
-        check_key(key)
-        last = await self._run("log_last_seq", self._fetchval(self._sql.log_last_seq, key))
-        return 0 if last is None else int(last)
-
-    async def log_delete(self, key: str) -> None:
-        """Remove the whole log; nothing happens if it is missing."""
-        check_key(key)
-        await self._call("log_delete", lambda conn: self._drop_log(conn, key), safe=True)
-
-    async def _drop_log(self, conn: Connection, key: str) -> None:
+    async def _drop_log_on(self, conn: Connection, key: str) -> None:
         # The head row goes first: deleting it waits for any append holding its lock, and
         # then blocks new appends until commit, so the second statement sees every entry.
         async with conn.transaction():
-            await conn.execute(self._sql.log_drop, key)
-            await conn.execute(self._sql.log_clear, key)
+            await conn.execute(self._sql.log_drop.sql, key)
+            await conn.execute(self._sql.log_clear.sql, key)
 
-    # -- versions (compare-and-set) --------------------------------------------------------------
+    async def _append(self, key: str, batch: Batch, max_len: int | None) -> list[int]:
+        return await self._attempts(lambda conn: self._append_on(conn, key, batch, max_len), safe=False)
 
-    async def get_versioned(self, key: str) -> Versioned | None:
-        """Return the stored bytes of ``key`` with their version, or ``None``."""
-        check_key(key)
-        row = await self._run("get_versioned", self._fetchrow(self._sql.get_versioned, key))
-        return None if row is None else Versioned(row[0], row[1])
-
-    async def set_versioned(self, key: str, data: bytes, *, expected: int | None, ttl: TTL = None) -> int:
-        """Write ``data`` if the record's version is ``expected`` (0: must be missing; ``None``: any).
-
-        One statement compares and writes. Return the new version;
-        :class:`~sessionware.errors.ConflictError` and nothing written if
-        someone wrote in between.
-        """
-        seconds = check_record(key, data, self.max_size, ttl)
-        check_expected(expected)
+    async def _append_on(self, conn: Connection, key: str, batch: Batch, max_len: int | None) -> list[int]:
         sql = self._sql
-        if expected is None:
-            version = await self._run("set_versioned", self._fetchval(sql.set_returning, key, data, seconds))
-        elif expected == 0:
-            version = await self._run("set_versioned", self._fetchval(sql.cas_create, key, data, seconds, safe=False))
-        else:
-            version = await self._run(
-                "set_versioned", self._fetchval(sql.cas_update, key, data, seconds, expected, safe=False)
-            )
-        if version is None:
-            raise conflict(key, expected or 0)
-        return int(version)
-
-    async def delete_versioned(self, key: str, *, expected: int | None) -> None:
-        """Delete ``key`` if its version is ``expected``; else raise ``ConflictError``."""
-        check_key(key)
-        check_expected(expected)
-        if expected is None:
-            await self._run("delete_versioned", self._delete(key))
-            return
-        if expected == 0:
-            found = await self._run("delete_versioned", self._fetchval(self._sql.exists, key))
-            if found is not None:
-                raise conflict(key, 0)
-            return
-        deleted = await self._run("delete_versioned", self._fetchval(self._sql.cas_delete, key, expected, safe=False))
-        if deleted is None:
-            raise conflict(key, expected)
+        encoded = batch.encoded
+        count = len(encoded)
+        values: Values = {"key": key, "count": count, "ttl": batch.ttl, "entries": encoded}
+        if encoded and max_len is None:
+            claimed: int | None = await conn.fetchval(sql.log_append_live.sql, *sql.log_append_live.args(values))
+            if claimed is not None:
+                return list(range(claimed - count + 1, claimed + 1))
+        async with conn.transaction():
+            last: int = await conn.fetchval(sql.log_claim.sql, *sql.log_claim.args(values))
+            if last == count:
+                # A new log or one that expired: whatever entries remain under the key are stale.
+                await conn.execute(sql.log_clear.sql, key)
+            kept = encoded if max_len is None else encoded[-max_len:]
+            values.update(entries=kept, start=last - len(kept), upto=last - (max_len or 0))
+            if kept:
+                stmt = sql.log_insert if max_len is None else sql.log_insert_trim
+                await conn.execute(stmt.sql, *stmt.args(values))
+            elif max_len is not None:
+                await conn.execute(sql.log_trim.sql, *sql.log_trim.args(values))
+        return list(range(last - count + 1, last + 1))
 
     # -- leases ----------------------------------------------------------------------------------
 
-    async def lock(self, key: str, *, lease: float, wait: float) -> Locked:
-        """Take the lease on ``key`` and read the record; wait up to ``wait`` seconds for it.
+    async def _try_lock(self, key: str, token: str, ttl: float) -> Taken | float | None:
+        # Safe to repeat: a repeated take with the same token takes the lease it already holds.
+        values = {"key": key, "token": token, "ttl": ttl}
+        return await self._attempts(lambda conn: self._take_then_read(conn, values), safe=True)
 
-        Two statements on one connection: the take, then the read, so the
-        read's snapshot includes whatever the previous holder committed (a
-        read in the same statement could predate that commit). While another
-        holder has the lease, waits with jittered exponential backoff (never
-        past that holder's expiry), then raises
-        :class:`~sessionware.errors.LockError` once ``wait`` has passed.
-        """
-        check_key(key)
-        seconds = seconds_arg("lease", lease, zero=False)
-        patience = seconds_arg("wait", wait, zero=True)
-
-        async def attempt() -> Locked | float | None:
-            token = new_token()
-            started = time.monotonic()
-            # Safe to repeat: a repeated take with the same token takes the lease it already holds.
-            taken, record, left = await self._call(
-                "lock", lambda conn: self._try_lock(conn, key, token, seconds), safe=True
-            )
-            if not taken:
-                return left
-            return Locked(Lease(key, token, seconds, started), record)
-
-        return await wait_for_lease(key, patience, attempt)
-
-    async def _try_lock(
-        self, conn: Connection, key: str, token: str, ttl: float
-    ) -> tuple[bool, Versioned | None, float | None]:
-        took = await conn.fetchrow(self._sql.lock_take, key, token, ttl)
-        if took is None or not took[0]:
-            return False, None, None if took is None else took[1]
-        row = await conn.fetchrow(self._sql.get_versioned, key)
-        return True, None if row is None else Versioned(row[0], row[1]), None
-
-    async def renew(self, lease: Lease) -> Lease:
-        """Extend a held lease by its ``ttl``; raise ``LeaseExpiredError`` if it was lost."""
-        lease = check_lease(lease)
-        started = time.monotonic()
-        renewed = await self._run("renew", self._fetchval(self._sql.lock_renew, lease.key, lease.token, lease.ttl))
-        if renewed is None:
-            raise lease_lost(lease.key, renewing=True)
-        return Lease(lease.key, lease.token, lease.ttl, started)
-
-    async def commit(self, lease: Lease, data: bytes | None, *, ttl: TTL = None) -> int:
-        """Write ``data`` (``None`` deletes) and release in one statement, if the lease is still held.
-
-        Return the new version (0 after a delete). A lease that expired or was
-        taken over writes nothing and raises
-        :class:`~sessionware.errors.LeaseExpiredError`.
-        """
-        lease = check_lease(lease)
+    async def _take_then_read(self, conn: Connection, values: Values) -> Taken | float | None:
         sql = self._sql
-        if data is None:
-            row = await self._run("commit", self._fetchrow(sql.commit_delete, lease.key, lease.token, safe=False))
-        else:
-            seconds = check_record(lease.key, data, self.max_size, ttl)
-            row = await self._run(
-                "commit", self._fetchrow(sql.commit_write, lease.key, lease.token, data, seconds, safe=False)
-            )
-        if row is None or not row[0]:
-            raise lease_lost(lease.key)
-        return int(row[1])
+        took = await conn.fetchrow(sql.lock_try.sql, *sql.lock_try.args(values))
+        if took is None or not took[0]:
+            return None if took is None else took[1]
+        row = await conn.fetchrow(sql.get_versioned.sql, *sql.get_versioned.args(values))
+        return Taken(None if row is None else Versioned(row[0], row[1]))
 
-    async def unlock(self, lease: Lease) -> None:
-        """Release a lease without writing; one that expired or was taken over is left alone."""
-        lease = check_lease(lease)
-        await self._run(
-            "unlock",
-            self._attempts(lambda conn: conn.execute(self._sql.lock_drop, lease.key, lease.token), safe=True),
-        )
+    async def _fenced_write(self, key: str, token: str, data: bytes | None, ttl: float | None) -> int | None:
+        stmt = self._sql.commit_delete if data is None else self._sql.commit_write
+        row = await self._row(stmt, {"key": key, "token": token, "data": data, "ttl": ttl}, safe=False)
+        return None if row is None or not row[0] else int(row[1])
 
 
 __all__ = ["PostgresSessionStore"]

@@ -7,44 +7,15 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from ...codec import Codec, JsonDict
+from ...codec import Codec
 from ...errors import InvalidValueError, StoreTimeoutError, StoreUnavailableError
-from ...keys import TTL, check_key
-from ...store import (
-    DEFAULT_MAX_SIZE,
-    BaseSessionStore,
-    Lease,
-    Locked,
-    LogEntry,
-    Versioned,
-)
-from .._common import (
-    bounded_ttl,
-    check_expected,
-    check_lease,
-    check_record,
-    conflict,
-    encode_log_entries,
-    lease_lost,
-    new_token,
-    seconds_arg,
-    store_ttl,
-    wait_for_lease,
-)
-from ._base import (
-    DEFAULT_TABLE,
-    SCHEMA_VERSION,
-    SCHEMA_VERSION_NAME,
-    TableNames,
-    check_schema_version,
-    entries_from_newest,
-    log_window,
-    scan_pages,
-)
+from ...store import DEFAULT_MAX_SIZE, Versioned
+from .._common import Batch, Taken
+from ._base import DEFAULT_TABLE, Dialect, SQLSessionStore, SQLStatements, Statement, TableNames, Values
 
 T = TypeVar("T")
 
@@ -61,11 +32,30 @@ _FIRST_BACKOFF = 0.0005
 _MAX_BACKOFF = 0.02
 
 
-class _Statements:
-    """Every statement the store runs, built once per table."""
+def _dialect(n: TableNames) -> Dialect:
+    # Expiry is wall-clock seconds since the epoch, which every process on the machine shares; the
+    # store passes it as :now. A new row's version starts above every version a deleted row had.
+    return Dialect(
+        marker="?",
+        now=":now",
+        clock=":now",
+        value="CAST(value AS BLOB)",  # a value written by hand as TEXT still comes back as the stored bytes
+        expiry=":now + :ttl",
+        lease_end=":now + :ttl",
+        seconds_left="expires_at - :now",
+        lease_left="expires_at - :now",
+        new_version=f"coalesce((SELECT value FROM {n.meta} WHERE name = 'version_floor'), 0) + 1",
+        upserted_version="s.version + 1",
+        updated_version="version + 1",
+        limit="coalesce(:limit, -1)",
+    )
+
+
+class _Statements(SQLStatements):
+    """The shared statements in SQLite's spelling, and those only SQLite runs."""
 
     def __init__(self, n: TableNames) -> None:
-        live = "(expires_at IS NULL OR expires_at > ?)"
+        super().__init__(n, _dialect(n))
         self.schema = [
             f"CREATE TABLE IF NOT EXISTS {n.sessions} (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL,"
             " expires_at REAL, version INTEGER NOT NULL)",
@@ -77,86 +67,50 @@ class _Statements:
             " last_seq INTEGER NOT NULL, expires_at REAL)",
             f"CREATE INDEX IF NOT EXISTS {n.logs_expiry_index} ON {n.logs} (expires_at) WHERE expires_at IS NOT NULL",
             f"CREATE TABLE IF NOT EXISTS {n.meta} (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL)",
-            f"INSERT INTO {n.meta} (name, value) VALUES ('{SCHEMA_VERSION_NAME}', {SCHEMA_VERSION}),"
-            " ('version_floor', 0) ON CONFLICT (name) DO NOTHING",
+            f"INSERT INTO {n.meta} (name, value) VALUES ('version_floor', 0) ON CONFLICT (name) DO NOTHING",
             # Versions never repeat for a key: a new row starts above every version a deleted row had.
             f'CREATE TRIGGER IF NOT EXISTS "{n.table}_version_floor" AFTER DELETE ON {n.sessions} BEGIN'
             f" UPDATE {n.meta} SET value = max(value, OLD.version) WHERE name = 'version_floor'; END",
             # Leases: one row per key while it is locked; expires_at is wall-clock seconds since the epoch.
             f"CREATE TABLE IF NOT EXISTS {n.locks} (key TEXT PRIMARY KEY NOT NULL, token TEXT NOT NULL,"
             " expires_at REAL NOT NULL)",
-            # Upgrades an older schema (every statement above is idempotent).
-            f"UPDATE {n.meta} SET value = {SCHEMA_VERSION}"
-            f" WHERE name = '{SCHEMA_VERSION_NAME}' AND value < {SCHEMA_VERSION}",
+            self.stamp_version,
+            self.upgrade_version,
         ]
         self.has_meta = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
-        self.version = f"SELECT value FROM {n.meta} WHERE name = '{SCHEMA_VERSION_NAME}'"
-        # CAST: a value written by hand as TEXT still comes back as the exact stored bytes.
-        self.get = f"SELECT CAST(value AS BLOB) FROM {n.sessions} WHERE key = ? AND {live}"
-        self.set = (
-            f"INSERT INTO {n.sessions} (key, value, expires_at, version) VALUES (?, ?, ?,"
-            f" coalesce((SELECT value FROM {n.meta} WHERE name = 'version_floor'), 0) + 1)"
-            " ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at,"
-            f" version = {n.sessions}.version + 1"
+        # Run before purge_logs, which removes the heads this finds.
+        self.purge_log = self.statement(
+            f"DELETE FROM {n.log} WHERE key IN (SELECT key FROM {n.logs} WHERE expires_at <= :now)"
         )
-        self.delete = f"DELETE FROM {n.sessions} WHERE key = ?"
-        self.get_versioned = f"SELECT CAST(value AS BLOB), version FROM {n.sessions} WHERE key = ? AND {live}"
-        self.set_returning = self.set + " RETURNING version"
-        # expected=0: insert, or take over an expired row; a live row makes it return nothing.
-        self.cas_create = (
-            f"INSERT INTO {n.sessions} (key, value, expires_at, version) VALUES (?, ?, ?,"
-            f" coalesce((SELECT value FROM {n.meta} WHERE name = 'version_floor'), 0) + 1)"
-            " ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at,"
-            f" version = {n.sessions}.version + 1"
-            f" WHERE {n.sessions}.expires_at IS NOT NULL AND {n.sessions}.expires_at <= ? RETURNING version"
-        )
-        self.cas_update = (
-            f"UPDATE {n.sessions} SET value = ?, expires_at = ?, version = version + 1"
-            f" WHERE key = ? AND version = ? AND {live} RETURNING version"
-        )
-        self.cas_delete = f"DELETE FROM {n.sessions} WHERE key = ? AND version = ? AND {live}"
-        self.exists = f"SELECT 1 FROM {n.sessions} WHERE key = ? AND {live}"
-        self.lock_holder = f"SELECT expires_at FROM {n.locks} WHERE key = ?"
-        # Taken when free, expired, or already ours (a repeated attempt with the same token).
-        self.lock_take = (
-            f"INSERT INTO {n.locks} (key, token, expires_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at"
-            f" WHERE {n.locks}.expires_at <= ? OR {n.locks}.token = excluded.token"
-        )
-        self.lock_renew = f"UPDATE {n.locks} SET expires_at = ? WHERE key = ? AND token = ? AND expires_at > ?"
-        self.lock_release = f"DELETE FROM {n.locks} WHERE key = ? AND token = ? RETURNING expires_at"
-        self.lock_drop = f"DELETE FROM {n.locks} WHERE key = ? AND token = ?"
-        self.purge_locks = f"DELETE FROM {n.locks} WHERE expires_at <= ?"
-        self.expires_at = f"SELECT expires_at FROM {n.sessions} WHERE key = ? AND {live}"
-        self.touch = f"UPDATE {n.sessions} SET expires_at = ? WHERE key = ? AND {live}"
-        self.scan = (
-            f"SELECT key FROM {n.sessions} WHERE key >= ? AND key < ? AND key > ? AND {live} ORDER BY key LIMIT ?"
-        )
-        self.purge_sessions = f"DELETE FROM {n.sessions} WHERE expires_at <= ?"
-        self.purge_log = f"DELETE FROM {n.log} WHERE key IN (SELECT key FROM {n.logs} WHERE expires_at <= ?)"
-        self.purge_logs = f"DELETE FROM {n.logs} WHERE expires_at <= ?"
-        self.log_head = f"SELECT last_seq, expires_at FROM {n.logs} WHERE key = ?"
-        self.log_put_head = (
-            f"INSERT INTO {n.logs} (key, last_seq, expires_at) VALUES (?, ?, ?)"
+        self.log_head = self.statement(f"SELECT last_seq, expires_at FROM {n.logs} WHERE key = :key")
+        self.log_put_head = self.statement(
+            f"INSERT INTO {n.logs} (key, last_seq, expires_at) VALUES (:key, :last, :expires_at)"
             " ON CONFLICT (key) DO UPDATE SET last_seq = excluded.last_seq, expires_at = excluded.expires_at"
         )
-        self.log_insert = f"INSERT INTO {n.log} (key, seq, value) VALUES (?, ?, ?)"
-        self.log_trim = f"DELETE FROM {n.log} WHERE key = ? AND seq <= ?"
-        self.log_clear = f"DELETE FROM {n.log} WHERE key = ?"
-        self.log_drop = f"DELETE FROM {n.logs} WHERE key = ?"
-        self.log_read = (
-            f"SELECT seq, CAST(value AS BLOB) FROM {n.log} WHERE key = ? AND seq > ? AND seq < ?"
-            f" AND EXISTS (SELECT 1 FROM {n.logs} WHERE key = ? AND {live}) ORDER BY seq DESC LIMIT ?"
-        )
-        self.log_last_seq = f"SELECT last_seq FROM {n.logs} WHERE key = ? AND {live}"
-        # A log's entries are always one contiguous run of numbers (appends add at the end,
-        # trims cut the start), so its length is last_seq - min(seq) + 1: two index lookups.
-        self.log_length = (
-            f"SELECT last_seq, (SELECT min(seq) FROM {n.log} WHERE key = ?) FROM {n.logs} WHERE key = ? AND {live}"
-        )
+        self.log_insert = self.statement(f"INSERT INTO {n.log} (key, seq, value) VALUES (:key, :seq, :data)")
 
 
-class SQLiteSessionStore(BaseSessionStore):
+def _cursor(conn: sqlite3.Connection, stmt: Statement, values: Values) -> sqlite3.Cursor:
+    """Run ``stmt`` with ``values`` as they are (``now`` included)."""
+    return conn.execute(stmt.sql, stmt.args(values))
+
+
+def _now(values: Values) -> Values:
+    values["now"] = time.time()
+    return values
+
+
+def _fetch_one(conn: sqlite3.Connection, stmt: Statement, values: Values) -> Any:
+    # fetchall: a statement with RETURNING is finished (and reset) before the transaction goes on.
+    rows = _cursor(conn, stmt, _now(values)).fetchall()
+    return rows[0] if rows else None
+
+
+def _fetch_all(conn: sqlite3.Connection, stmt: Statement, values: Values) -> list[Any]:
+    return _cursor(conn, stmt, _now(values)).fetchall()
+
+
+class SQLiteSessionStore(SQLSessionStore[_Statements]):
     """Sessions and logs in one SQLite file (WAL mode), shared safely by several processes.
 
     Calls run directly in the event loop: each is a few tens of microseconds,
@@ -175,6 +129,8 @@ class SQLiteSessionStore(BaseSessionStore):
     every process on the machine shares): :meth:`lock` takes it and reads the
     record in one write transaction, :meth:`commit` checks it, writes and
     releases in another, so the read is the newest and no write comes between.
+    While another holder has the lease, :meth:`lock` looks at it without
+    taking the file's write lock.
     """
 
     backend = "sqlite"
@@ -190,20 +146,16 @@ class SQLiteSessionStore(BaseSessionStore):
         timeout: float | None = None,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
-        super().__init__(codec=codec, max_size=max_size, timeout=timeout)
         if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)) or not lock_timeout >= 0:
             raise InvalidValueError("lock_timeout", f"must be a non-negative number of seconds, not {lock_timeout!r}")
+        super().__init__(table=table, codec=codec, max_size=max_size, timeout=timeout)
         self.path = os.fspath(path)
-        self.names = TableNames.for_table(table)
         self.lock_timeout = lock_timeout
-        self._sql = _Statements(self.names)
         self._conn: sqlite3.Connection | None = None
         self._open_lock = asyncio.Lock()
 
-    @property
-    def table(self) -> str:
-        """The base name of the store's tables."""
-        return self.names.table
+    def _statements(self, names: TableNames) -> _Statements:
+        return _Statements(names)
 
     # -- connection and retries ------------------------------------------------------------------
 
@@ -227,15 +179,17 @@ class SQLiteSessionStore(BaseSessionStore):
     def _prepare(self, conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        if conn.execute(self._sql.has_meta, (f"{self.names.table}_meta",)).fetchone() is None:
+        found = None
+        if conn.execute(self._sql.has_meta, (f"{self.names.table}_meta",)).fetchone() is not None:
+            found = self._schema_version(conn)
+        if self._schema_outdated(found):
             self._transaction(conn, self._create_schema)
-        row = conn.execute(self._sql.version).fetchone()
-        if row is not None:
-            check_schema_version(self.backend, self.names.table, row[0])
-        if row is None or row[0] < SCHEMA_VERSION:
-            self._transaction(conn, self._create_schema)
-            row = conn.execute(self._sql.version).fetchone()
-        check_schema_version(self.backend, self.names.table, None if row is None else row[0])
+            found = self._schema_version(conn)
+        self._check_schema(found)
+
+    def _schema_version(self, conn: sqlite3.Connection) -> Any:
+        row = conn.execute(self._sql.version.sql).fetchone()
+        return None if row is None else row[0]
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
         for statement in self._sql.schema:
@@ -307,15 +261,13 @@ class SQLiteSessionStore(BaseSessionStore):
             await asyncio.sleep(min(delay * (0.5 + random.random()), max(0.0, deadline - now)))
             delay = min(delay * 2, _MAX_BACKOFF)
 
-    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self._retry(await self._connection(), self._transaction, fn, *args)
-
-    async def _execute(self, sql: str, *params: Any) -> sqlite3.Cursor:
-        return await self._retry(await self._connection(), sqlite3.Connection.execute, sql, params)
-
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` outside an explicit transaction, retrying while the file is locked."""
         return await self._retry(await self._connection(), fn, *args)
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in one write transaction, retrying while the file is locked."""
+        return await self._call(self._transaction, fn, *args)
 
     async def close(self) -> None:
         """Close the connection (a later call opens it again)."""
@@ -323,268 +275,87 @@ class SQLiteSessionStore(BaseSessionStore):
         if conn is not None:
             conn.close()
 
-    # -- records ---------------------------------------------------------------------------------
+    # -- running statements (no connection to lose: ``safe`` does not matter) ---------------------
 
-    async def _get(self, key: str) -> bytes | None:
-        row = (await self._execute(self._sql.get, key, time.time())).fetchone()
-        return None if row is None else bytes(row[0])
+    async def _row(self, stmt: Statement, values: Values, *, safe: bool) -> Any:
+        return await self._call(_fetch_one, stmt, values)
 
-    async def _set(self, key: str, data: bytes, ttl: float | None) -> None:
-        ttl = bounded_ttl(ttl)
-        await self._execute(self._sql.set, key, data, None if ttl is None else time.time() + ttl)
+    async def _rows(self, stmt: Statement, values: Values, *, safe: bool) -> Sequence[Any]:
+        return await self._call(_fetch_all, stmt, values)
 
-    async def _delete(self, key: str) -> None:
-        await self._execute(self._sql.delete, key)
+    async def _purge(self) -> int:
+        return await self._write(self._purge_all, {"now": time.time()})
 
-    async def expires_in(self, key: str) -> float | None:
-        """Seconds until ``key`` expires; ``None`` if it is missing or never expires."""
-        check_key(key)
-        now = time.time()
-        cursor = await self._run("expires_in", self._execute(self._sql.expires_at, key, now))
-        row = cursor.fetchone()
-        if row is None or row[0] is None:
-            return None
-        return max(0.0, float(row[0]) - now)
+    def _purge_all(self, conn: sqlite3.Connection, values: Values) -> int:
+        sql = self._sql
+        _cursor(conn, sql.purge_locks, values)
+        sessions = _cursor(conn, sql.purge_sessions, values).rowcount
+        _cursor(conn, sql.purge_log, values)
+        return sessions + len(_cursor(conn, sql.purge_logs, values).fetchall())
 
-    async def touch(self, key: str, ttl: TTL) -> bool:
-        """Reset the expiry of ``key``; ``False`` if it is missing."""
-        check_key(key)
-        seconds = store_ttl(ttl)
-        now = time.time()
-        expires_at = None if seconds is None else now + seconds
-        cursor = await self._run("touch", self._execute(self._sql.touch, expires_at, key, now))
-        return cursor.rowcount > 0
+    async def _drop_log(self, key: str) -> None:
+        await self._write(self._drop_log_rows, {"key": key})
 
-    async def scan(self, prefix: str = "", *, limit: int | None = None) -> AsyncIterator[str]:
-        """Yield the live keys that start with ``prefix`` (taken literally), in key order."""
-        async for key in scan_pages(self._scan_page, prefix, limit):
-            yield key
+    def _drop_log_rows(self, conn: sqlite3.Connection, values: Values) -> None:
+        _cursor(conn, self._sql.log_drop, values)
+        _cursor(conn, self._sql.log_clear, values)
 
-    async def _scan_page(self, low: str, high: str, after: str, size: int) -> list[str]:
-        cursor = await self._run("scan", self._execute(self._sql.scan, low, high, after, time.time(), size))
-        return [row[0] for row in cursor.fetchall()]
+    async def _append(self, key: str, batch: Batch, max_len: int | None) -> list[int]:
+        return await self._write(self._append_rows, key, batch, max_len)
 
-    async def purge_expired(self) -> int:
-        """Delete expired sessions, logs and leases; return how many sessions and logs were removed."""
-        return await self._run("purge_expired", self._write(self._purge, time.time()))
-
-    def _purge(self, conn: sqlite3.Connection, now: float) -> int:
-        conn.execute(self._sql.purge_locks, (now,))
-        sessions = conn.execute(self._sql.purge_sessions, (now,)).rowcount
-        conn.execute(self._sql.purge_log, (now,))
-        return sessions + conn.execute(self._sql.purge_logs, (now,)).rowcount
-
-    # -- append-only logs ------------------------------------------------------------------------
-
-    async def log_append(
-        self, key: str, entries: Sequence[JsonDict], *, ttl: TTL = None, max_len: int | None = None
-    ) -> list[int]:
-        """Append ``entries`` atomically; return their sequence numbers."""
-        check_key(key)
-        encoded = encode_log_entries(self.codec, self.max_size, entries, max_len)
-        seconds = store_ttl(ttl)
-        if not encoded and seconds is None and max_len is None:
-            return []
-        return await self._run("log_append", self._write(self._append, key, encoded, seconds, max_len))
-
-    def _append(
-        self, conn: sqlite3.Connection, key: str, encoded: list[bytes], ttl: float | None, max_len: int | None
-    ) -> list[int]:
+    def _append_rows(self, conn: sqlite3.Connection, key: str, batch: Batch, max_len: int | None) -> list[int]:
         sql = self._sql
         now = time.time()
-        head = conn.execute(sql.log_head, (key,)).fetchone()
+        head = _cursor(conn, sql.log_head, {"key": key}).fetchone()
         last, expires_at = (0, None) if head is None else head
         if expires_at is not None and expires_at <= now:
-            conn.execute(sql.log_clear, (key,))
+            _cursor(conn, sql.log_clear, {"key": key})
             last, expires_at = 0, None
-        if ttl is not None:
-            expires_at = now + ttl
-        new_last = last + len(encoded)
-        conn.execute(sql.log_put_head, (key, new_last, expires_at))
-        kept = encoded if max_len is None else encoded[-max_len:]
+        if batch.ttl is not None:
+            expires_at = now + batch.ttl
+        new_last = last + len(batch.encoded)
+        _cursor(conn, sql.log_put_head, {"key": key, "last": new_last, "expires_at": expires_at})
+        kept = batch.encoded if max_len is None else batch.encoded[-max_len:]
         first_kept = new_last - len(kept) + 1
-        conn.executemany(sql.log_insert, [(key, first_kept + i, data) for i, data in enumerate(kept)])
+        conn.executemany(sql.log_insert.sql, [(key, first_kept + i, data) for i, data in enumerate(kept)])
         if max_len is not None:
-            conn.execute(sql.log_trim, (key, new_last - max_len))
+            _cursor(conn, sql.log_trim, {"key": key, "upto": new_last - max_len})
         return list(range(last + 1, new_last + 1))
-
-    async def log_read(
-        self, key: str, *, after: int | None = None, before: int | None = None, last: int | None = None
-    ) -> list[LogEntry]:
-        """Entries with ``after < seq < before``, oldest first; ``last`` keeps only the newest N."""
-        check_key(key)
-        window = log_window(after, before, last)
-        if window is None:
-            return []
-        lo, hi, limit = window
-        params = (key, lo, hi, key, time.time(), -1 if limit is None else limit)
-        cursor = await self._run("log_read", self._execute(self._sql.log_read, *params))
-        return entries_from_newest(self.codec, key, cursor.fetchall())
-
-    async def log_length(self, key: str) -> int:
-        """How many entries the log holds now (0 if it does not exist)."""
-        check_key(key)
-        cursor = await self._run("log_length", self._execute(self._sql.log_length, key, key, time.time()))
-        row = cursor.fetchone()
-        if row is None or row[1] is None:
-            return 0
-        return int(row[0]) - int(row[1]) + 1
-
-    async def log_last_seq(self, key: str) -> int:
-        """The highest sequence number ever assigned in the log (0 if it does not exist)."""
-        check_key(key)
-        cursor = await self._run("log_last_seq", self._execute(self._sql.log_last_seq, key, time.time()))
-        row = cursor.fetchone()
-        return 0 if row is None else int(row[0])
-
-    async def log_delete(self, key: str) -> None:
-        """Remove the whole log; nothing happens if it is missing."""
-        check_key(key)
-        await self._run("log_delete", self._write(self._drop_log, key))
-
-    def _drop_log(self, conn: sqlite3.Connection, key: str) -> None:
-        conn.execute(self._sql.log_clear, (key,))
-        conn.execute(self._sql.log_drop, (key,))
-
-    # -- versions (compare-and-set) --------------------------------------------------------------
-
-    async def get_versioned(self, key: str) -> Versioned | None:
-        """Return the stored bytes of ``key`` with their version, or ``None``."""
-        check_key(key)
-        return await self._run("get_versioned", self._call(self._read_versioned, key))
-
-    def _read_versioned(self, conn: sqlite3.Connection, key: str) -> Versioned | None:
-        row = conn.execute(self._sql.get_versioned, (key, time.time())).fetchone()
-        return None if row is None else Versioned(bytes(row[0]), int(row[1]))
-
-    async def set_versioned(self, key: str, data: bytes, *, expected: int | None, ttl: TTL = None) -> int:
-        """Write ``data`` if the record's version is ``expected`` (0: must be missing; ``None``: any).
-
-        One statement: the check and the write cannot be separated by another
-        writer. Return the new version; :class:`~sessionware.errors.ConflictError`
-        and nothing written if someone wrote in between.
-        """
-        seconds = check_record(key, data, self.max_size, ttl)
-        check_expected(expected)
-        version = await self._run("set_versioned", self._call(self._cas_write, key, data, seconds, expected))
-        if version is None:
-            raise conflict(key, expected or 0)
-        return version
-
-    def _cas_write(
-        self, conn: sqlite3.Connection, key: str, data: bytes, ttl: float | None, expected: int | None
-    ) -> int | None:
-        sql = self._sql
-        now = time.time()
-        expires_at = None if ttl is None else now + ttl
-        if expected is None:
-            rows = conn.execute(sql.set_returning, (key, data, expires_at)).fetchall()
-        elif expected == 0:
-            rows = conn.execute(sql.cas_create, (key, data, expires_at, now)).fetchall()
-        else:
-            rows = conn.execute(sql.cas_update, (data, expires_at, key, expected, now)).fetchall()
-        return int(rows[0][0]) if rows else None
-
-    async def delete_versioned(self, key: str, *, expected: int | None) -> None:
-        """Delete ``key`` if its version is ``expected``; else raise ``ConflictError``."""
-        check_key(key)
-        check_expected(expected)
-        if not await self._run("delete_versioned", self._call(self._cas_delete, key, expected)):
-            raise conflict(key, expected or 0)
-
-    def _cas_delete(self, conn: sqlite3.Connection, key: str, expected: int | None) -> bool:
-        if expected is None:
-            conn.execute(self._sql.delete, (key,))
-            return True
-        if expected == 0:
-            return conn.execute(self._sql.exists, (key, time.time())).fetchone() is None
-        return conn.execute(self._sql.cas_delete, (key, expected, time.time())).rowcount > 0
 
     # -- leases ----------------------------------------------------------------------------------
 
-    async def lock(self, key: str, *, lease: float, wait: float) -> Locked:
-        """Take the lease on ``key`` and read the record in one transaction; wait up to ``wait`` seconds.
+    async def _try_lock(self, key: str, token: str, ttl: float) -> Taken | float:
+        return await self._call(self._look_then_take, {"key": key, "token": token, "ttl": ttl})
 
-        The lease is a row of ``{table}_locks`` with a random token and an
-        expiry by the wall clock; a row that expired is taken over. While
-        another holder has it, waits with jittered exponential backoff (never
-        past that holder's expiry) without taking the file's write lock, then
-        raises :class:`~sessionware.errors.LockError` once ``wait`` has passed.
-        """
-        check_key(key)
-        seconds = seconds_arg("lease", lease, zero=False)
-        patience = seconds_arg("wait", wait, zero=True)
+    def _look_then_take(self, conn: sqlite3.Connection, values: Values) -> Taken | float:
+        # A held lease is seen without the file's write lock, so waiters never hold up writers.
+        held = _fetch_one(conn, self._sql.lock_left, values)
+        if held is not None and held[0] > 0:
+            return float(held[0])
+        return self._transaction(conn, self._take, values)
 
-        async def attempt() -> Locked | float | None:
-            token = new_token()
-            started = time.monotonic()
-            got = await self._run("lock", self._call(self._try_lock, key, token, seconds))
-            if isinstance(got, float):
-                return got
-            return Locked(Lease(key, token, seconds, started), got[0])
-
-        return await wait_for_lease(key, patience, attempt)
-
-    def _try_lock(self, conn: sqlite3.Connection, key: str, token: str, ttl: float) -> tuple[Versioned | None] | float:
-        """``(record,)`` when the lease was taken, else the seconds the holder's lease still runs."""
-        holder = conn.execute(self._sql.lock_holder, (key,)).fetchone()
-        if holder is not None and holder[0] > time.time():
-            return float(holder[0]) - time.time()
-        return self._transaction(conn, self._take_lock, key, token, ttl)
-
-    def _take_lock(self, conn: sqlite3.Connection, key: str, token: str, ttl: float) -> tuple[Versioned | None] | float:
+    def _take(self, conn: sqlite3.Connection, values: Values) -> Taken | float:
         # Under the write lock: the record read here is the newest, and no writer can come between.
-        now = time.time()
-        if conn.execute(self._sql.lock_take, (key, token, now + ttl, now)).rowcount == 0:
-            holder = conn.execute(self._sql.lock_holder, (key,)).fetchone()
-            return 0.0 if holder is None else float(holder[0]) - now
-        return (self._read_versioned(conn, key),)
-
-    async def renew(self, lease: Lease) -> Lease:
-        """Extend a held lease by its ``ttl``; raise ``LeaseExpiredError`` if it was lost."""
-        lease = check_lease(lease)
-        started = time.monotonic()
-        if not await self._run("renew", self._call(self._renew, lease.key, lease.token, lease.ttl)):
-            raise lease_lost(lease.key, renewing=True)
-        return Lease(lease.key, lease.token, lease.ttl, started)
-
-    def _renew(self, conn: sqlite3.Connection, key: str, token: str, ttl: float) -> bool:
-        now = time.time()
-        return conn.execute(self._sql.lock_renew, (now + ttl, key, token, now)).rowcount > 0
-
-    async def commit(self, lease: Lease, data: bytes | None, *, ttl: TTL = None) -> int:
-        """Write ``data`` (``None`` deletes) and release in one transaction, if the lease is still held.
-
-        Return the new version (0 after a delete). A lease that expired or was
-        taken over writes nothing and raises
-        :class:`~sessionware.errors.LeaseExpiredError`.
-        """
-        lease = check_lease(lease)
-        seconds = None if data is None else check_record(lease.key, data, self.max_size, ttl)
-        version = await self._run("commit", self._write(self._commit, lease.key, lease.token, data, seconds))
-        if version is None:
-            raise lease_lost(lease.key)
-        return version
-
-    def _commit(
-        self, conn: sqlite3.Connection, key: str, token: str, data: bytes | None, ttl: float | None
-    ) -> int | None:
         sql = self._sql
-        now = time.time()
-        # Our own row goes in any case: held, it is released; expired, it is stale.
-        released = conn.execute(sql.lock_release, (key, token)).fetchall()
-        if not released or released[0][0] <= now:
-            return None
-        if data is None:
-            conn.execute(sql.delete, (key,))
-            return 0
-        expires_at = None if ttl is None else now + ttl
-        return int(conn.execute(sql.set_returning, (key, data, expires_at)).fetchall()[0][0])
+        if _fetch_one(conn, sql.lock_take, values) is None:
+            held = _cursor(conn, sql.lock_left, values).fetchall()
+            return 0.0 if not held else float(held[0][0])
+        row = _cursor(conn, sql.get_versioned, values).fetchone()
+        return Taken(None if row is None else Versioned(bytes(row[0]), int(row[1])))
 
-    async def unlock(self, lease: Lease) -> None:
-        """Release a lease without writing; one that expired or was taken over is left alone."""
-        lease = check_lease(lease)
-        await self._run("unlock", self._execute(self._sql.lock_drop, lease.key, lease.token))
+    async def _fenced_write(self, key: str, token: str, data: bytes | None, ttl: float | None) -> int | None:
+        values = {"key": key, "token": token, "data": data, "ttl": ttl}
+        return await self._write(self._release_then_write, values)
+
+    def _release_then_write(self, conn: sqlite3.Connection, values: Values) -> int | None:
+        sql = self._sql
+        released = _fetch_one(conn, sql.lock_release, values)
+        if released is None or not released[0]:
+            return None
+        if values["data"] is None:
+            _cursor(conn, sql.delete, values)
+            return 0
+        return int(_cursor(conn, sql.set_returning, values).fetchall()[0][0])
 
 
 __all__ = ["DEFAULT_LOCK_TIMEOUT", "SQLiteSessionStore"]
