@@ -316,3 +316,36 @@ async def test_a_call_that_times_out_while_pinned_drops_the_connection(
         assert pool.checkouts == 2
     assert all_returned(pool)
     assert await store.get("k") == {"n": 3}
+
+
+async def test_an_update_through_the_unit_checks_out_one_connection(make: MakeSetup) -> None:
+    from sessionware import Context, Router, SessionManager, session
+
+    from .helpers import message
+
+    s = await make()
+    router = Router()
+    router.use(session(s.store))
+
+    @router.command("inc")
+    async def inc(ctx: Context) -> None:
+        ctx.session["n"] = ctx.session.get("n", 0) + 1
+
+    for _ in range(3):
+        await router.handle(message(1, "/inc"))
+    assert s.pool.checkouts == 3, "load and save of one update share a checkout"
+    assert await s.store.get("1") == {"n": 3}
+
+    distributed = Router()
+    distributed.use(session(s.store, isolation="distributed", lease=10))
+    distributed.command("inc")(inc)
+    s.pool.checkouts = 0
+    await distributed.handle(message(1, "/inc"))
+    assert s.pool.checkouts == 1, "lease, read and fenced commit on one checkout"
+
+    manager = SessionManager(s.store)
+    created = await manager.create_session("u")
+    s.pool.checkouts = 0
+    await manager.add_message(created.id, "user", "hi", user_id="u")
+    assert s.pool.checkouts == 1, "record read, log append and record write on one checkout"
+    assert all_returned(s.pool)

@@ -248,10 +248,10 @@ class PinningStore(Protocol):
 
     Inside ``async with store.pinned():`` every call this task makes on the
     store runs on one connection, checked out once and released on exit.
-    Nested pins reuse the outer connection; calls from other tasks (even
-    ones started inside the block) check out their own. A pinned connection
-    that fails is dropped, and the call is retried on a fresh one only where
-    the store would retry it anyway.
+    Nested pins reuse the outer connection, and so do tasks started inside
+    the block (a lease renewal, say), one call at a time, until it ends. A
+    pinned connection that fails is dropped, and the call is retried on a
+    fresh one only where the store would retry it anyway.
     """
 
     def pinned(self) -> contextlib.AbstractAsyncContextManager[None]:

@@ -22,13 +22,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Protocol
 
 from .codec import DEFAULT_CODEC, Codec, JsonCodec, JsonDict
 from .errors import LeaseExpiredError, SessionDecodeError, SessionwareError
 from .locks import KeyedLock
-from .store import ExpiringStore, Lease, LockingStore, RawStore, SessionStore, accepts_ttl
+from .store import ExpiringStore, Lease, LockingStore, PinningStore, RawStore, SessionStore, accepts_ttl
 
 log = logging.getLogger("sessionware")
 
@@ -47,7 +48,7 @@ class StoreIO:
     the store's own methods are used directly.
     """
 
-    __slots__ = ("codec", "delete", "expiring", "load", "raw", "store", "takes_ttl", "write")
+    __slots__ = ("codec", "delete", "expiring", "load", "pinning", "raw", "store", "takes_ttl", "write")
 
     load: Callable[[str], Awaitable[bytes | None]]
     """The stored bytes of a key, or ``None``."""
@@ -62,6 +63,7 @@ class StoreIO:
         self.codec: Codec = store.codec if isinstance(store, RawStore) else DEFAULT_CODEC
         self.takes_ttl = accepts_ttl(store)
         self.expiring = isinstance(store, ExpiringStore)
+        self.pinning: PinningStore | None = store if isinstance(store, PinningStore) else None
         self.delete = store.delete
         if isinstance(store, RawStore):
             self.load = store.get_raw
@@ -99,28 +101,49 @@ class SessionUpdate:
     This base class holds no lock (``isolation="none"``).
     """
 
-    __slots__ = ("_baseline", "_codec", "_io", "_load", "_put", "existed", "key", "stored")
+    __slots__ = ("_baseline", "_codec", "_io", "_load", "_pin", "_put", "existed", "key", "stored")
 
     def __init__(self, io: StoreIO, key: str, load: bool = True) -> None:
         self._io = io
         self._codec = io.codec
         self._load = load
         self._put: Callable[..., Awaitable[None]] = io.write
+        self._pin: AbstractAsyncContextManager[None] | None = None
         self._baseline: bytes | None = None
         self.key = key
         self.stored: bytes | None = None
         self.existed = False
 
     async def __aenter__(self) -> SessionUpdate:
-        if self._load:
-            self.stored = await self._io.load(self.key)
-            self.existed = self.stored is not None
+        await self._enter()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        return None
+        await self._exit()
+
+    async def _enter(self) -> None:
+        """Pin a connection where the store can (the load and the save then share one), then read."""
+        pinning = self._io.pinning
+        if pinning is not None:
+            self._pin = pinning.pinned()
+            await self._pin.__aenter__()
+        try:
+            await self._read()
+        except BaseException:
+            await self._exit()
+            raise
+
+    async def _read(self) -> None:
+        if self._load:
+            self.stored = await self._io.load(self.key)
+            self.existed = self.stored is not None
+
+    async def _exit(self) -> None:
+        pin, self._pin = self._pin, None
+        if pin is not None:
+            await pin.__aexit__(None, None, None)
 
     # -- what a caller does with the session -------------------------------------------------------
 
@@ -226,9 +249,7 @@ class LockedUpdate(SessionUpdate):
         if turn is not None:
             await locks.wait(self.key, turn)
         try:
-            if self._load:
-                self.stored = await self._io.load(self.key)
-                self.existed = self.stored is not None
+            await self._enter()
         except BaseException:
             locks.release(self.key)
             raise
@@ -237,7 +258,10 @@ class LockedUpdate(SessionUpdate):
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._locks.release(self.key)
+        try:
+            await self._exit()
+        finally:
+            self._locks.release(self.key)
 
 
 class LeaseStore(LockingStore, RawStore, Protocol):
@@ -265,27 +289,19 @@ class LeasedUpdate(LockedUpdate):
         self._renewal: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
-    async def __aenter__(self) -> SessionUpdate:
-        await self._locks.acquire(self.key)
-        try:
-            locked = await self._leases.lock(self.key, lease=self._ttl, wait=self._wait)
-        except BaseException:
-            self._locks.release(self.key)
-            raise
+    async def _read(self) -> None:
+        locked = await self._leases.lock(self.key, lease=self._ttl, wait=self._wait)
         self._lease: Lease = locked.lease
         self.stored = None if locked.record is None else locked.record.data
         self.existed = self.stored is not None
         self._timer = asyncio.get_running_loop().call_later(self._ttl / 3, self._renew_soon)
-        return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def _exit(self) -> None:
         try:
-            if not self._ended:
+            if not self._ended and self._timer is not None:
                 await asyncio.shield(self._release())
         finally:
-            self._locks.release(self.key)
+            await LockedUpdate._exit(self)
 
     def _renew_soon(self) -> None:
         self._renewal = asyncio.get_running_loop().create_task(self._renew())
