@@ -215,3 +215,39 @@ async def test_anthropic_merges_turns_and_leaves_out_empty_text() -> None:
     }
     for turn in exported["messages"]:
         assert sdk_anthropic(turn) == turn
+
+
+def test_exports_send_tool_call_arguments_as_the_model_wrote_them() -> None:
+    from datetime import UTC, datetime
+
+    from sessionware.agents import ToolCall
+
+    text = '{"city":"Oslo"}'
+    now = datetime.now(UTC)
+    history = [
+        Message(seq=1, role="user", content="Weather?", created_at=now),
+        Message(
+            seq=2,
+            role="assistant",
+            content=None,
+            tool_calls=(ToolCall(id="t", name="weather", arguments=text),),
+            created_at=now,
+        ),
+        Message(seq=3, role="tool", content="rain", tool_call_id="t", created_at=now),
+    ]
+    openai_items = to_openai_messages(history)
+    assert openai_items[1]["tool_calls"][0]["function"]["arguments"] == text
+    assert [sdk_openai(item) for item in openai_items] == openai_items
+    anthropic_turns = to_anthropic_messages(history)["messages"]
+    assert anthropic_turns[1]["content"] == [
+        {"type": "tool_use", "id": "t", "name": "weather", "input": {"city": "Oslo"}}
+    ]
+    assert [sdk_anthropic(turn) for turn in anthropic_turns] == anthropic_turns
+
+
+def test_the_agents_exports_are_the_provider_formats() -> None:
+    import sessionware
+    from sessionware import agents, providers
+
+    assert agents.to_openai_messages is providers.to_openai_messages is sessionware.to_openai_messages
+    assert agents.to_anthropic_messages is providers.to_anthropic_messages is sessionware.to_anthropic_messages

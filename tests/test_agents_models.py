@@ -79,13 +79,32 @@ def test_session_snapshot_is_frozen_and_round_trips_as_json() -> None:
     assert isinstance(session.metadata, FrozenMap)
     with pytest.raises(ValueError, match="frozen"):
         session.metadata = FrozenMap({})
+    frozen_arguments = session.conversation_history[0].tool_calls[0].arguments
+    assert isinstance(frozen_arguments, FrozenMap)
     with pytest.raises(TypeError, match="read-only"):
-        session.conversation_history[0].tool_calls[0].arguments["x"].append(2)
+        frozen_arguments["x"].append(2)
     dumped = session.model_dump(mode="json")
     assert dumped["metadata"] == {"prefs": {"theme": "dark"}}
     assert dumped["conversation_history"][0]["tool_calls"][0]["arguments"] == {"x": [1]}
     assert Session.model_validate_json(session.model_dump_json()) == session
     assert Session.model_json_schema()["properties"]["metadata"]["type"] == "object"
+
+
+def test_a_message_freezes_the_shared_tool_call_and_keeps_its_verbatim_text() -> None:
+    text = '{"x": [1],  "y": "z"}'
+    call = ToolCall(id="c", name="f", arguments=text)
+    message = Message(seq=1, role="assistant", content=None, tool_calls=(call,), created_at=NOW)
+    [held] = message.tool_calls
+    assert isinstance(held.arguments, FrozenMap)
+    assert held.arguments == {"x": [1], "y": "z"}
+    assert held.arguments_text == text
+    assert held == call
+    assert call.arguments == {"x": [1], "y": "z"}
+    dumped = message.model_dump(mode="json")["tool_calls"][0]
+    assert dumped == {"id": "c", "name": "f", "arguments": {"x": [1], "y": "z"}, "arguments_text": text}
+    assert Message.model_validate_json(message.model_dump_json()) == message
+    with pytest.raises(ValueError, match="not a JSON object"):
+        Message(seq=1, role="assistant", content=None, tool_calls=(ToolCall(name="f", arguments="[]"),), created_at=NOW)
 
 
 def test_user_id_escaping_keeps_prefixes_apart() -> None:
@@ -110,10 +129,19 @@ def test_session_ids_carry_at_least_128_random_bits() -> None:
 
 def test_key_layout() -> None:
     keys = AgentKeys("bots.v2")
-    assert keys.record("S" * 32) == "bots.v2:s:" + "S" * 32
-    assert keys.history("S" * 32) == "bots.v2:h:" + "S" * 32
-    assert keys.tools("S" * 32) == "bots.v2:t:" + "S" * 32
+    sid = "S" * 32
+    # Every key of one session carries its id in braces: one Redis Cluster hash slot for all of them.
+    assert keys.record(sid) == "bots.v2:s:{" + sid + "}"
+    assert keys.history(sid) == "bots.v2:h:{" + sid + "}"
+    assert keys.tools(sid) == "bots.v2:t:{" + sid + "}"
     assert keys.user_prefix("u:1") == "bots.v2:u:u%3A1:"
+    entry = "0006619c78998ba3:" + sid
+    assert keys.user_index("u:1", entry) == "bots.v2:u:u%3A1:0006619c78998ba3:{" + sid + "}"
+    assert keys.entry_of(keys.user_index("u:1", entry).removeprefix(keys.user_prefix("u:1"))) == entry
+    assert keys.session_id_of(keys.record(sid)) == sid
+    for other in ("bots.v2:s:" + sid, "bots.v2:h:{" + sid + "}", "bots.v2:s:{short}", "agent:s:{" + sid + "}"):
+        assert keys.session_id_of(other) is None
+    assert keys.entry_of("0006619c78998ba3:" + sid) is None  # the 0.1 form is not an entry of this layout
     for bad in ("", "a:b", "a*", "x" * 65, None):
         with pytest.raises(InvalidValueError):
             AgentKeys(bad)  # type: ignore[arg-type]

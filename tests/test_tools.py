@@ -2,32 +2,46 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import logging
+import subprocess
+import sys
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from sessionware.errors import SessionwareError
+import sessionware
+from sessionware.agents import Message, SessionManager
+from sessionware.agents import ToolCall as AgentsToolCall
+from sessionware.errors import InvalidValueError, SessionwareError
+from sessionware.providers import ToolCall as ProvidersToolCall
 from sessionware.tools import (
+    CallNext,
     Decision,
     Invocation,
+    Middleware,
     Policy,
+    Tool,
     ToolCall,
+    ToolConfig,
     ToolContext,
     ToolDefinitionError,
     ToolDenied,
     ToolError,
     ToolEvent,
     ToolResult,
+    ToolTimeoutError,
     create_middleware,
     create_tool,
     create_toolbox,
+    from_openai_chat_tool_calls,
+    to_openai_chat_tools,
     with_context,
 )
-from sessionware.tools.middleware import CallNext
 
 
 class Add(BaseModel):
@@ -420,6 +434,24 @@ async def test_timeout_cancels_the_running_tool() -> None:
     assert (result.error.code, result.error.category, result.error.retryable) == ("timeout", "timeout", True)
     assert result.error.details == {"timeout": 0.05}
     assert "cancelled" in result.error.message
+
+
+async def test_a_tool_without_a_toolbox_runs_alone_under_its_own_timeout() -> None:
+    async def slow(args: Empty, context: ToolContext) -> str:
+        await asyncio.sleep(30)
+        return "done"
+
+    tool = create_tool(name="slow", description="D.", schema=Empty, execute=slow, timeout=0.02)
+    result = await tool.execute()
+    assert result.error is not None
+    assert (result.outcome, result.error.code, result.error.details) == ("error", "timeout", {"timeout": 0.02})
+    assert isinstance(result.exception, ToolTimeoutError)
+    assert isinstance(result.exception, TimeoutError)
+    bad = await make_adder().execute('{"a": 1')
+    assert bad.error is not None
+    assert (bad.outcome, bad.error.code) == ("error", "invalid_json")
+    with pytest.raises(ToolDefinitionError, match="must be a mapping"):
+        await make_adder().execute({"a": 1, "b": 2}, context=42)
 
 
 async def test_toolbox_timeout_applies_unless_the_tool_sets_its_own() -> None:
@@ -841,6 +873,262 @@ async def test_middleware_sees_invalid_calls_and_can_replace_arguments() -> None
     assert seen == [(None, '{"a": 1', True), (Add(a=1, b=2), {"a": 1, "b": 2}, False)]
 
 
+# -- middleware: the configuration form -----------------------------------------------------------
+
+
+def describe(suffix: str, log: list[str] | None = None) -> Any:
+    def configure(config: ToolConfig) -> ToolConfig:
+        if log is not None:
+            log.append(f"{suffix}:{config.name}")
+        return config.replace(description=f"{config.description} {suffix}")
+
+    return configure
+
+
+def test_the_form_is_read_from_the_signature_and_ambiguity_is_refused() -> None:
+    async def call_form(invocation: Invocation, call_next: CallNext) -> ToolResult:
+        return await call_next(invocation)
+
+    def config_form(config: ToolConfig) -> ToolConfig:
+        return config
+
+    def either(*args: Any) -> Any:
+        return args
+
+    def one_or_two(config: Any, call_next: Any = None) -> Any:
+        return config
+
+    called = create_middleware(call_form)
+    configured = create_middleware(config_form, name="same")
+    assert (called.wraps_calls, called.configures_tools) == (True, False)
+    assert (configured.wraps_calls, configured.configures_tools, configured.name) == (False, True, "same")
+    for ambiguous in (either, one_or_two):
+        with pytest.raises(ToolDefinitionError, match="form='config' or form='call'"):
+            create_middleware(ambiguous)
+    assert create_middleware(either, form="config").configures_tools
+    assert create_middleware(one_or_two, form="call").wraps_calls
+    with pytest.raises(ToolDefinitionError, match=r"must take \(invocation, call_next\) or a tool configuration"):
+        create_middleware(lambda: None)  # type: ignore[arg-type]
+    with pytest.raises(ToolDefinitionError, match="required keyword-only"):
+        create_middleware(lambda config, *, strict: config)  # type: ignore[arg-type]
+
+    async def async_config(config: ToolConfig) -> ToolConfig:
+        return config
+
+    with pytest.raises(ToolDefinitionError, match="must be a plain function"):
+        create_middleware(async_config)  # type: ignore[arg-type]
+    with pytest.raises(ToolDefinitionError, match="form must be"):
+        create_middleware(config_form, form="both")  # type: ignore[arg-type]
+    assert create_middleware(configured) is configured
+    renamed = create_middleware(configured, name="other")
+    assert (renamed.name, renamed.configures_tools, renamed.wraps_calls) == ("other", True, False)
+    with pytest.raises(ToolDefinitionError, match="Middleware already"):
+        create_middleware(configured, form="config")
+
+
+async def test_a_config_middleware_wraps_execute_once_per_tool_not_per_call() -> None:
+    configured: list[str] = []
+    log: list[str] = []
+
+    def audited(config: ToolConfig) -> dict[str, Any]:
+        configured.append(config.name)
+        original = config.execute
+
+        async def execute(args: Add, context: ToolContext) -> Any:
+            log.append(f"before {args.a}+{args.b} for {context.get('user_id')}")
+            value = await original(args, context)
+            log.append(f"after {value}")
+            return value * 10
+
+        return {**config, "execute": execute}
+
+    toolbox = create_toolbox(
+        middleware=[audited, tracer("outer", log)],
+        policy=Policy(before_execute=lambda invocation: log.append("policy")),
+    )
+    tool = create_tool(name="add", description="Add two integers.", schema=Add, execute=add, toolbox=toolbox)
+    assert toolbox.get("add") is tool
+    assert configured == ["add"]
+    first = await toolbox.execute({"name": "add", "arguments": {"a": 1, "b": 2}}, context={"user_id": "u"})
+    second = await tool.execute({"a": 2, "b": 2})
+    assert (first.result, second.result) == (30, 40)
+    assert configured == ["add"], "configured once, at registration"
+    assert log[:5] == ["outer>", "policy", "before 1+2 for u", "after 3", "<outer:success"]
+    rejected = await toolbox.execute({"name": "add", "arguments": {"a": "x", "b": 2}})
+    assert rejected.outcome == "error"
+    assert log[-1] == "<outer:error", "invalid arguments never reach the wrapped execute"
+
+
+async def test_a_wrapped_execute_runs_under_the_tool_timeout_and_its_errors_are_results() -> None:
+    def slow_down(config: ToolConfig) -> ToolConfig:
+        original = config.execute
+
+        async def execute(args: Add, context: ToolContext) -> Any:
+            if args.a < 0:
+                raise ToolDenied("negative numbers are not allowed", code="negative")
+            await asyncio.sleep(args.a)
+            return await original(args, context)
+
+        return config.replace(execute=execute, timeout=0.05)
+
+    toolbox = create_toolbox([make_adder()], middleware=[slow_down])
+    assert toolbox.get("add") is not None
+    assert toolbox.get("add").timeout == 0.05  # type: ignore[union-attr]
+    quick = await toolbox.execute({"name": "add", "arguments": {"a": 0, "b": 2}})
+    slow = await toolbox.execute({"name": "add", "arguments": {"a": 5, "b": 2}})
+    denied = await toolbox.execute({"name": "add", "arguments": {"a": -1, "b": 2}})
+    assert quick.result == 2
+    assert slow.error is not None
+    assert slow.error.code == "timeout"
+    assert denied.error is not None
+    assert (denied.outcome, denied.error.code) == ("denied", "negative")
+
+
+async def test_a_config_middleware_changes_what_the_toolbox_lists_exports_and_policies_see() -> None:
+    seen: list[Any] = []
+
+    def tag(config: ToolConfig) -> ToolConfig:
+        return config.replace(
+            description=f"{config.description} Read-only.",
+            tags=config.tags | {"read-only"},
+            metadata={**config.metadata, "audited": True},
+        )
+
+    toolbox = create_toolbox(
+        middleware=[create_middleware(tag, name="tag")],
+        policy=Policy(before_execute=lambda invocation: seen.append((invocation.metadata, invocation.tags))),
+    )
+    original = make_adder(metadata={"owner": "maths"})
+    registered = toolbox.register(original)
+    assert registered is not original
+    assert original.description == "Add two integers."
+    assert registered.description == "Add two integers. Read-only."
+    assert toolbox.get("add") is registered
+    assert [t.name for t in toolbox.select(tags=["read-only"])] == ["add"]
+    assert to_openai_chat_tools(toolbox)[0]["function"]["description"] == "Add two integers. Read-only."
+    assert toolbox.register(original) is registered, "registering the same tool again is a no-op"
+    assert (await toolbox.execute({"name": "add", "arguments": {"a": 1, "b": 1}})).result == 2
+    assert seen == [({"owner": "maths", "audited": True}, frozenset({"read-only"}))]
+
+
+def test_config_middleware_run_in_the_order_listed_and_keep_what_they_do_not_change() -> None:
+    log: list[str] = []
+
+    def untouched(config: ToolConfig) -> ToolConfig:
+        log.append("untouched")
+        return config
+
+    toolbox = create_toolbox(middleware=[describe("(a)", log), untouched, describe("(b)", log)])
+    tool = create_tool(name="add", description="Add.", schema=Add, execute=add, toolbox=toolbox, timeout=3)
+    assert tool.description == "Add. (a) (b)"
+    assert log == ["(a):add", "untouched", "(b):add"]
+    assert (tool.schema, tool.timeout, tool.tags) == (Add, 3.0, frozenset())
+    plain = create_toolbox([make_adder()], middleware=[untouched])
+    assert plain.get("add") is not None
+    assert plain.get("add").description == "Add two integers."  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("configure", "message"),
+    [
+        (lambda config: None, "returned NoneType; return a ToolConfig"),
+        (lambda config: 42, "returned int"),
+        (lambda config: {**config, "colour": "red"}, "has no 'colour'"),
+        (lambda config: {1: "x"}, "keys that are not str"),
+        (lambda config: config.replace(description=" "), "non-empty description"),
+        (lambda config: {**config, "execute": "not callable"}, "execute must be callable"),
+        (lambda config: config.replace(name="renamed"), "cannot rename a tool"),
+        (lambda config: config.replace(schema=dict), "pydantic model class"),
+        (lambda config: config.replace(execute=lambda: None), "execute must take the arguments"),
+        (lambda config: config.missing, "raised AttributeError"),
+    ],
+)
+def test_a_bad_configuration_is_a_definition_error_naming_the_middleware_and_tool(configure: Any, message: str) -> None:
+    toolbox = create_toolbox(middleware=[create_middleware(configure, name="broken", form="config")])
+    with pytest.raises(ToolDefinitionError, match=message) as info:
+        create_tool(name="add", description="Add.", schema=Add, execute=add, toolbox=toolbox)
+    assert "'broken'" in str(info.value)
+    assert "'add'" in str(info.value)
+    assert "add" not in toolbox
+
+
+def test_a_config_middleware_that_returns_an_awaitable_is_refused() -> None:
+    async def configure(config: ToolConfig) -> ToolConfig:
+        return config
+
+    toolbox = create_toolbox(middleware=[Middleware(configure=configure, name="sneaky")])  # type: ignore[arg-type]
+    with pytest.raises(ToolDefinitionError, match="'sneaky' on tool 'add' returned an awaitable"):
+        toolbox.register(make_adder())
+
+
+async def test_use_configures_the_registered_tools_and_older_references_run_the_current_version() -> None:
+    toolbox = create_toolbox()
+    tool = create_tool(name="add", description="Add.", schema=Add, execute=add, toolbox=toolbox)
+    bound = with_context(tool, user_id="bound")
+
+    def times_hundred(config: ToolConfig) -> ToolConfig:
+        original = config.execute
+
+        async def execute(args: Add, context: ToolContext) -> Any:
+            return (await original(args, context)) * 100, context.get("user_id")
+
+        return config.replace(execute=execute)
+
+    toolbox.use(times_hundred)
+    current = toolbox.get("add")
+    assert current is not None
+    assert current is not tool
+    assert current.same_tool(tool)
+    assert bound.same_tool(tool)
+    assert (await toolbox.execute({"name": "add", "arguments": {"a": 1, "b": 1}})).result == (200, None)
+    assert (await tool.execute({"a": 1, "b": 2})).result == (300, None)
+    assert (await bound.execute({"a": 1, "b": 3})).result == (400, "bound")
+    later = create_tool(name="later", description="Later.", schema=Add, execute=add, toolbox=toolbox)
+    assert (await later.execute({"a": 2, "b": 2})).result == (400, None)
+    stranger = Tool(name="add", description="Add.", schema=Add, execute=add, toolbox=toolbox, context={"user_id": "s"})
+    assert (await stranger.execute({"a": 0, "b": 1})).result == (100, "s"), "unregistered tools are configured too"
+
+    def broken(config: ToolConfig) -> ToolConfig:
+        if config.name == "later":
+            raise RuntimeError("no")
+        return config.replace(description="Changed.")
+
+    with pytest.raises(ToolDefinitionError, match="raised RuntimeError"):
+        toolbox.use(broken)
+    assert toolbox.get("add") is current, "a failing use() changes no tool"
+    assert (await toolbox.execute({"name": "add", "arguments": {"a": 1, "b": 1}})).result == (200, None)
+
+
+def test_tool_config_is_a_checked_read_only_mapping() -> None:
+    tool = make_adder(tags=["maths"], metadata={"owner": "x"}, timeout=2)
+    config = tool.config
+    assert dict(config) == {
+        "name": "add",
+        "description": "Add two integers.",
+        "schema": Add,
+        "execute": tool.run,
+        "tags": frozenset({"maths"}),
+        "metadata": {"owner": "x"},
+        "timeout": 2.0,
+    }
+    assert config == tool.config
+    assert {**config}["name"] == "add"
+    with pytest.raises(KeyError):
+        config["context"]
+    with pytest.raises(AttributeError):
+        config.name = "other"
+    with pytest.raises(TypeError):
+        config.metadata["owner"] = "y"
+    changed = config.replace(tags=["a", "b"], timeout=1)
+    assert (changed.tags, changed.timeout) == (frozenset({"a", "b"}), 1.0)
+    with pytest.raises(ToolDefinitionError, match="positive"):
+        config.replace(timeout=-1)
+    copy = tool.with_config(changed)
+    assert (copy.tags, copy.timeout, copy.toolbox, copy.context) == (frozenset({"a", "b"}), 1.0, None, {})
+    with pytest.raises(ToolDefinitionError, match="needs a ToolConfig"):
+        tool.with_config({"name": "add"})
+
+
 # -- hooks ----------------------------------------------------------------------------------------
 
 
@@ -997,3 +1285,133 @@ def test_literal_schemas_survive() -> None:
 
     tool = create_tool(name="pick", description="Pick.", schema=Pick, execute=lambda a, c: a.colour)
     assert tool.parameters()["properties"]["colour"]["enum"] == ["red", "blue"]
+
+
+# -- one ToolCall for both surfaces ---------------------------------------------------------------
+
+
+def test_one_tool_call_class_serves_the_toolbox_the_history_and_the_providers() -> None:
+    assert ToolCall is AgentsToolCall is ProvidersToolCall
+    text = '{"a": 1,  "b": 2}'
+    call = ToolCall(name="add", arguments=text, id="c1")
+    assert (call.arguments, call.arguments_text, call.raw_arguments) == ({"a": 1, "b": 2}, text, text)
+    assert call.arguments_json() == text, "text the model wrote is kept verbatim"
+    broken = ToolCall(name="add", arguments='{"a": 1')
+    assert (broken.arguments, broken.arguments_text) == (None, '{"a": 1')
+    assert broken.id.startswith("call_")
+    array = ToolCall(name="add", arguments="[1, 2]")
+    assert array.arguments is None
+    as_object = ToolCall(name="add", arguments={"a": 1})
+    assert (as_object.arguments_text, as_object.arguments_json()) == (None, '{"a": 1}')
+    assert ToolCall(name="f", arguments=None).arguments == {}
+    assert ToolCall(name="f", arguments_text='{"x": 1}').arguments == {"x": 1}
+    assert ToolCall.model_validate(call.model_dump()) == call
+    with pytest.raises(ValueError, match="differs"):
+        ToolCall(name="f", arguments='{"x": 1}', arguments_text='{"x": 2}')
+    with pytest.raises(ValueError, match="extra"):
+        ToolCall(name="f", argument={})  # type: ignore[call-arg]
+
+
+async def test_the_toolbox_reports_invalid_text_arguments_of_a_tool_call() -> None:
+    toolbox = create_toolbox([make_adder()])
+    seen: list[Any] = []
+    toolbox.on("call", lambda event: seen.append(event.call))
+    [ok, broken] = from_openai_chat_tool_calls(
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {"id": "a", "type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}},
+                {"id": "b", "type": "function", "function": {"name": "add", "arguments": '{"a": 1,'}},
+            ],
+        }
+    )
+    results = await toolbox.execute([ok, broken])
+    assert [r.outcome for r in results] == ["success", "error"]
+    assert results[1].error is not None
+    assert results[1].error.code == "invalid_json"
+    assert seen == [ok, broken]
+
+
+async def test_a_history_keeps_a_tool_call_parsed_and_frozen_and_refuses_invalid_text() -> None:
+    manager = SessionManager()
+    session = await manager.create_session("u")
+    [call] = from_openai_chat_tool_calls(
+        {"tool_calls": [{"id": "c", "type": "function", "function": {"name": "add", "arguments": '{"a": [1]}'}}]}
+    )
+    message = await manager.add_message(session.id, "assistant", None, tool_calls=[call])
+    [stored] = message.tool_calls
+    assert stored == ToolCall(id="c", name="add", arguments={"a": [1]})
+    assert stored.arguments is not None
+    with pytest.raises(TypeError, match="read-only"):
+        stored.arguments["a"].append(2)
+    [broken] = from_openai_chat_tool_calls(
+        {"tool_calls": [{"id": "d", "type": "function", "function": {"name": "add", "arguments": "{"}}]}
+    )
+    with pytest.raises(InvalidValueError, match="not valid JSON"):
+        await manager.add_message(session.id, "assistant", None, tool_calls=[broken])
+    with pytest.raises(ValueError, match="not a JSON object"):
+        Message(seq=1, role="assistant", content=None, tool_calls=(broken,), created_at=message.created_at)
+    await manager.close()
+
+
+# -- layering -------------------------------------------------------------------------------------
+
+SRC = Path(sessionware.__file__).resolve().parent
+TOOLS_ORDER = (
+    "errors",
+    "results",
+    "context",
+    "arguments",
+    "tool",
+    "invocation",
+    "policy",
+    "middleware",
+    "toolbox",
+    "session",
+    "otel",
+    "providers",
+)
+"""The modules of sessionware.tools, each allowed to import only those before it."""
+
+
+def sessionware_imports(path: Path) -> list[tuple[str, bool]]:
+    """(module, at top level) for every sessionware import in ``path``, ``TYPE_CHECKING`` blocks counted as nested."""
+    package = ".".join(("sessionware", *path.relative_to(SRC).with_suffix("").parts))
+    if path.name != "__init__.py":
+        package = package.rsplit(".", 1)[0]
+    tree = ast.parse(path.read_text())
+    top = {id(node) for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            name = f"{base}.{node.module}" if node.level and node.module else (node.module or base)
+            if name.startswith("sessionware"):
+                found.append((name, id(node) in top))
+        elif isinstance(node, ast.Import):
+            found.extend((a.name, id(node) in top) for a in node.names if a.name.startswith("sessionware"))
+    return found
+
+
+def test_tools_modules_import_only_the_modules_below_them() -> None:
+    tools = SRC / "tools"
+    assert {p.stem for p in tools.glob("*.py")} - {"__init__"} == set(TOOLS_ORDER)
+    for index, stem in enumerate(TOOLS_ORDER):
+        allowed = {f"sessionware.tools.{below}" for below in TOOLS_ORDER[:index]}
+        for module, at_top in sessionware_imports(tools / f"{stem}.py"):
+            if module.startswith("sessionware.tools"):
+                assert module in allowed, (stem, module)
+                assert at_top, f"tools.{stem} imports {module} inside a function or TYPE_CHECKING"
+
+
+def test_the_provider_formats_import_no_surface() -> None:
+    for path in (SRC / "providers").glob("*.py"):
+        for module, at_top in sessionware_imports(path):
+            assert module == "sessionware.errors" or module.startswith("sessionware.providers"), (path.name, module)
+            assert at_top, (path.name, module)
+    code = (
+        "import sys, sessionware.providers, sessionware.agents.records\n"
+        "print(' '.join(m for m in sys.modules if m.startswith(('sessionware.tools', 'sessionware.bot'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "", "the history's input parsing must not load the tools surface"

@@ -417,3 +417,46 @@ def test_messages_without_tool_calls_give_no_calls() -> None:
     assert from_gemini_tool_calls(gemini_types.GenerateContentResponse(candidates=[gemini_types.Candidate()])) == []
     assert from_gemini_tool_calls(gemini_types.Content(role="model")) == []
     assert from_openai_chat_tool_calls(openai_chat.ChatCompletionMessage(role="assistant", content="hi")) == []
+
+
+def test_calls_keep_the_text_the_model_wrote_and_objects_stay_objects() -> None:
+    text = '{"query": "locks",   "limit": 2}'
+    [chat] = from_openai_chat_tool_calls(
+        {"tool_calls": [{"id": "a", "type": "function", "function": {"name": "s", "arguments": text}}]}
+    )
+    [responses] = from_openai_responses_tool_calls(
+        [{"type": "function_call", "call_id": "b", "name": "s", "arguments": text}]
+    )
+    for call in (chat, responses):
+        assert (call.arguments, call.arguments_text) == ({"query": "locks", "limit": 2}, text)
+        assert call.arguments_json() == text
+    [anthropic] = from_anthropic_tool_calls([{"type": "tool_use", "id": "c", "name": "s", "input": {"query": "q"}}])
+    [gemini] = from_gemini_tool_calls([{"function_call": {"id": "d", "name": "s", "args": {"query": "q"}}}])
+    for call in (anthropic, gemini):
+        assert (call.arguments, call.arguments_text) == ({"query": "q"}, None)
+
+
+def test_the_history_reads_tool_calls_in_our_shape_and_the_providers() -> None:
+    from sessionware.providers import RawCall, read_tool_call
+
+    chat = {"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    tool_use = {"type": "tool_use", "id": "b", "name": "g", "input": {"x": 1}}
+    ours = {"id": "c", "name": "h", "arguments": {"y": 2}}
+    assert read_tool_call(chat) == RawCall("a", "f", "{}")
+    assert read_tool_call(tool_use) == RawCall("b", "g", {"x": 1})
+    assert read_tool_call(ours) == RawCall("c", "h", {"y": 2})
+    assert read_tool_call({}) == RawCall(None, None, None)
+
+
+def test_the_tool_surface_names_are_the_provider_formats() -> None:
+    import sessionware.providers
+    import sessionware.tools
+    import sessionware.tools.providers
+
+    homes = (sessionware.providers, sessionware.providers.common)
+    for name in sessionware.tools.providers.__all__:
+        value = getattr(sessionware.tools.providers, name)
+        assert any(getattr(home, name, None) is value for home in homes), name
+    assert sessionware.tools.to_openai_chat_tools is sessionware.providers.to_openai_chat_tools
+    assert sessionware.tools.ProviderFormatError is sessionware.providers.ProviderFormatError
+    assert sessionware.tools.ToolDefinitionError is sessionware.providers.ToolDefinitionError

@@ -14,11 +14,15 @@ from sessionware.store import BaseSessionStore
 from sessionware.tools import (
     Decision,
     Invocation,
+    Middleware,
     Policy,
     Toolbox,
+    ToolConfig,
     ToolContext,
     ToolDefinitionError,
+    ToolDenied,
     ToolResult,
+    create_middleware,
     create_tool,
     create_toolbox,
     session_middleware,
@@ -140,6 +144,86 @@ async def test_seed_session_middleware_example(manager: SessionManager, capsys: 
     [record] = await session_manager.tool_invocations(session.id, user_id="user-123")
     assert (record.tool_name, record.status, record.call_id) == ("session-aware-tool", "success", result.id)
     assert record.arguments == {"sessionId": session.id, "action": "export"}
+
+
+async def test_seed_create_middleware_example_wraps_execute_with_the_callers_session(
+    manager: SessionManager, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The seed's ``createSessionMiddleware``, in its own form: a function from a tool's configuration to a new one.
+
+    One change, by the trusted-context rule: the session id comes from the
+    call context (who is calling), never from the model's params.
+    """
+    session_manager = manager
+
+    def create_session_middleware(session_manager: SessionManager) -> Middleware:
+        def configure(tool_configuration: ToolConfig) -> ToolConfig | dict[str, Any]:
+            original_execute = tool_configuration.execute
+
+            async def execute(params: BaseModel, context: ToolContext) -> Any:
+                # The session id (and its owner) come from the call context, not from params
+                session_id = context.get("session_id")
+                user_id = context.get("user_id")
+                if not session_id or not user_id:
+                    raise ToolDenied("Session ID required")
+
+                session = await session_manager.get_session(session_id, user_id=user_id)
+                if not session:
+                    raise ToolDenied("Invalid session")
+
+                # Inject session into context
+                enhanced_context = context.with_values(session=session)
+
+                return await original_execute(params, enhanced_context)
+
+            return {**tool_configuration, "execute": execute}
+
+        return create_middleware(configure)
+
+    # Usage
+    toolbox = create_toolbox(
+        [],
+        middleware=[create_session_middleware(session_manager)],
+    )
+
+    class SessionAwareArgs(BaseModel):
+        action: str
+
+    async def execute(args: SessionAwareArgs, context: ToolContext) -> dict[str, bool]:
+        session: Session = context.session
+        print(f"User {session.user_id} performed: {args.action}")
+        return {"success": True}
+
+    tool = create_tool(
+        name="session-aware-tool",
+        description="Access session automatically",
+        schema=SessionAwareArgs,
+        execute=execute,
+        toolbox=toolbox,
+    )
+
+    session = await session_manager.create_session("user-123")
+    caller = {"user_id": "user-123", "session_id": session.id}
+    result = await tool.execute({"action": "export"}, context=caller)
+    assert (result.outcome, result.result) == ("success", {"success": True})
+    assert capsys.readouterr().out == "User user-123 performed: export\n"
+    assert toolbox.get("session-aware-tool") is tool
+
+    anonymous = await toolbox.execute({"name": "session-aware-tool", "arguments": {"action": "export"}})
+    assert anonymous.outcome == "denied"
+    assert anonymous.error is not None
+    assert anonymous.error.message == "Session ID required"
+    intruder = await tool.execute({"action": "export"}, context={"user_id": "mallory", "session_id": session.id})
+    assert intruder.outcome == "denied"
+    assert intruder.error is not None
+    assert intruder.error.message == "Invalid session"
+
+    other = await session_manager.create_session("user-456")
+    named = await toolbox.execute(
+        {"name": "session-aware-tool", "arguments": {"action": "peek", "sessionId": other.id}}, context=caller
+    )
+    assert named.outcome == "success"
+    assert capsys.readouterr().out == "User user-123 performed: peek\n", "the model's sessionId is never used"
 
 
 # -- the attack ------------------------------------------------------------------------------------

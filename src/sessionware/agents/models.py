@@ -1,4 +1,4 @@
-"""The read-only snapshots the SessionManager hands out: Session, Message, ToolCall, ToolInvocation.
+"""The read-only snapshots the SessionManager hands out: Session, Message, ToolInvocation.
 
 Every model is frozen and deeply immutable: sequences are tuples, JSON lists
 are :class:`~sessionware.agents.frozen.FrozenList` (a tuple equal to the same
@@ -6,15 +6,20 @@ list) and mappings :class:`~sessionware.agents.frozen.FrozenMap` (equal to the
 same dict), so changing a snapshot raises at once instead of being silently
 lost. Change a session through its :class:`~sessionware.agents.SessionManager`.
 ``model_dump(mode="json")`` gives plain, mutable dicts and lists.
+
+:class:`ToolCall` is the one tool call both surfaces share (defined in
+:mod:`sessionware.providers.calls`); a message holds its calls with the
+arguments parsed and frozen.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from ..providers.calls import ToolCall
 from .frozen import FrozenJson, FrozenMap, FrozenObject
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
@@ -32,12 +37,17 @@ class _Snapshot(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class ToolCall(_Snapshot):
-    """A tool call requested by an assistant message."""
+def _frozen_call(call: ToolCall) -> ToolCall:
+    """``call`` with its arguments as a :class:`FrozenMap`; a call in the history has object arguments."""
+    if call.arguments is None:
+        raise ValueError(f"tool call {call.id} has arguments that are not a JSON object")
+    if isinstance(call.arguments, FrozenMap):
+        return call
+    return call.model_copy(update={"arguments": FrozenMap(call.arguments)})
 
-    id: str
-    name: str
-    arguments: FrozenObject = Field(default_factory=FrozenMap)
+
+HistoryToolCall = Annotated[ToolCall, AfterValidator(_frozen_call)]
+"""A :class:`ToolCall` as a message holds it: arguments parsed into a JSON object and deeply frozen."""
 
 
 class Message(_Snapshot):
@@ -53,7 +63,7 @@ class Message(_Snapshot):
     content: str | None
     name: str | None = None
     tool_call_id: str | None = None
-    tool_calls: tuple[ToolCall, ...] = ()
+    tool_calls: tuple[HistoryToolCall, ...] = ()
     created_at: datetime
     metadata: FrozenObject = Field(default_factory=FrozenMap)
 
@@ -116,6 +126,7 @@ class SessionPage(_Snapshot):
 __all__ = [
     "ROLES",
     "TOOL_STATUSES",
+    "HistoryToolCall",
     "Message",
     "Role",
     "Session",

@@ -13,9 +13,11 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..errors import InvalidValueError, SchemaVersionError, SessionDecodeError
+from ..providers.calls import ToolCall
+from ..providers.inputs import read_tool_call
 from ..store import LogEntry
 from .frozen import FrozenMap, thaw
-from .models import ROLES, TOOL_STATUSES, Message, Session, ToolCall, ToolInvocation
+from .models import ROLES, TOOL_STATUSES, Message, Session, ToolInvocation
 
 RECORD_FORMAT = 1
 
@@ -177,21 +179,23 @@ def _opt_text(value: object, path: str) -> str | None:
 
 
 def tool_call_dict(value: object, path: str) -> JsonDict:
-    """Normalise one tool call: a :class:`ToolCall`, our own dict shape, or an OpenAI / Anthropic one."""
+    """Normalise one tool call: a :class:`ToolCall`, our own dict shape, or an OpenAI / Anthropic one.
+
+    The shapes are told apart by :func:`sessionware.providers.read_tool_call`;
+    arguments given as JSON text are parsed, and must be a JSON object.
+    """
+    raw_id: object
+    name: object
+    arguments: object
     if isinstance(value, ToolCall):
-        return {"id": value.id, "name": value.name, "arguments": thaw(value.arguments)}
-    if isinstance(value, BaseModel):
-        value = value.model_dump(mode="json", exclude_none=True)
-    if not isinstance(value, Mapping):
-        raise InvalidValueError(path, f"must be a ToolCall or a mapping, not {type(value).__name__}")
-    function = value.get("function")
-    if isinstance(function, Mapping):
-        name, arguments = function.get("name"), function.get("arguments")
-    elif value.get("type") == "tool_use":
-        name, arguments = value.get("name"), value.get("input")
+        raw_id, name, arguments = value.id, value.name, value.raw_arguments
     else:
-        name, arguments = value.get("name"), value.get("arguments")
-    call_id = _opt_text(value.get("id"), f"{path}.id")
+        if isinstance(value, BaseModel):
+            value = value.model_dump(mode="json", exclude_none=True)
+        if not isinstance(value, Mapping):
+            raise InvalidValueError(path, f"must be a ToolCall or a mapping, not {type(value).__name__}")
+        raw_id, name, arguments = read_tool_call(value)
+    call_id = _opt_text(raw_id, f"{path}.id")
     if call_id is None:
         raise InvalidValueError(f"{path}.id", "is required")
     if _opt_text(name, f"{path}.name") is None:

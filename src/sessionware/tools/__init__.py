@@ -11,11 +11,17 @@
         return {"theme": theme}
 
     result = await toolbox.execute(call, context={"user_id": user_id, "session_id": session_id})
+
+Modules, each importing only those above it: ``errors`` → ``results`` →
+``context`` → ``arguments`` → ``tool`` → ``invocation`` → ``policy``,
+``middleware`` → ``toolbox`` → ``session``, ``otel``, ``providers``. The
+provider formats themselves live in :mod:`sessionware.providers`.
 """
 
-from .context import Invocation, ToolContext
-from .errors import ErrorCategory, ProviderFormatError, ToolDefinitionError, ToolDenied, ToolError
-from .middleware import CallNext, Middleware, create_middleware
+from .context import ToolContext
+from .errors import ErrorCategory, ProviderFormatError, ToolDefinitionError, ToolDenied, ToolError, ToolTimeoutError
+from .invocation import Invocation
+from .middleware import CallNext, ConfigureFn, Middleware, MiddlewareForm, create_middleware
 from .policy import Decision, Policy
 from .providers import (
     from_anthropic_tool_calls,
@@ -34,28 +40,33 @@ from .providers import (
 )
 from .results import ErrorInfo, Outcome, RequiredAction, ToolCall, ToolResult
 from .session import session_middleware
-from .tool import Tool, create_tool, with_context
+from .tool import Tool, ToolConfig, ToolHost, create_tool, with_context
 from .toolbox import Toolbox, ToolEvent, create_toolbox
 
 __all__ = [
     "CallNext",
+    "ConfigureFn",
     "Decision",
     "ErrorCategory",
     "ErrorInfo",
     "Invocation",
     "Middleware",
+    "MiddlewareForm",
     "Outcome",
     "Policy",
     "ProviderFormatError",
     "RequiredAction",
     "Tool",
     "ToolCall",
+    "ToolConfig",
     "ToolContext",
     "ToolDefinitionError",
     "ToolDenied",
     "ToolError",
     "ToolEvent",
+    "ToolHost",
     "ToolResult",
+    "ToolTimeoutError",
     "Toolbox",
     "create_middleware",
     "create_tool",

@@ -1,4 +1,9 @@
-"""Exceptions of the tool surface: bad definitions, and structured failures raised by tools."""
+"""Exceptions of the tool surface: bad definitions, and structured failures raised by tools.
+
+:class:`ToolDefinitionError` and :class:`ProviderFormatError` are defined in
+:mod:`sessionware.providers.errors` (the provider formats raise them too, and
+that package imports no surface); this is their public home.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from ..errors import SessionwareError
+from ..providers.errors import ProviderFormatError, ToolDefinitionError
 
 ErrorCategory = Literal[
     "not_found",
@@ -27,14 +33,6 @@ batch stopped it. ``unavailable``: a service the call needs (such as the
 session store) could not be reached. ``execution``: the tool itself raised.
 ``internal``: a policy, middleware or hook raised.
 """
-
-
-class ToolDefinitionError(SessionwareError, ValueError):
-    """A tool, toolbox, policy or middleware was defined or registered the wrong way."""
-
-
-class ProviderFormatError(SessionwareError, ValueError):
-    """Provider data could not be read as tool calls, or a result cannot be written in a provider's format."""
 
 
 class ToolError(SessionwareError):
@@ -68,4 +66,19 @@ class ToolDenied(ToolError):
         super().__init__(reason, code=code, category="permission", details=details)
 
 
-__all__ = ["ErrorCategory", "ProviderFormatError", "ToolDefinitionError", "ToolDenied", "ToolError"]
+class ToolTimeoutError(ToolError, TimeoutError):
+    """A tool ran past its time limit and was cancelled (code and category ``timeout``, retryable)."""
+
+    def __init__(self, message: str, *, timeout: float) -> None:
+        super().__init__(message, code="timeout", category="timeout", retryable=True, details={"timeout": timeout})
+        self.timeout = timeout
+
+
+__all__ = [
+    "ErrorCategory",
+    "ProviderFormatError",
+    "ToolDefinitionError",
+    "ToolDenied",
+    "ToolError",
+    "ToolTimeoutError",
+]

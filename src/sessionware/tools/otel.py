@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MissingExtraError
-from .context import Invocation
+from .invocation import Invocation
 from .middleware import CallNext, Middleware
 from .results import ToolResult
 

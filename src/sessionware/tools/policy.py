@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
-from .context import Invocation
 from .errors import ToolDefinitionError, ToolError
+from .invocation import Invocation
 from .results import ToolResult
 
 DecisionKind = Literal["allow", "deny", "needs_approval", "needs_input"]

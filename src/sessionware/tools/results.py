@@ -1,34 +1,23 @@
-"""The data a toolbox takes and gives back: calls, results, structured errors."""
+"""The data a toolbox takes and gives back: calls, results, structured errors.
+
+:class:`ToolCall` is the call both surfaces share, defined in
+:mod:`sessionware.providers.calls` and re-exported here.
+"""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
-from pydantic_core import to_jsonable_python
 
-from .errors import ErrorCategory
+from ..errors import StoreUnavailableError
+from ..providers.calls import ToolCall, jsonable, new_call_id
+from .errors import ErrorCategory, ToolError
 
 Outcome = Literal["success", "error", "denied", "action_required"]
 """How a call ended: it ran, it failed, it was refused, or it waits for a person."""
-
-
-def new_call_id() -> str:
-    """A fresh call id, for calls that arrive without one."""
-    return f"call_{uuid.uuid4().hex}"
-
-
-class ToolCall(BaseModel):
-    """One request to run a tool: its name, its arguments (a dict or a JSON string) and an id."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    arguments: dict[str, Any] | str = Field(default_factory=dict)
-    id: str = Field(default_factory=new_call_id)
 
 
 class ErrorInfo(BaseModel):
@@ -102,17 +91,6 @@ class ToolResult(BaseModel):
         return copy
 
 
-def _mapping_fallback(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {key: jsonable(item) for key, item in value.items()}
-    raise TypeError(f"{type(value).__name__} is not JSON-compatible")
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON data (models dumped, any mapping a dict); raises if it cannot be."""
-    return to_jsonable_python(value, fallback=_mapping_fallback)
-
-
 def error_info(
     code: str,
     category: ErrorCategory,
@@ -125,13 +103,43 @@ def error_info(
     return ErrorInfo(code=code, category=category, message=message, retryable=retryable, details=dict(details or {}))
 
 
+def failure_outcome(error: ErrorInfo) -> Outcome:
+    """The outcome a failed call ends with: ``denied`` for a ``permission`` error, else ``error``."""
+    return "denied" if error.category == "permission" else "error"
+
+
+def error_from_exception(exc: Exception, stage: str) -> ErrorInfo:
+    """Describe an exception raised while running a call.
+
+    ``stage`` is what raised it (``tool``, ``policy``, ``middleware ...``).
+    :class:`ToolError` keeps its own fields; an unreachable store is
+    ``unavailable`` and retryable; anything else raised by the tool is
+    ``execution``, by the machinery around it ``internal``.
+    """
+    kind = type(exc).__name__
+    if isinstance(exc, ToolError):
+        return error_info(exc.code, exc.category, exc.message, retryable=exc.retryable, details=exc.details)
+    details = {"exception": kind, "stage": stage}
+    if isinstance(exc, StoreUnavailableError):
+        return error_info(
+            "unavailable", "unavailable", f"{stage} could not reach the store: {exc}", retryable=True, details=details
+        )
+    if isinstance(exc, TimeoutError):
+        return error_info("timeout", "timeout", f"{stage} timed out: {kind}: {exc}", retryable=True, details=details)
+    if stage == "tool":
+        return error_info("tool_failed", "execution", f"{kind}: {exc}", details=details)
+    return error_info("internal_error", "internal", f"{stage} raised {kind}: {exc}", details=details)
+
+
 __all__ = [
     "ErrorInfo",
     "Outcome",
     "RequiredAction",
     "ToolCall",
     "ToolResult",
+    "error_from_exception",
     "error_info",
+    "failure_outcome",
     "jsonable",
     "new_call_id",
 ]

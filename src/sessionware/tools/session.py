@@ -10,8 +10,8 @@ from pydantic_core import PydanticSerializationError
 
 from ..agents import InvalidSessionIdError, Session, SessionManager
 from ..errors import InvalidValueError, StoreUnavailableError
-from .context import Invocation
 from .errors import ToolDefinitionError
+from .invocation import Invocation
 from .middleware import CallNext, Middleware
 from .results import ToolResult, error_info, jsonable
 

@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal, get_args, overload
 
-from ..errors import StoreUnavailableError
-from .context import Invocation, ToolContext
-from .errors import ToolDefinitionError, ToolError
+from .context import ToolContext
+from .errors import ToolDefinitionError
+from .invocation import Invocation
 from .middleware import CallNext, Middleware, as_middleware
 from .policy import Decision, PolicyLike, as_policies
-from .results import ErrorInfo, RequiredAction, ToolCall, ToolResult, error_info, new_call_id
+from .results import ErrorInfo, RequiredAction, ToolCall, ToolResult, error_from_exception, error_info, new_call_id
 from .tool import Tool, check_timeout
 
 logger = logging.getLogger("sessionware.tools")
@@ -51,29 +51,6 @@ class ToolEvent:
 
 Hook = Callable[[ToolEvent], Any]
 """``hook(event)``, sync or async. A hook that raises is logged and does not change the call."""
-
-
-def error_from_exception(exc: Exception, stage: str) -> ErrorInfo:
-    """Describe an exception raised while running a call.
-
-    ``stage`` is what raised it (``tool``, ``policy``, ``middleware ...``).
-    :class:`ToolError` keeps its own fields; an unreachable store is
-    ``unavailable`` and retryable; anything else raised by the tool is
-    ``execution``, by the machinery around it ``internal``.
-    """
-    kind = type(exc).__name__
-    if isinstance(exc, ToolError):
-        return error_info(exc.code, exc.category, exc.message, retryable=exc.retryable, details=exc.details)
-    details = {"exception": kind, "stage": stage}
-    if isinstance(exc, StoreUnavailableError):
-        return error_info(
-            "unavailable", "unavailable", f"{stage} could not reach the store: {exc}", retryable=True, details=details
-        )
-    if isinstance(exc, TimeoutError):
-        return error_info("timeout", "timeout", f"{stage} timed out: {kind}: {exc}", retryable=True, details=details)
-    if stage == "tool":
-        return error_info("tool_failed", "execution", f"{kind}: {exc}", details=details)
-    return error_info("internal_error", "internal", f"{stage} raised {kind}: {exc}", details=details)
 
 
 def _decision_result(invocation: Invocation, decision: Decision) -> ToolResult:
@@ -121,6 +98,10 @@ class Toolbox:
     policy and middleware see is the toolbox context, overlaid by the tool's
     bound context, overlaid by the per-call ``context=``. Nothing per call is
     kept on the toolbox, so one toolbox serves many users at once.
+
+    Middleware of the configuration form change each tool once, when it is
+    registered (and the registered tools when :meth:`use` adds one): the
+    toolbox holds, lists, exports and runs the tools as configured.
     """
 
     def __init__(
@@ -133,6 +114,7 @@ class Toolbox:
         timeout: float | None = None,
     ) -> None:
         self._tools: dict[str, Tool[Any]] = {}
+        self._sources: dict[str, Tool[Any]] = {}
         self._context = MappingProxyType(dict(ToolContext(context)))
         self._policies = as_policies(policy)
         self._middleware: list[Middleware] = [as_middleware(m) for m in middleware]
@@ -154,7 +136,7 @@ class Toolbox:
 
     @property
     def tools(self) -> tuple[Tool[Any], ...]:
-        """The registered tools, in registration order."""
+        """The registered tools (as configured), in registration order."""
         return tuple(self._tools.values())
 
     def __contains__(self, name: object) -> bool:
@@ -167,24 +149,36 @@ class Toolbox:
         return len(self._tools)
 
     def get(self, name: str) -> Tool[Any] | None:
-        """The tool called ``name``, or ``None``."""
+        """The tool called ``name`` (as configured), or ``None``."""
         return self._tools.get(name)
 
     def register(self, tool: Tool[Any], *, replace: bool = False) -> Tool[Any]:
-        """Add ``tool``; a second tool of the same name needs ``replace=True``."""
+        """Add ``tool`` and return it as registered: configured by the configuration-form middleware.
+
+        That is ``tool`` itself when no middleware changes it. Registering the
+        same tool again is a no-op; another tool of the same name needs
+        ``replace=True``.
+        """
         if not isinstance(tool, Tool):
             raise ToolDefinitionError(f"only a Tool can be registered, not {type(tool).__name__}")
-        if not replace and tool.name in self._tools and self._tools[tool.name] is not tool:
+        registered = self._tools.get(tool.name)
+        if registered is not None and (tool is registered or tool is self._sources[tool.name]):
+            return registered
+        if registered is not None and not replace:
             raise ToolDefinitionError(f"a tool named {tool.name!r} is already registered; pass replace=True")
-        self._tools[tool.name] = tool
-        return tool
+        configured = _configured(tool, self._middleware)
+        self._sources[tool.name] = tool
+        self._tools[tool.name] = configured
+        return configured
 
     def unregister(self, name: str) -> Tool[Any]:
-        """Remove and return the tool called ``name``."""
+        """Remove and return the tool called ``name`` (as configured)."""
         try:
-            return self._tools.pop(name)
+            tool = self._tools.pop(name)
         except KeyError:
             raise ToolDefinitionError(f"no tool named {name!r} is registered") from None
+        del self._sources[name]
+        return tool
 
     def select(self, *, tags: Iterable[str] | None = None, names: Iterable[str] | None = None) -> list[Tool[Any]]:
         """Tools having any of ``tags`` and/or one of ``names`` (all tools when both are ``None``)."""
@@ -197,8 +191,16 @@ class Toolbox:
         ]
 
     def use(self, middleware: Any) -> None:
-        """Append ``middleware`` (it becomes the innermost)."""
-        self._middleware.append(as_middleware(middleware))
+        """Append ``middleware``: the innermost call wrapper, and the last to configure each tool.
+
+        A configuration-form middleware configures the tools registered so
+        far at once (all or, if it fails on one, none).
+        """
+        added = as_middleware(middleware)
+        if added.configures_tools:
+            configured = {name: added.configure_tool(tool) for name, tool in self._tools.items()}
+            self._tools.update(configured)
+        self._middleware.append(added)
         self._chain = self._build_chain()
 
     # hooks
@@ -375,10 +377,20 @@ class Toolbox:
     async def run_tool(
         self, tool: Tool[Any], call: ToolCall, *, context: Mapping[str, Any] | None = None
     ) -> ToolResult:
-        """Run ``call`` on ``tool`` (registered here or not) through this toolbox's pipeline."""
+        """Run ``call`` on ``tool`` through this toolbox's pipeline, with ``tool``'s bound context.
+
+        A tool registered here, or derived from one (an earlier configuration,
+        a :meth:`~Tool.with_context` copy), runs as currently registered. Any
+        other tool is configured by the configuration-form middleware for
+        this run only.
+        """
         if context is not None and not isinstance(context, Mapping):
             raise ToolDefinitionError(f"the call context must be a mapping, not {type(context).__name__}")
-        return await self._run(tool, call, context, time.perf_counter(), datetime.now(UTC))
+        start, started_at = time.perf_counter(), datetime.now(UTC)
+        registered = self._tools.get(tool.name)
+        if registered is None or not registered.same_tool(tool):
+            registered = _configured(tool, self._middleware)
+        return await self._run(registered, call, context, start, started_at, bound=tool.context)
 
     async def _run(
         self,
@@ -387,9 +399,11 @@ class Toolbox:
         context: Mapping[str, Any] | None,
         start: float,
         started_at: datetime,
+        *,
+        bound: Mapping[str, Any] | None = None,
     ) -> ToolResult:
-        call_context = ToolContext(self._context, tool.context, context)
-        raw, arguments, error = tool.parse_arguments(call.arguments)
+        call_context = ToolContext(self._context, tool.context if bound is None else bound, context)
+        raw, arguments, error = tool.parse_call(call)
         invocation = Invocation(call, tool, call_context, arguments, raw, started_at, start, error)
         await self._emit(ToolEvent("call", call, call_context, started_at))
         result = await self._chain(invocation)
@@ -398,7 +412,8 @@ class Toolbox:
     def _build_chain(self) -> CallNext:
         handler: CallNext = self._core
         for middleware in reversed(self._middleware):
-            handler = _layer(middleware, handler)
+            if middleware.wraps_calls:
+                handler = _layer(middleware, handler)
         return handler
 
     async def _core(self, invocation: Invocation) -> ToolResult:
@@ -430,25 +445,18 @@ class Toolbox:
         if arguments is None:
             return invocation.fail(invocation.error or error_info("invalid_arguments", "validation", "invalid"))
         limit = tool.timeout if tool.timeout is not None else self.timeout
-        if limit is None:
-            try:
-                value = await tool.run(arguments, invocation.context)
-            except Exception as exc:
-                return invocation.fail(error_from_exception(exc, "tool"), exc)
-            return invocation.success(value)
-        deadline = asyncio.timeout(limit)
         try:
-            async with deadline:
-                value = await tool.run(arguments, invocation.context)
-        except TimeoutError as exc:
-            if not deadline.expired():
-                return invocation.fail(error_from_exception(exc, "tool"), exc)
-            message = f"tool {tool.name!r} did not finish within {limit:g} s and was cancelled"
-            details = {"timeout": limit}
-            return invocation.fail(error_info("timeout", "timeout", message, retryable=True, details=details), exc)
+            value = await tool.run(arguments, invocation.context, time_limit=limit)
         except Exception as exc:
             return invocation.fail(error_from_exception(exc, "tool"), exc)
         return invocation.success(value)
+
+
+def _configured(tool: Tool[Any], middleware: Iterable[Middleware]) -> Tool[Any]:
+    """``tool`` as the configuration-form middleware make it, applied in order."""
+    for item in middleware:
+        tool = item.configure_tool(tool)
+    return tool
 
 
 def _layer(middleware: Middleware, call_next: CallNext) -> CallNext:
@@ -478,7 +486,9 @@ def create_toolbox(
     ``context``: values every call sees. ``policy``: a :class:`Policy` (or an
     object / dict with ``before_execute`` / ``after_execute``, or a list of
     them). ``middleware``: wrappers around every call, the first listed
-    outermost. ``timeout``: seconds a tool may run unless it sets its own.
+    outermost, and changes to every tool (the configuration form, applied
+    in order when a tool is registered); see :func:`create_middleware`.
+    ``timeout``: seconds a tool may run unless it sets its own.
     """
     return Toolbox(tools, context=context, policy=policy, middleware=middleware, timeout=timeout)
 
