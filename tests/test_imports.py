@@ -46,12 +46,12 @@ def test_every_public_name_resolves() -> None:
     assert sessionware.PostgresSessionStore.__module__ == "sessionware.stores.sql.postgres"
     assert sorted(dir(sessionware)) == sorted(sessionware.__all__)
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        _ = sessionware.Nope  # type: ignore[attr-defined]
+        _ = sessionware.Nope
 
 
 def test_0_1_names_still_work() -> None:
     with pytest.warns(DeprecationWarning, match="SessionStore"):
-        assert sessionware.BasicSessionStore is sessionware.SessionStore  # type: ignore[attr-defined]
+        assert sessionware.BasicSessionStore is sessionware.SessionStore
     from sessionware.stores.postgres import PostgresSessionStore
     from sessionware.stores.sqlite import SQLiteSessionStore
 

@@ -7,7 +7,6 @@ Backends import from here and never from each other.
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import secrets
 import time
@@ -17,10 +16,10 @@ from typing import NamedTuple
 
 from ..codec import Codec, JsonDict
 from ..errors import ConflictError, InvalidKeyError, InvalidValueError, LeaseExpiredError, LockError, ValueTooLargeError
-from ..keys import TTL, check_key, ttl_seconds
+from ..keys import MAX_SECONDS, TTL, check_key, check_seconds, ttl_seconds
 from ..store import Lease, Locked, Versioned
 
-MAX_TTL_SECONDS = 1e10
+MAX_TTL_SECONDS = MAX_SECONDS
 """About 317 years: far enough for "keep", near enough that every engine can store the timestamp."""
 
 MAX_SEQ = 2**63 - 1
@@ -52,12 +51,7 @@ def check_retries(retries: object) -> int:
 
 def seconds_arg(name: str, value: object, *, zero: bool) -> float:
     """A finite, positive (``zero``: non-negative) number of seconds, else :class:`InvalidValueError`."""
-    if not isinstance(value, bool) and isinstance(value, (int, float)):
-        seconds = float(value)
-        if math.isfinite(seconds) and (seconds > 0 or (zero and seconds == 0)) and seconds <= MAX_TTL_SECONDS:
-            return seconds
-    kind = "non-negative" if zero else "positive"
-    raise InvalidValueError(name, f"must be a {kind} number of seconds up to {MAX_TTL_SECONDS:g}, not {value!r}")
+    return check_seconds(name, value, zero=zero)
 
 
 def store_ttl(ttl: TTL) -> float | None:
