@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..codec import Codec, JsonDict
-from ..errors import InvalidValueError
+from ..errors import InvalidValueError, ValueTooLargeError
 from ..keys import TTL, check_key, ttl_seconds
 from ..store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, Versioned
 from ._common import (
@@ -20,6 +20,7 @@ from ._common import (
     log_window,
     renew_lease,
     require_version,
+    store_ttl,
     take_lease,
 )
 
@@ -84,6 +85,13 @@ class InMemorySessionStore(BaseSessionStore):
         entry = self._live(key)
         return None if entry is None else entry[0]
 
+    async def set_raw(self, key: str, data: bytes, *, ttl: TTL = None) -> None:
+        """Store already encoded ``data`` under ``key`` (no I/O, so no timeout or error translation)."""
+        check_key(key)
+        if len(data) > self.max_size:
+            raise ValueTooLargeError(len(data), self.max_size)
+        self._write(key, data, None if ttl is None else store_ttl(ttl))
+
     async def _get(self, key: str) -> bytes | None:
         return await self.get_raw(key)
 
@@ -92,11 +100,14 @@ class InMemorySessionStore(BaseSessionStore):
 
     def _write(self, key: str, data: bytes, ttl: float | None) -> int:
         self._version += 1
-        self._data[key] = (data, None if ttl is None else self._clock() + ttl, self._version)
-        self._data.move_to_end(key)
-        if self.max_sessions is not None and len(self._data) > self.max_sessions:
-            self._data.popitem(last=False)
-        self._count_write()
+        records = self._data
+        records[key] = (data, None if ttl is None else self._clock() + ttl, self._version)
+        records.move_to_end(key)
+        if self.max_sessions is not None and len(records) > self.max_sessions:
+            records.popitem(last=False)
+        self._writes_since_sweep += 1
+        if self._writes_since_sweep >= 1024 and self._writes_since_sweep >= len(records) + len(self._logs):
+            self._sweep()
         return self._version
 
     async def _delete(self, key: str) -> None:
