@@ -10,12 +10,15 @@ import asyncio
 import importlib.util
 import io
 import json
+import sqlite3
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from benchmarks.harness import BenchConfig, main, run_bench
+from benchmarks.harness import BenchConfig, config_from_args, main, parser, run_bench
+from benchmarks.harness.bulk import bulk_key
 from benchmarks.harness.output import LineProgress, NoProgress, progress_for, render
 from benchmarks.harness.report import Report, Row, WorkloadReport
 from benchmarks.harness.spaces import StoreSpec
@@ -28,14 +31,20 @@ from benchmarks.harness.workloads import (
     W2_LABELS,
     W2_MIN_RATIOS,
     W2_QUICK,
+    ScaleRow,
     TurnGroup,
     TurnPlan,
     TurnRow,
     run_conversations,
+    run_w1s,
     run_w2,
+    w1s_session,
 )
 
-from sessionware.store import LockingStore
+from sessionware.store import BaseSessionStore, LockingStore
+from sessionware.stores.sql.sqlite import SQLiteSessionStore
+
+from .conftest import POSTGRES_URL, REDIS_URL, require_server
 
 
 def tiny(**options: Any) -> BenchConfig:
@@ -310,6 +319,8 @@ def test_messages_are_about_200_characters_and_history_is_exact() -> None:
         (["--workloads", "w9"], "w9"),
         (["--rounds", "0"], "'0'"),
         (["--concurrency", "1,x"], "'x'"),
+        (["--scale", "0"], "'0'"),
+        (["--workloads", "w1s", "--scale", "999"], "at least 1,000"),
     ],
 )
 def test_bad_arguments_exit_with_usage_error(argv: list[str], named: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -356,3 +367,147 @@ def test_rich_tables_when_asked() -> None:
     assert "W1 title" in out.getvalue()
     assert "[x]" in out.getvalue()  # cell text is never read as rich markup
     assert "[raw]" in out.getvalue()
+
+
+# -- W1 at scale -----------------------------------------------------------------------------------
+
+
+async def records_in_database(store: BaseSessionStore, spec: StoreSpec) -> int:
+    """Count a store's records with the plain drivers: rows of its table, keys under its prefix."""
+    if isinstance(store, SQLiteSessionStore):
+        conn = sqlite3.connect(spec.sqlite_path)
+        try:
+            return int(conn.execute(f"SELECT count(*) FROM {store.names.sessions}").fetchone()[0])
+        finally:
+            conn.close()
+    if spec.backend == "redis":
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(REDIS_URL)
+        try:
+            return len({name async for name in client.scan_iter(match=f"{spec.name}:*", count=1000)})
+        finally:
+            await client.aclose()
+    import asyncpg
+
+    conn_pg = await asyncpg.connect(POSTGRES_URL)
+    try:
+        return int(await conn_pg.fetchval(f'SELECT count(*) FROM "{spec.name}"'))
+    finally:
+        await conn_pg.close()
+
+
+async def leftovers(specs: list[StoreSpec]) -> int:
+    """What the stores left behind: files, Redis keys under their prefixes, PostgreSQL tables named after them."""
+    found = 0
+    for spec in specs:
+        if spec.backend == "sqlite":
+            found += len(list(spec.workdir.glob(f"{spec.name}.db*")))
+        elif spec.backend == "redis":
+            import redis.asyncio as aioredis
+
+            client = aioredis.from_url(REDIS_URL)
+            found += len([name async for name in client.scan_iter(match=f"{spec.name}:*", count=1000)])
+            await client.aclose()
+        else:
+            import asyncpg
+
+            conn = await asyncpg.connect(POSTGRES_URL)
+            found += int(await conn.fetchval("SELECT count(*) FROM pg_class WHERE relname LIKE $1", f"{spec.name}%"))
+            await conn.close()
+    return found
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "postgres"])
+async def test_tiny_w1_at_scale(backend: str, tmp_path: Path) -> None:
+    require_server(backend)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    config = tiny(
+        backends=(backend,), workdir=workdir, scale_small=50, scale=500, redis_url=REDIS_URL, postgres_url=POSTGRES_URL
+    )
+    counted: dict[int, int] = {}
+    specs: list[StoreSpec] = []
+
+    async def check(store: BaseSessionStore, spec: StoreSpec, sessions: int) -> None:
+        # Before any update: every prefilled session is in the database and reads back through the store.
+        counted[sessions] = await records_in_database(store, spec)
+        specs.append(spec)
+        assert await store.get(bulk_key(sessions - 1)) == w1s_session(20)
+        assert await store.get(bulk_key(sessions)) is None
+
+    w1s = await run_w1s(config, workdir, NoProgress(), check=check)
+
+    assert counted == {50: 50, 500: 500}
+    assert [(row.subject, row.concurrency) for row in w1s.rows] == [
+        (f"ours@{sessions}", concurrency) for concurrency in (1, 8) for sessions in (50, 500)
+    ]
+    rows = {(row.concurrency, row.subject): row for row in w1s.rows}
+    prefilled = 20 * w1s_session(20)["count"]  # 20 users (tiny's), each prefilled with 20 counted updates
+    for number, row in enumerate(w1s.rows):
+        assert isinstance(row, ScaleRow)
+        assert row.status == "ok", row.note
+        assert (row.workload, row.backend, row.ours) == ("w1s", backend, True)
+        assert row.label == f"sessionware Router+session(), {row.sessions:,} sessions"
+        assert (row.stored, row.users) == (row.sessions, 20)
+        assert row.prefill_s is not None
+        assert row.ops == 100
+        # Each concurrency ran the whole stream once more on the same stores: nothing lost on top of what was there.
+        assert row.expected == row.final == prefilled + 100 * (1 + number // 2)
+        assert row.lost == 0
+        assert row.ops_per_s == pytest.approx(row.ops / row.seconds)
+        assert 0 < row.p50_ms <= row.p99_ms
+
+        if row.sessions == 50:
+            assert (row.scale_ratio, row.target, row.met) == (None, "", None)
+            continue
+        small = rows[(row.concurrency, "ours@50")]
+        assert row.scale_ratio == row.ops_per_s / small.ops_per_s
+        assert row.target == f"500/50 ops/s {row.scale_ratio:.2f}x ≥0.8x"
+        assert row.met == (row.scale_ratio >= 0.8)
+
+    # Both stores were removed: no file, no key, no table is left.
+    assert len(specs) == 2
+    assert await leftovers(specs) == 0
+
+    report = Report(date="d", machine={"cpu_count": 2, "cpu": "c", "python": "3"}, config={})
+    report.workloads.append(w1s)
+    out = io.StringIO()
+    render(report, out, rich=False)
+    text = out.getvalue()
+    assert text.startswith("W1S bot update at scale")
+    assert "sessionware Router+session(), 500 sessions" in text
+    assert "500/50 ops/s" in text
+    data = report.to_dict()["workloads"][0]["rows"]
+    assert [(row["sessions"], row["stored"]) for row in data] == [(50, 50), (500, 500)] * 2
+    assert data[1]["scale_ratio"] == w1s.rows[1].ops_per_s / w1s.rows[0].ops_per_s
+    assert {"users", "prefill_s"} <= set(data[0])
+
+
+async def test_w1_at_scale_skips_memory_and_reports_an_unreachable_server(tmp_path: Path) -> None:
+    config = tiny(
+        backends=("memory", "postgres"), scale_small=5, scale=10, postgres_url="postgresql://postgres@127.0.0.1:1/test"
+    )
+    w1s = await run_w1s(replace(config, concurrency=(1,)), tmp_path, NoProgress())
+    memory, small, large = w1s.rows
+    assert (memory.backend, memory.status, memory.note) == (
+        "memory",
+        "n/a",
+        "n/a (W1 at scale runs on sqlite, redis, postgres)",
+    )
+    for row in (small, large):
+        assert isinstance(row, ScaleRow)
+        assert (row.backend, row.status, row.stored, row.scale_ratio) == ("postgres", "error", None, None)
+        assert row.note.startswith("StoreUnavailableError: ")
+    assert (large.target, large.met) == ("10/5 ops/s ≥0.8x", None)
+
+
+def test_w1_at_scale_runs_only_when_named_and_its_size_is_chosen() -> None:
+    def config(*argv: str) -> BenchConfig:
+        return config_from_args(parser().parse_args(list(argv)))
+
+    assert "w1s" not in config().workloads
+    assert config("--workloads", "w1s").scale == 1_000_000
+    assert config("--workloads", "w1s", "--quick").scale == 100_000
+    assert config("--workloads", "w1s", "--quick", "--scale", "2000").scale == 2000
+    assert config("--workloads", "w1s", "--scale", "5000").scale_small == 1000

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
-from .config import BACKENDS, BenchConfig
+from .config import BACKENDS, DEFAULT_WORKLOADS, BenchConfig
 from .output import NoProgress, Progress, progress_for, render
 from .report import Report, Row, WorkloadReport, config_info, machine_info, now_iso
 from .workloads import PENDING, TARGETS, WORKLOADS
@@ -75,13 +75,15 @@ def parser(prog: str = "benchmarks/run.py") -> argparse.ArgumentParser:
         prog=prog,
         description="Benchmark sessionware against the raw clients and aiogram, in one run.",
     )
-    p.add_argument("--quick", action="store_true", help="ten times fewer updates and increments (about a minute)")
+    p.add_argument(
+        "--quick", action="store_true", help="ten times fewer updates, increments and W1s sessions (about a minute)"
+    )
     p.add_argument("--json", metavar="PATH", type=Path, help="write the whole report (machine, config, rows) as JSON")
     p.add_argument(
         "--workloads",
         type=lambda s: _names(s, sorted(workloads), "workload"),
-        default=tuple(WORKLOADS),
-        help=f"comma-separated, from {','.join(sorted(workloads))} (default: {','.join(WORKLOADS)})",
+        default=DEFAULT_WORKLOADS,
+        help=f"comma-separated, from {','.join(sorted(workloads))} (default: {','.join(DEFAULT_WORKLOADS)})",
     )
     p.add_argument(
         "--backends",
@@ -91,8 +93,14 @@ def parser(prog: str = "benchmarks/run.py") -> argparse.ArgumentParser:
     )
     p.add_argument("--redis-url", help="Redis server (default: $SESSIONWARE_BENCH_REDIS_URL or db 9 on loopback)")
     p.add_argument("--postgres-url", help="PostgreSQL database (default: $SESSIONWARE_BENCH_POSTGRES_URL or loopback)")
-    p.add_argument("--concurrency", type=_counts, help="W1 concurrency levels, comma-separated (default 1,64)")
+    p.add_argument("--concurrency", type=_counts, help="W1 and W1s concurrency levels, comma-separated (default 1,64)")
     p.add_argument("--processes", type=_positive, help="processes for W3's distributed runs (default 4)")
+    p.add_argument(
+        "--scale",
+        type=_positive,
+        metavar="N",
+        help=f"sessions in W1s's large store (default {BenchConfig.scale:,}; --quick {BenchConfig.scale // 10:,})",
+    )
     p.add_argument("--rounds", type=_positive, help="repeat each measurement N times, report the median (default 1)")
     p.add_argument("--plain", action="store_true", help="plain text tables even on a terminal")
     p.add_argument("--no-progress", action="store_true", help="no progress display")
@@ -100,7 +108,7 @@ def parser(prog: str = "benchmarks/run.py") -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
-    """The configuration the parsed arguments ask for."""
+    """The configuration the parsed arguments ask for (``--scale`` wins over ``--quick``'s)."""
     config = BenchConfig(workloads=args.workloads, backends=args.backends)
     if args.redis_url:
         config = replace(config, redis_url=args.redis_url)
@@ -112,7 +120,11 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         config = replace(config, processes=args.processes)
     if args.rounds is not None:
         config = replace(config, rounds=args.rounds)
-    return config.shrunk() if args.quick else config
+    if args.quick:
+        config = config.shrunk()
+    if args.scale is not None:
+        config = replace(config, scale=args.scale)
+    return config
 
 
 def main(
@@ -129,8 +141,11 @@ def main(
     targets are reported, not failures.
     """
     out, err = out or sys.stdout, err or sys.stderr
-    args = parser(prog).parse_args(argv)
+    command = parser(prog)
+    args = command.parse_args(argv)
     config = config_from_args(args)
+    if config.scale < config.scale_small:
+        command.error(f"argument --scale: must be at least {config.scale_small:,}, the small store's size")
     with progress_for(err, enabled=not args.no_progress) as progress:
         report = asyncio.run(run_bench(config, progress=progress))
     render(report, out, rich=False if args.plain else None)

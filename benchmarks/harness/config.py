@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 BACKENDS = ("memory", "sqlite", "redis", "postgres")
+DEFAULT_WORKLOADS = ("w1", "w2", "w3")
+"""What a run measures unless told otherwise; W1 at scale (``w1s``) runs only when named."""
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -20,7 +22,7 @@ class BenchConfig:
     files go to ``workdir`` (a fresh temporary directory when ``None``).
     """
 
-    workloads: tuple[str, ...] = ("w1", "w2", "w3")
+    workloads: tuple[str, ...] = DEFAULT_WORKLOADS
     backends: tuple[str, ...] = BACKENDS
     quick: bool = False
     # W1: bot updates
@@ -28,6 +30,9 @@ class BenchConfig:
     updates: int = 20_000
     concurrency: tuple[int, ...] = (1, 64)
     history: int = 20
+    # W1s: W1 on a store of scale_small and on one of scale sessions, prefilled in bulk
+    scale: int = 1_000_000
+    scale_small: int = 1_000
     # W3: lost updates
     tasks: int = 50
     increments: int = 100
@@ -42,11 +47,12 @@ class BenchConfig:
     workdir: Path | None = None
 
     def shrunk(self) -> BenchConfig:
-        """The ``--quick`` version of this configuration: ten times fewer updates, users and increments."""
+        """The ``--quick`` version of this configuration: ten times fewer updates, users, increments, W1s sessions."""
         return replace(
             self,
             quick=True,
             users=max(1, self.users // 10),
             updates=max(1, self.updates // 10),
             increments=max(1, self.increments // 10),
+            scale=max(self.scale_small, self.scale // 10),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
 from typing import Any, Protocol, TextIO
@@ -30,19 +31,36 @@ class NoProgress:
 
 
 class LineProgress:
-    """One line per finished run, for logs and pipes."""
+    """One line per finished run, for logs and pipes, and one every ``every`` seconds while a run lasts."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, *, every: float = 10.0) -> None:
         self.stream = stream
+        self.every = every
 
     @asynccontextmanager
     async def track(self, label: str, total: int) -> AsyncIterator[Meter]:
-        """Print the label and how many operations finished once the run ends."""
+        """Print the label and how many operations finished once the run ends (and meanwhile)."""
         meter = Meter()
+        start = time.perf_counter()
+
+        def line(end: str) -> None:
+            elapsed = time.perf_counter() - start
+            print(f"  {label}: {meter.done}/{total}{end} in {elapsed:.1f}s", file=self.stream or sys.stderr, flush=True)
+
+        async def follow() -> None:
+            while True:
+                await asyncio.sleep(self.every)
+                if meter.done < total:
+                    line(" so far")
+
+        follower = asyncio.get_running_loop().create_task(follow())
         try:
             yield meter
         finally:
-            print(f"  {label}: {meter.done}/{total}", file=self.stream or sys.stderr, flush=True)
+            follower.cancel()
+            with suppress(asyncio.CancelledError):
+                await follower
+            line("")
 
 
 class RichProgress:
@@ -122,8 +140,9 @@ W3_COLUMNS = (
     "ours/this",
     "target",
 )
+W1S_COLUMNS = ("backend", "subject", "conc", "stored", "prefill s", "ops/s", "p50 ms", "p99 ms", "lost", "target")
 OURS_SHORT = {"ours": "local", "ours-distributed": "distributed"}
-NUMERIC = {"conc", "ops/s", "p50 ms", "p99 ms", "lost", "expected", "final", "procs x tasks"}
+NUMERIC = {"conc", "ops/s", "p50 ms", "p99 ms", "lost", "expected", "final", "procs x tasks", "stored", "prefill s"}
 
 
 def _ratio_cells(workload: WorkloadReport, row: Row) -> tuple[str, str]:
@@ -147,7 +166,7 @@ def _ratio_cells(workload: WorkloadReport, row: Row) -> tuple[str, str]:
 def table_rows(workload: WorkloadReport) -> tuple[tuple[str, ...], list[list[str]]]:
     """The column names and the cells of a workload's table."""
     w3 = workload.id == "w3"
-    columns = W3_COLUMNS if w3 else W1_COLUMNS
+    columns = {"w3": W3_COLUMNS, "w1s": W1S_COLUMNS}.get(workload.id, W1_COLUMNS)
     cells: list[list[str]] = []
     for row in workload.rows:
         ratio, target = _ratio_cells(workload, row)
@@ -165,6 +184,12 @@ def table_rows(workload: WorkloadReport) -> tuple[tuple[str, ...], list[list[str
                 lost,
             ]
             cells.append([row.backend, row.label, shape, *counts, *numbers, ratio, target])
+        elif workload.id == "w1s":
+            stored = getattr(row, "stored", None)
+            prefill_s = getattr(row, "prefill_s", None)
+            bulk = ["" if stored is None else f"{stored:,}", "" if prefill_s is None else f"{prefill_s:.1f}"]
+            conc = str(row.concurrency) if row.status != "n/a" else ""
+            cells.append([row.backend, row.label, conc, *bulk, *numbers, lost, target])
         else:
             cells.append([row.backend, row.label, str(row.concurrency), *numbers, lost, ratio, target])
     return columns, cells

@@ -1,4 +1,4 @@
-"""The workloads: W1 (bot updates), W2 (agent turns) and W3 (lost updates)."""
+"""The workloads: W1 (bot updates), W1s (W1 at scale), W2 (agent turns) and W3 (lost updates)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from sessionware.bot.adapters import Update
+from sessionware.codec import JsonDict
 from sessionware.isolation import IsolationName as Isolation
-from sessionware.store import LockingStore
+from sessionware.store import BaseSessionStore, LockingStore
 
+from .bulk import FIRST_KEY, clear_redis, count_records, prefill
 from .config import BenchConfig
 from .measure import Meter, Timing, run_queue, run_tasks
 from .output import Progress
 from .procs import run_in_processes
 from .report import Row, Target, WorkloadReport, compute_ratios
-from .spaces import unique_name
-from .subjects import Recipe, make_update
+from .spaces import StoreSpec, unique_name
+from .subjects import Ours, Recipe, apply_update, make_update
 from .turns import Message, TurnRecipe, TurnSubject, exchange, history
 
 WARM_USER = 900_000_000
@@ -255,6 +257,203 @@ async def run_w1(config: BenchConfig, workdir: Path, progress: Progress) -> Work
                 plan.append((Row("w1", backend, kind, LABELS[kind], kind == "ours", concurrency), measure))
             report.rows.extend(await in_rounds(plan, config.rounds))
     report.ratios = compute_ratios(report, None, TARGETS)
+    return report
+
+
+# -- W1 at scale -----------------------------------------------------------------------------------
+
+W1S_BACKENDS = ("sqlite", "redis", "postgres")
+W1S_MIN_RATIO = 0.8
+"""Ours' W1 throughput with ``config.scale`` stored sessions must be at least this times its throughput with
+``config.scale_small``."""
+W1S_SLICES = 5
+"""The two sizes' streams are timed in this many alternating slices."""
+
+
+@dataclass
+class ScaleRow(Row):
+    """A W1s row: ours on a store prefilled with ``sessions`` sessions."""
+
+    sessions: int = 0
+    """Sessions the store was prefilled with, in bulk."""
+    users: int = 0
+    """Prefilled sessions the timed updates go to (drawn from all of them, seeded)."""
+    stored: int | None = None
+    """Records counted in the database after the prefill, before any update."""
+    prefill_s: float | None = None
+    """Seconds the bulk prefill took, until the store was ready (SQLite checkpoint, PostgreSQL VACUUM)."""
+    scale_ratio: float | None = None
+    """This row's throughput over the same concurrency's at the smallest size, both measured in this run;
+    ``None`` at the smallest size or when either did not run."""
+
+
+def scale_subject(sessions: int) -> str:
+    """The row subject of ours on a store of ``sessions`` sessions, e.g. ``ours@1000000``."""
+    return f"ours@{sessions}"
+
+
+def w1s_session(keep: int) -> JsonDict:
+    """A prefilled session: what W1 leaves after ``keep`` updates (count and notes)."""
+    session: JsonDict = {}
+    for n in range(1, keep + 1):
+        apply_update(session, f"note {n}", keep)
+    return session
+
+
+def w1s_updates(config: BenchConfig, sessions: int) -> tuple[list[Update], list[int]]:
+    """W1's update stream on a store of ``sessions`` sessions, and the users it goes to.
+
+    ``config.updates`` updates spread evenly over ``min(config.users,
+    config.scale_small)`` users, drawn (seeded) from all the prefilled keys, so
+    in a large store their records lie spread over it. Every size gets the
+    same stream: update ``n`` goes to the same position in its user list.
+    """
+    users = min(config.users, config.scale_small, sessions)
+    chosen = [FIRST_KEY + index for index in random.Random(config.seed).sample(range(sessions), users)]
+    order = [n % users for n in range(config.updates)]
+    random.Random(config.seed).shuffle(order)
+    return [make_update(n + 1, chosen[position]) for n, position in enumerate(order)], chosen
+
+
+PrefillCheck = Callable[[BaseSessionStore, StoreSpec, int], Awaitable[None]]
+"""Called after each prefill, before any update: ``(store, where it lives, sessions prefilled)``."""
+
+
+@dataclass(frozen=True)
+class ScaleSpace:
+    """One prefilled store of W1s, with the update stream it is timed on and the users that stream goes to."""
+
+    subject: Ours
+    updates: list[Update]
+    users: list[int]
+
+
+async def _measure_w1s(spaces: list[ScaleSpace], rows: list[Row], tag: str, slices: int, progress: Progress) -> None:
+    """Time the stream of every space at ``rows[0].concurrency``, in ``slices`` alternating slices.
+
+    In each slice every store runs its share of its stream, the stores' order
+    alternating from one slice to the next, so both sizes see the same machine
+    conditions; each row's timing is the sum of its slices.
+    """
+    concurrency = rows[0].concurrency
+    try:
+        # Reading the counters also reads every user's record once before the clock starts.
+        befores = [await space.subject.counts(space.users) for space in spaces]
+        handlers = [space.subject.handler() for space in spaces]
+        warm = [make_update(n, WARM_USER + n % concurrency) for n in range(max(100, 2 * concurrency))]
+        for handle in handlers:
+            await run_queue(handle, warm, concurrency)
+        parts: list[list[Timing]] = [[] for _ in spaces]
+        label = f"W1s {rows[0].backend} {'+'.join(row.subject for row in rows)} c={concurrency}{tag}"
+        async with progress.track(label, sum(len(space.updates) for space in spaces)) as meter:
+            for number in range(slices):
+                order = list(range(len(spaces)))
+                for index in order if number % 2 == 0 else order[::-1]:
+                    updates = spaces[index].updates
+                    part = updates[len(updates) * number // slices : len(updates) * (number + 1) // slices]
+                    parts[index].append(await run_queue(handlers[index], part, concurrency, meter))
+        for row, space, before, timings in zip(rows, spaces, befores, parts, strict=True):
+            timing = Timing(
+                sum(t.ops for t in timings), sum(t.seconds for t in timings), [x for t in timings for x in t.latencies]
+            )
+            row.measured(timing, expected=before + len(space.updates), final=await space.subject.counts(space.users))
+    except Exception as exc:
+        for row in rows:
+            _failed(row, exc)
+
+
+def _scale_ratios(rows: list[Row], small: int, large: int) -> None:
+    """Fill in ``scale_ratio`` and the target of each large row against the small row of its concurrency."""
+    smalls = {row.concurrency: row for row in rows if isinstance(row, ScaleRow) and row.sessions == small}
+    for row in rows:
+        if not isinstance(row, ScaleRow) or row.sessions != large or row.concurrency not in smalls:
+            continue
+        base = smalls[row.concurrency]
+        ran = row.status == base.status == "ok" and base.ops_per_s > 0
+        row.scale_ratio = row.ops_per_s / base.ops_per_s if ran else None
+        ratio = "" if row.scale_ratio is None else f" {row.scale_ratio:.2f}x"
+        row.target = f"{large}/{small} ops/s{ratio} ≥{W1S_MIN_RATIO:.1f}x"
+        row.met = None if row.scale_ratio is None else row.scale_ratio >= W1S_MIN_RATIO
+
+
+async def _w1s_backend(
+    config: BenchConfig, workdir: Path, backend: str, progress: Progress, check: PrefillCheck | None
+) -> list[Row]:
+    """Prefill a store of each size in bulk, then time W1 on both, at every concurrency; drop both stores."""
+    sizes = (config.scale_small, config.scale)
+    value = w1s_session(config.history)
+    streams = {sessions: w1s_updates(config, sessions) for sessions in sizes}
+    groups: list[list[Row]] = [
+        [
+            ScaleRow(
+                "w1s",
+                backend,
+                scale_subject(sessions),
+                f"{LABELS['ours']}, {sessions:,} sessions",
+                True,
+                concurrency,
+                sessions=sessions,
+                users=len(streams[sessions][1]),
+            )
+            for sessions in sizes
+        ]
+        for concurrency in config.concurrency
+    ]
+    rows = [row for group in groups for row in group]
+    subjects: list[Ours] = []
+    try:
+        spaces: list[ScaleSpace] = []
+        try:
+            for sessions in sizes:
+                subject = Ours(_recipe(config, workdir, "ours", backend))
+                await subject.open()
+                subjects.append(subject)
+                async with progress.track(f"W1s {backend} prefill {sessions:,} sessions", sessions) as meter:
+                    seconds = await prefill(subject.store, sessions, value, meter, postgres_url=config.postgres_url)
+                stored = await count_records(subject.store, postgres_url=config.postgres_url)
+                if check is not None:
+                    await check(subject.store, subject.spec, sessions)
+                for row in rows:
+                    if isinstance(row, ScaleRow) and row.sessions == sessions:
+                        row.stored, row.prefill_s = stored, seconds
+                spaces.append(ScaleSpace(subject, *streams[sessions]))
+        except Exception as exc:
+            for row in rows:
+                _failed(row, exc)
+        else:
+
+            async def measure(rows: list[Row], tag: str) -> None:
+                await _measure_w1s(spaces, rows, tag, W1S_SLICES, progress)
+
+            measured = await in_rounds_grouped([(group, measure) for group in groups], config.rounds)
+            rows = [row for group in measured for row in group]
+        _scale_ratios(rows, *sizes)
+        return rows
+    finally:
+        for subject in subjects:
+            try:
+                await clear_redis(subject.store)
+                await subject.close(drop=True)
+            except Exception as exc:
+                for row in rows:
+                    _cleanup_failed(row, exc)
+
+
+async def run_w1s(
+    config: BenchConfig, workdir: Path, progress: Progress, *, check: PrefillCheck | None = None
+) -> WorkloadReport:
+    """W1 at scale: ours' W1 throughput on stores prefilled with ``scale_small`` and with ``scale`` sessions.
+
+    ``check`` is awaited after each prefill, before the store sees an update.
+    """
+    report = WorkloadReport("w1s", WORKLOADS["w1s"].title)
+    for backend in config.backends:
+        if backend in W1S_BACKENDS:
+            report.rows.extend(await _w1s_backend(config, workdir, backend, progress, check))
+            continue
+        row = ScaleRow("w1s", backend, "ours", LABELS["ours"], True, 0, status="n/a")
+        row.note = f"n/a (W1 at scale runs on {', '.join(W1S_BACKENDS)})"
+        report.rows.append(row)
     return report
 
 
@@ -598,6 +797,7 @@ async def run_w3(config: BenchConfig, workdir: Path, progress: Progress) -> Work
 
 WORKLOADS: dict[str, Workload] = {
     "w1": Workload("w1", "bot update: load, count, keep last 20, save", run_w1),
+    "w1s": Workload("w1s", "bot update at scale: W1 on a small and on a large prefilled store", run_w1s),
     "w2": Workload("w2", "agent turn: append 2 messages, read the last 20, at 50 and 5,000 messages", run_w2),
     "w3": Workload("w3", "lost updates: tasks x read-modify-write of one session", run_w3),
 }
