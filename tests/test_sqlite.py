@@ -256,6 +256,33 @@ async def test_scan_pages_through_many_keys(path: Path) -> None:
     await store.close()
 
 
+def steps(path: Path, sql: str, *params: Any) -> int:
+    """How many virtual-machine steps SQLite takes for one statement (counted by its progress handler)."""
+    count = 0
+
+    def tick() -> int:
+        nonlocal count
+        count += 1
+        return 0
+
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.set_progress_handler(tick, 1)
+        conn.execute(sql, params).fetchall()
+    return count
+
+
+async def test_a_scan_page_costs_the_same_deep_in_the_table(path: Path) -> None:
+    store = SQLiteSessionStore(path)
+    for i in range(5000):
+        await store.set(f"k{i:05d}", {})
+    page = store.statements.scan_next
+    near = steps(path, page.sql, *page.args({"after": "k00010", "high": "l", "now": 0.0, "size": 100}))
+    deep = steps(path, page.sql, *page.args({"after": "k04800", "high": "l", "now": 0.0, "size": 100}))
+    assert deep < 2 * near, (near, deep)  # the page seeks to its first key instead of walking from the prefix
+    assert [k async for k in store.scan("k")][4998:] == ["k04998", "k04999"]
+    await store.close()
+
+
 async def test_scan_prefix_edges(path: Path) -> None:
     store = SQLiteSessionStore(path)
     for key in ["a\ud7ffz", "a\ue000", "\U0010ffffx", "\U0010ffff", "b"]:

@@ -248,9 +248,12 @@ class SQLStatements:
         self.exists = stmt(f"SELECT 1 FROM {n.sessions} WHERE key = :key AND {live}")
         self.expires_in = stmt(f"SELECT {d.seconds_left} FROM {n.sessions} WHERE key = :key AND {live}")
         self.touch = stmt(f"UPDATE {n.sessions} SET expires_at = {d.expiry} WHERE key = :key AND {live} RETURNING 1")
-        self.scan = stmt(
-            f"SELECT key FROM {n.sessions} WHERE key >= :low AND key < :high AND key > :after AND {live}"
-            " ORDER BY key LIMIT :size"
+        # One lower bound per statement, so the primary-key index seeks straight to it on every page.
+        self.scan_first = stmt(
+            f"SELECT key FROM {n.sessions} WHERE key >= :low AND key < :high AND {live} ORDER BY key LIMIT :size"
+        )
+        self.scan_next = stmt(
+            f"SELECT key FROM {n.sessions} WHERE key > :after AND key < :high AND {live} ORDER BY key LIMIT :size"
         )
         self.purge_sessions = stmt(f"DELETE FROM {n.sessions} WHERE expires_at <= {d.now}")
         # Leases: one row per locked key, a random token and an expiry by the engine's clock.
@@ -454,8 +457,10 @@ class SQLSessionStore(BaseSessionStore, Generic[S]):
             yield key
 
     async def _scan_page(self, low: str, high: str, after: str, size: int) -> list[str]:
+        # Pages after the first start past the last key seen, which is never below ``low``.
+        stmt = self._sql.scan_next if after else self._sql.scan_first
         values = {"low": low, "high": high, "after": after, "size": size}
-        return [row[0] for row in await self._run("scan", self._rows(self._sql.scan, values, safe=True))]
+        return [row[0] for row in await self._run("scan", self._rows(stmt, values, safe=True))]
 
     async def purge_expired(self) -> int:
         """Delete expired sessions, logs and leases; return how many sessions and logs were removed."""
