@@ -12,9 +12,10 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from ...codec import Codec
-from ...errors import InvalidValueError, StoreTimeoutError, StoreUnavailableError
+from ...errors import InvalidValueError, StoreTimeoutError, StoreUnavailableError, ValueTooLargeError
+from ...keys import TTL, check_key
 from ...store import DEFAULT_MAX_SIZE, Versioned
-from .._common import Batch, Taken
+from .._common import Batch, Taken, store_ttl
 from ._base import DEFAULT_TABLE, Dialect, SQLSessionStore, SQLStatements, Statement, TableNames, Values
 
 T = TypeVar("T")
@@ -156,6 +157,44 @@ class SQLiteSessionStore(SQLSessionStore[_Statements]):
 
     def _statements(self, names: TableNames) -> _Statements:
         return _Statements(names)
+
+    # -- the update path: one statement each, straight on the open connection ---------------------
+
+    async def get_raw(self, key: str) -> bytes | None:
+        """Return the stored bytes of ``key``, or ``None``.
+
+        On an open connection and without a ``timeout`` this runs the one
+        statement directly; anything it cannot do that way (the file busy, a
+        first use) goes the general way, where a read is safe to repeat.
+        """
+        conn = self._conn
+        if conn is None or self.timeout is not None:
+            return await super().get_raw(key)
+        try:
+            get = self._sql.get
+            row = conn.execute(get.sql, get.args({"key": check_key(key), "now": time.time()})).fetchone()
+        except sqlite3.Error:
+            return await super().get_raw(key)
+        return None if row is None else bytes(row[0])
+
+    async def set_raw(self, key: str, data: bytes, *, ttl: TTL = None) -> None:
+        """Store already encoded ``data`` under ``key`` (directly, as :meth:`get_raw` reads).
+
+        A plain upsert of the same bytes is safe to repeat, so a try that
+        fails here goes the general way, with its retries and error messages.
+        """
+        conn = self._conn
+        if conn is None or self.timeout is not None:
+            return await super().set_raw(key, data, ttl=ttl)
+        check_key(key)
+        if len(data) > self.max_size:
+            raise ValueTooLargeError(len(data), self.max_size)
+        seconds = store_ttl(ttl)
+        try:
+            put = self._sql.set
+            conn.execute(put.sql, put.args({"key": key, "data": data, "ttl": seconds, "now": time.time()}))
+        except sqlite3.Error:
+            await super().set_raw(key, data, ttl=seconds)
 
     # -- connection and retries ------------------------------------------------------------------
 
