@@ -187,3 +187,42 @@ async def make_store(backend: str, tmp_path: Path, request: pytest.FixtureReques
     yield factory
     for cleanup in reversed(cleanups):
         await cleanup()
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """The URL of a fresh persistent store that several processes can open, removed afterwards."""
+    backend = request.param
+    require_server(backend)
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path}/shared.db"
+        return
+    from sessionware import open_store
+
+    if backend == "redis":
+        prefix = unique("shared-")
+        yield f"{REDIS_URL}?prefix={prefix}"
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(REDIS_URL)
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+        return
+    table = unique("sessionware_shared_")
+    yield f"{POSTGRES_URL}?table={table}"
+    store = open_store(f"{POSTGRES_URL}?table={table}")
+    await store.drop_tables()  # type: ignore[attr-defined]
+    await store.close()
+
+
+@pytest.fixture
+async def admin() -> AsyncIterator[Any]:
+    """A PostgreSQL connection of our own that kills, locks and inspects, as an operator would."""
+    require_server("postgres")
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_URL)
+    yield conn
+    await conn.close()

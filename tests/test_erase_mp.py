@@ -19,42 +19,16 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sessionware import SessionManager, open_store
-
-from .conftest import POSTGRES_URL, REDIS_URL, require_server, unique
+from sessionware import SessionManager
 
 REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(params=["sqlite", "redis", "postgres"])
-async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    backend = request.param
-    require_server(backend)
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path}/erase.db"
-        return
-    if backend == "redis":
-        prefix = unique("erase-")
-        yield f"{REDIS_URL}?prefix={prefix}"
-        store: Any = open_store(f"{REDIS_URL}?prefix={prefix}")
-        keys = [k async for k in store.client.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await store.client.delete(*keys)
-        await store.close()
-        return
-    table = unique("sessionware_erase_")
-    yield f"{POSTGRES_URL}?table={table}"
-    store = open_store(f"{POSTGRES_URL}?table={table}")
-    await store.drop_tables()
-    await store.close()
 
 
 async def writer(config: dict[str, Any]) -> None:
@@ -88,7 +62,8 @@ async def readline(proc: subprocess.Popen[str]) -> str:
 
 
 @pytest.mark.parametrize("isolation", ["distributed", "local"])
-async def test_delete_user_data_is_not_undone_by_a_writer_in_another_process(url: str, isolation: str) -> None:
+async def test_delete_user_data_is_not_undone_by_a_writer_in_another_process(store_url: str, isolation: str) -> None:
+    url = store_url
     async with SessionManager(url, isolation=isolation, lease=10) as manager:  # type: ignore[arg-type]
         kept = await manager.create_session("bob", metadata={"mine": True})
         doomed = await manager.create_session("alice", metadata={"secret": "s3"})

@@ -59,24 +59,6 @@ def test_0_1_names_still_work() -> None:
     assert PostgresSessionStore is sessionware.PostgresSessionStore
 
 
-@pytest.mark.parametrize(
-    ("name", "module", "extra"),
-    [("RedisSessionStore", "redis", "redis"), ("PostgresSessionStore", "asyncpg", "postgres")],
-)
-def test_a_store_without_its_extra_names_the_extra(name: str, module: str, extra: str) -> None:
-    code = (
-        f"import sys; sys.modules[{module!r}] = None\n"
-        "import sessionware\n"
-        "try:\n"
-        f"    sessionware.{name}\n"
-        "except sessionware.MissingExtraError as e:\n"
-        "    print(type(e).__name__, e)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert f"pip install 'sessionware[{extra}]'" in done.stdout
-
-
 def imports_of(path: Path) -> set[str]:
     """The sessionware modules ``path`` imports, as absolute names (``from ..x import y`` included)."""
     package = ".".join(("sessionware", *path.relative_to(SRC).with_suffix("").parts))

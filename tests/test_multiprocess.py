@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,35 +13,10 @@ import pytest
 
 from sessionware import SessionManager, open_store
 
-from .conftest import POSTGRES_URL, REDIS_URL, require_server, unique
-
 ROOT = Path(__file__).resolve().parent.parent
 PROCESSES, TASKS, UPDATES = 4, 25, 20
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(params=["sqlite", "redis", "postgres"])
-async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    backend = request.param
-    require_server(backend)
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path}/mp.db"
-        return
-    if backend == "redis":
-        prefix = unique("mp-")
-        yield f"{REDIS_URL}?prefix={prefix}"
-        store: Any = open_store(f"{REDIS_URL}?prefix={prefix}")
-        keys = [k async for k in store.client.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await store.client.delete(*keys)
-        await store.close()
-        return
-    table = unique("sessionware_mp_")
-    yield f"{POSTGRES_URL}?table={table}"
-    store = open_store(f"{POSTGRES_URL}?table={table}")
-    await store.drop_tables()
-    await store.close()
 
 
 def run_workers(config: dict[str, Any]) -> list[str]:
@@ -66,8 +40,9 @@ def run_workers(config: dict[str, Any]) -> list[str]:
     return outputs
 
 
-@pytest.mark.parametrize("url", ["redis"], indirect=True)  # SQL: tests/test_sql_isolation.py has it
-async def test_counter_through_middleware(url: str) -> None:
+@pytest.mark.parametrize("store_url", ["redis"], indirect=True)  # SQL: tests/test_sql_isolation.py has it
+async def test_counter_through_middleware(store_url: str) -> None:
+    url = store_url
     config = {"url": url, "mode": "counter", "tasks": TASKS, "updates": UPDATES}
     run_workers({**config, "isolation": "distributed"})
     store: Any = open_store(url)
@@ -81,7 +56,8 @@ async def test_counter_through_middleware(url: str) -> None:
     assert lost > 0, "without cross-process isolation, concurrent workers lose updates"
 
 
-async def test_add_message_from_many_processes(url: str) -> None:
+async def test_add_message_from_many_processes(store_url: str) -> None:
+    url = store_url
     manager = SessionManager(url, isolation="distributed")
     s = await manager.create_session("worker-user")
     run_workers(
@@ -104,7 +80,8 @@ async def test_add_message_from_many_processes(url: str) -> None:
     await manager.close()
 
 
-async def test_log_appends_and_writes_from_many_processes(url: str) -> None:
+async def test_log_appends_and_writes_from_many_processes(store_url: str) -> None:
+    url = store_url
     """Batches of 1-3 entries appended concurrently: gap-free, each batch contiguous, nothing lost."""
     tasks, rounds = 3, 40
     outputs = run_workers({"url": url, "mode": "log", "tasks": tasks, "updates": rounds, "isolation": "none"})

@@ -56,14 +56,6 @@ MakeSetup = Callable[..., Coroutine[Any, Any, Setup]]
 
 
 @pytest.fixture
-async def admin() -> AsyncIterator[asyncpg.Connection]:
-    require_server("postgres")
-    conn = await asyncpg.connect(POSTGRES_URL)
-    yield conn
-    await conn.close()
-
-
-@pytest.fixture
 async def make() -> AsyncIterator[MakeSetup]:
     require_server("postgres")
     made: list[Setup] = []

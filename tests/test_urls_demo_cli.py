@@ -60,18 +60,23 @@ def test_bad_urls_are_clear_typed_errors(url: str, message: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("url", "module", "extra"),
-    [("redis://127.0.0.1/0", "redis", "redis"), ("postgresql://127.0.0.1/test", "asyncpg", "postgres")],
+    ("url", "module", "extra", "name"),
+    [
+        ("redis://127.0.0.1/0", "redis", "redis", "RedisSessionStore"),
+        ("postgresql://127.0.0.1/test", "asyncpg", "postgres", "PostgresSessionStore"),
+    ],
 )
-def test_missing_driver_names_the_extra(url: str, module: str, extra: str) -> None:
-    code = (
-        f"import sys; sys.modules[{module!r}] = None\n"
-        "from sessionware import open_store, MissingExtraError\n"
-        f"try:\n    open_store({url!r})\n"
-        "except MissingExtraError as e:\n    assert isinstance(e, ImportError); print(e)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert f"pip install 'sessionware[{extra}]'" in out
+def test_missing_driver_names_the_extra(url: str, module: str, extra: str, name: str) -> None:
+    for use in (f"open_store({url!r})", f"sessionware.{name}"):
+        code = (
+            f"import sys; sys.modules[{module!r}] = None\n"
+            "import sessionware\n"
+            "from sessionware import open_store, MissingExtraError\n"
+            f"try:\n    {use}\n"
+            "except MissingExtraError as e:\n    assert isinstance(e, ImportError); print(e)\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        assert f"pip install 'sessionware[{extra}]'" in out, use
 
 
 async def test_demo_persists_sessions_between_runs(tmp_path: Path) -> None:
