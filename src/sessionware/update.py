@@ -126,9 +126,11 @@ class SessionUpdate:
     async def _enter(self) -> None:
         """Pin a connection where the store can (the load and the save then share one), then read."""
         pinning = self._io.pinning
-        if pinning is not None:
-            self._pin = pinning.pinned()
-            await self._pin.__aenter__()
+        if pinning is None:
+            await self._read()
+            return
+        self._pin = pinning.pinned()
+        await self._pin.__aenter__()
         try:
             await self._read()
         except BaseException:
