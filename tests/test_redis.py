@@ -38,7 +38,7 @@ from sessionware.store import (
     SessionStore,
 )
 from sessionware.stores.redis import RedisSessionStore
-from sessionware.stores.redis.resp import ReplyError
+from sessionware.stores.redis.resp import ReplyError, RespClient
 from sessionware.testing import StoreContract
 
 from .helpers import message
@@ -220,6 +220,14 @@ def test_from_url_bad_scheme_is_typed() -> None:
     assert isinstance(info.value, ValueError)
     assert "hunter2" not in str(info.value)
     assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_from_url_cluster_false_is_one_server() -> None:
+    store = RedisSessionStore.from_url(f"{REDIS_URL}?cluster=false&client_name=x", retries=1, max_size=10)
+    assert isinstance(store.client, RespClient)
+    assert store.client.client_name == "x"
+    assert (store.retries, store.max_size) == (1, 10)
+    assert not store.driver.cluster
 
 
 def test_from_url_not_a_string() -> None:
@@ -490,16 +498,30 @@ async def test_lease_layout_and_one_call_each(store: RedisSessionStore, raw: aio
     assert await raw.exists(lease_key, f"{store.prefix}:k") == 0
 
 
+@pytest.mark.parametrize("key", ["plain", "user:{42}", "a}b", "{}x", "}{"])
+async def test_one_server_keeps_release_01s_lease_name_for_every_key(
+    store: RedisSessionStore, raw: aioredis.Redis, key: str
+) -> None:
+    """Without a cluster there is no slot to share: the lease stays at ``prefix:\\x00lock:key``, as in 0.1."""
+    assert not store.driver.cluster
+    held = await store.lock(key, lease=5, wait=0)
+    assert await raw.get(f"{store.prefix}:\x00lock:{key}") == held.lease.token.encode()
+    await store.commit(held.lease, store.codec.encode({"k": key}))
+    assert await raw.exists(f"{store.prefix}:\x00lock:{key}") == 0
+    assert await store.get(key) == {"k": key}
+
+
 def count_calls(store: RedisSessionStore) -> list[tuple[Any, ...]]:
     """Record every command the store sends from now on (the commands still run)."""
     calls: list[tuple[Any, ...]] = []
-    execute = store._exec
+    execute = store.driver.execute
 
     async def counting(*args: Any) -> Any:
         calls.append(args)
         return await execute(*args)
 
-    store._exec = counting
+    store.driver.execute = counting  # scripts go through the driver's execute
+    store._exec = counting  # plain commands through the store's bound copy of it
     return calls
 
 

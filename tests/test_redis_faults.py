@@ -3,7 +3,8 @@
 The shared server on 6379 is never touched: every test here runs its own
 server on a free loopback port (with an fsync-always append-only file where a
 test asserts that acknowledged writes survive a crash), plus, where a test
-needs replies to go missing, a small TCP proxy in front of it.
+needs replies to go missing, a small TCP proxy in front of it, or a sentinel
+(``redis-server --sentinel``) for a Sentinel-managed client.
 """
 
 from __future__ import annotations
@@ -22,9 +23,13 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+from redis.asyncio.sentinel import Sentinel
 
 from sessionware.errors import StoreTimeoutError, StoreUnavailableError
 from sessionware.stores.redis import RedisSessionStore
+from sessionware.stores.redis.drivers import RedisPyDriver
+from sessionware.testing import StoreContract
 
 pytestmark = pytest.mark.slow
 
@@ -236,53 +241,71 @@ async def fails_fast(call: Awaitable[object], *, within: float = 1.5) -> StoreUn
 # -- a server that goes away and comes back --------------------------------------------------------
 
 
-async def test_restart_mid_run_loses_no_acknowledged_write(private_redis: PrivateRedis, open_store: OpenStore) -> None:
-    """Writers keep going while the server crashes and restarts; every write that returned is there afterwards."""
-    store = open_store(private_redis.url)
-    acked: dict[str, int] = {}
-    appended: dict[int, int] = {}  # entry id -> the seq its append returned
-    failures: list[BaseException] = []
-    stop = asyncio.Event()
+class Writers:
+    """Tasks that each write fresh keys ``w<task>:<i>`` and append one entry to the log ``log`` after each write,
+    until stopped, and remember what was acknowledged."""
 
-    async def writer(w: int) -> None:
+    def __init__(self, store: RedisSessionStore, tasks: int = 8, *, log: str = "log") -> None:
+        self.store = store
+        self.log = log
+        self.acked: dict[str, int] = {}  # key -> the value its acknowledged write stored
+        self.appended: dict[int, int] = {}  # entry id -> the seq its acknowledged append returned
+        self.failures: list[StoreUnavailableError] = []
+        self._stop = asyncio.Event()
+        self._tasks = [asyncio.create_task(self._write(w)) for w in range(tasks)]
+
+    async def _write(self, w: int) -> None:
         i = 0
-        while not stop.is_set():
+        while not self._stop.is_set():
             key = f"w{w}:{i}"
             try:
-                await store.set(key, {"i": i})
-                acked[key] = i
+                await self.store.set(key, {"i": i})
+                self.acked[key] = i
                 entry = w * 1_000_000 + i
-                (seq,) = await store.log_append("log", [{"id": entry}])
-                appended[entry] = seq
+                (seq,) = await self.store.log_append(self.log, [{"id": entry}])
+                self.appended[entry] = seq
             except StoreUnavailableError as exc:
-                failures.append(exc)
+                self.failures.append(exc)
                 await asyncio.sleep(0.01)
             i += 1
 
-    writers = [asyncio.create_task(writer(w)) for w in range(8)]
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+    async def check(self) -> None:
+        """Every acknowledged write and append is there, no append ran twice, and the log has no gap."""
+        keys = list(self.acked)
+        found = await asyncio.gather(*(self.store.get(k) for k in keys))
+        missing = [k for k, got in zip(keys, found, strict=True) if got != {"i": self.acked[k]}]
+        assert missing == [], f"{len(missing)} of {len(keys)} acknowledged writes are missing, e.g. {missing[:3]}"
+        entries = await self.store.log_read(self.log)
+        ids = [e.value["id"] for e in entries]
+        assert len(ids) == len(set(ids)), "no append was applied twice"
+        seq_of = {e.value["id"]: e.seq for e in entries}
+        for entry, seq in self.appended.items():
+            assert seq_of.get(entry) == seq, f"acknowledged append {entry} is missing or renumbered"
+        assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
+
+
+async def test_restart_mid_run_loses_no_acknowledged_write(private_redis: PrivateRedis, open_store: OpenStore) -> None:
+    """Writers keep going while the server crashes and restarts; every write that returned is there afterwards."""
+    store = open_store(private_redis.url)
+    writers = Writers(store)
     await asyncio.sleep(0.3)
-    before = len(acked)
+    before = len(writers.acked)
     assert before > 0
     private_redis.kill()
     await asyncio.sleep(0.3)
-    down = len(failures)
+    down = len(writers.failures)
     assert down > 0, "writes must fail while the server is down"
     await fails_fast(store.get("w0:0"))
     private_redis.start()
     await asyncio.sleep(0.6)
-    stop.set()
-    await asyncio.gather(*writers)
-    assert len(acked) > before + 8, "the store reconnects by itself and writes succeed again"
-    assert all(exc.__cause__ is not None for exc in failures), "driver errors are chained"
-    for key, i in acked.items():
-        assert await store.get(key) == {"i": i}, f"acknowledged write {key} is missing"
-    entries = await store.log_read("log")
-    ids = [e.value["id"] for e in entries]
-    assert len(ids) == len(set(ids)), "no append was applied twice"
-    seq_of = {e.value["id"]: e.seq for e in entries}
-    for entry, seq in appended.items():
-        assert seq_of.get(entry) == seq, f"acknowledged append {entry} is missing or renumbered"
-    assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
+    await writers.stop()
+    assert len(writers.acked) > before + 8, "the store reconnects by itself and writes succeed again"
+    assert all(exc.__cause__ is not None for exc in writers.failures), "driver errors are chained"
+    await writers.check()
 
 
 async def test_every_operation_fails_fast_while_down_then_recovers(
@@ -466,3 +489,102 @@ async def test_lease_of_a_killed_holder_is_released_by_expiry(private_redis: Pri
         await store.unlock(held.lease)
     finally:
         await store.close()
+
+
+# -- a Sentinel-managed master ---------------------------------------------------------------------
+
+
+class PrivateSentinel:
+    """A ``redis-server --sentinel`` this module owns, watching one private master as ``mymaster``."""
+
+    def __init__(self, workdir: Path, master_port: int) -> None:
+        assert REDIS_SERVER is not None
+        self.server = REDIS_SERVER
+        self.workdir = workdir
+        self.port = free_port()
+        self.config = workdir / "sentinel.conf"
+        self.config.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {workdir}\nlogfile {workdir / 'sentinel.log'}\n"
+            f"sentinel monitor mymaster 127.0.0.1 {master_port} 1\n"
+            "sentinel down-after-milliseconds mymaster 60000\n"
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.server, str(self.config), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 20
+        while not ping(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"private sentinel on port {self.port} did not start")
+            time.sleep(0.01)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture(scope="module")
+def sentinel_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A private master and a sentinel watching it, once for the module; yields the sentinel's port."""
+    master = PrivateRedis(tmp_path_factory.mktemp("sentinel-master"), durable=False)
+    master.start()
+    sentinel = PrivateSentinel(tmp_path_factory.mktemp("sentinel"), master.port)
+    try:
+        sentinel.start()
+        yield sentinel.port
+    finally:
+        sentinel.kill()
+        master.kill()
+
+
+@pytest.fixture
+async def sentinel_client(sentinel_port: int) -> AsyncIterator[aioredis.Redis]:
+    """The master's client as a user gets it from Sentinel."""
+    sentinel = Sentinel([("127.0.0.1", sentinel_port)], socket_timeout=2)  # type: ignore[no-untyped-call]
+    client = sentinel.master_for("mymaster")
+    yield client
+    await client.aclose()
+    for each in sentinel.sentinels:
+        await each.aclose()
+
+
+class TestContractThroughSentinel(StoreContract):
+    """The whole contract suite through ``Sentinel(...).master_for(...)``, a Sentinel-managed pool."""
+
+    @pytest.fixture
+    async def store(self, sentinel_client: aioredis.Redis) -> AsyncIterator[RedisSessionStore]:
+        prefix = f"sentinel{time.monotonic_ns()}"
+        opened = RedisSessionStore(sentinel_client, prefix)
+        assert isinstance(opened.driver, RedisPyDriver)
+        yield opened
+        names = [k async for k in sentinel_client.scan_iter(match=prefix + ":*", count=1000)]
+        if names:
+            await sentinel_client.delete(*names)
+
+
+async def test_a_demoted_master_is_a_write_that_did_not_run(sentinel_client: aioredis.Redis, tmp_path: Path) -> None:
+    """While the master is a replica, Sentinel's pool reports its READONLY as a lost connection; the driver
+    reports it as the refusal it is, so the store retries the write, which lands once the master is back."""
+    other = PrivateRedis(tmp_path, durable=False)
+    other.start()
+    store = RedisSessionStore(sentinel_client, f"demoted{time.monotonic_ns()}", retries=8)
+    try:
+        await store.set("before", {"n": 1})
+        await sentinel_client.replicaof("127.0.0.1", other.port)
+        with pytest.raises(StoreUnavailableError) as info:
+            await RedisSessionStore(sentinel_client, store.prefix, retries=0).set("k", {"n": 1})
+        assert isinstance(info.value.__cause__, redis_errors.ReadOnlyError), info.value.__cause__
+        write = asyncio.create_task(store.set("k", {"n": 2}))
+        await asyncio.sleep(0.3)
+        assert not write.done(), "a refused write is retried"
+        await sentinel_client.replicaof("NO", "ONE")
+        await asyncio.wait_for(write, 10)
+        assert await store.get("k") == {"n": 2}
+    finally:
+        await sentinel_client.replicaof("NO", "ONE")
+        other.kill()

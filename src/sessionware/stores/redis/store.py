@@ -9,12 +9,41 @@ prefix, so two stores with different prefixes can never reach each other's
 keys (with colons allowed, store ``"a"``'s key ``"b:c"`` and store ``"a:b"``'s
 key ``"c"`` would be the same Redis key).
 
-Internal keyspaces (logs, leases) live at ``f"{prefix}:\\x00{kind}:{key}"``.
-Session keys never contain NUL (:func:`~sessionware.keys.check_key` refuses
-it), so no record key can start with the NUL byte after ``f"{prefix}:"`` and a
-record can never collide with a log or a lease, whatever its key looks like.
-Everything the store writes still starts with ``f"{prefix}:"``, so one
-``SCAN MATCH prefix:*`` finds it all.
+Internal keyspaces live after ``"<prefix>:\\x00"``: the log of a key at
+``<prefix>:\\x00log:<key>``, its lease at ``<prefix>:\\x00lock:<key>`` (on Redis
+Cluster sometimes ``<prefix>:\\x00lockt:{<prefix>:<key>}``, braces included; see
+below). Session keys never contain NUL (:func:`~sessionware.keys.check_key`
+refuses it), so no record key can start with the NUL byte after
+``"<prefix>:"`` and a record can never collide with a log or a lease, whatever
+its key looks like; ``lock:`` and ``lockt:`` differ in their fifth character,
+so the two lease forms never collide either. Everything the store writes
+still starts with ``"<prefix>:"``, so one ``SCAN MATCH prefix:*`` finds it all.
+Records and logs are named as release 0.1 named them, whatever the client.
+
+Hash slots (Redis Cluster)
+--------------------------
+Redis Cluster hashes a name's *hash tag* (the text between its first ``{``
+and the first ``}`` after it, if that text is not empty) or, without one, the
+whole name, and refuses a script whose keys lie in different slots. Only
+lock+read and commit touch two keys (the lease and the record), so on a
+cluster the lease is named to share its record's slot:
+
+- ``<prefix>:\\x00lock:<key>`` when that hashes like the record, i.e. the
+  record name has a hash tag wholly inside the key (``user:{42}``) or wholly
+  inside the prefix;
+- else ``<prefix>:\\x00lockt:{<prefix>:<key>}``, whose hash tag is the whole
+  record name (this works when the record name has no ``}`` and the prefix no ``{``);
+- else (a ``}`` outside a valid tag, or a ``{`` in the prefix that the prefix
+  does not close) no name in the store's keyspace can share the slot: leases
+  on such a key raise :class:`~sessionware.errors.InvalidKeyError` on a
+  cluster (reads, writes, compare-and-set and logs touch one key each and work).
+
+The store only ever puts its own text before the key, so a hash tag in the
+key is kept: ``agent:s:{ID}``, ``agent:h:{ID}``, ``agent:t:{ID}`` and
+``agent:u:<user>:<hex>:{ID}`` put one session's records, logs, leases and
+index in slot ``ID``. On one server (no cluster) the lease is always
+``<prefix>:\\x00lock:<key>``, as in release 0.1, so processes of both releases
+exclude each other during an upgrade.
 
 Records and versions
 --------------------
@@ -30,17 +59,17 @@ version (as a string: Lua numbers cannot hold 63 bits) and write in one step.
 
 Leases
 ------
-A lease on ``key`` is the string ``{prefix}:\\x00lock:{key}`` holding a random
-token, set with ``NX PX``. :meth:`RedisSessionStore.lock` takes it and reads
-the record in one Lua call; :meth:`~RedisSessionStore.commit` checks the token,
-releases the lease and writes (or deletes) the record in one Lua call, so a
-holder whose lease expired (and was perhaps taken by another process) writes
-nothing and gets :class:`~sessionware.errors.LeaseExpiredError`.
-``renew`` and ``unlock`` compare the token in a script too: only the holder can
-extend or release its lease. An update under a lease therefore costs the same
-two round trips as an unprotected GET + SET. Waiting for a held lease retries
-with jittered exponential backoff, never past the lease's own expiry, until
-``wait`` runs out (then :class:`~sessionware.errors.LockError`).
+A lease on ``key`` holds a random token, set with ``NX PX``.
+:meth:`RedisSessionStore.lock` takes it and reads the record in one Lua call;
+:meth:`~RedisSessionStore.commit` checks the token, releases the lease and
+writes (or deletes) the record in one Lua call, so a holder whose lease
+expired (and was perhaps taken by another process) writes nothing and gets
+:class:`~sessionware.errors.LeaseExpiredError`. ``renew`` and ``unlock``
+compare the token in a script too: only the holder can extend or release its
+lease. An update under a lease therefore costs the same two round trips as an
+unprotected GET + SET. Waiting for a held lease retries with jittered
+exponential backoff, never past the lease's own expiry, until ``wait`` runs
+out (then :class:`~sessionware.errors.LockError`).
 
 Logs
 ----
@@ -53,13 +82,14 @@ key, the list and its numbering share one expiry and one eviction fate.
 
 Faults
 ------
-Every command is sent at most once by the client; the store decides what may
-be repeated. Calls that are safe to repeat (reads, taking or renewing or
-releasing a lease, setting an expiry) are retried up to ``retries`` times with
-jittered exponential backoff when the connection fails. Writes (``set``,
-``delete``, compare-and-set, ``commit``, ``log_append``) are retried only when
-they certainly did not run (no connection could be made, or the server
-refused them unexecuted, e.g. while loading): a write whose reply was lost
+The store talks to Redis through a driver (:mod:`.drivers`) that sends every
+command at most once; the store decides what may be repeated. Calls that are
+safe to repeat (reads, taking or renewing or releasing a lease, setting an
+expiry) are retried up to ``retries`` times with jittered exponential backoff
+when the connection fails. Writes (``set``, ``delete``, compare-and-set,
+``commit``, ``log_append``) are retried only when they certainly did not run
+(no connection could be made, or the server refused them unexecuted, e.g.
+while loading, or a cluster moving a slot): a write whose reply was lost
 raises :class:`~sessionware.errors.StoreUnavailableError` and may have been
 applied, but is never applied twice. ``timeout`` bounds each call (each
 attempt of a lease wait) and raises :class:`~sessionware.errors.StoreTimeoutError`.
@@ -68,17 +98,15 @@ attempt of a lease wait) and raises :class:`~sessionware.errors.StoreTimeoutErro
 from __future__ import annotations
 
 import asyncio
-import functools
-import hashlib
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from importlib import resources
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from contextlib import aclosing
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ...codec import Codec, JsonDict
-from ...errors import InvalidKeyError, InvalidStoreURLError, MissingExtraError, SessionDecodeError
+from ...errors import InvalidKeyError, InvalidStoreURLError, SessionDecodeError
 from ...keys import TTL, check_key
 from ...store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, Versioned
 from .._common import (
@@ -99,107 +127,20 @@ from .._common import (
     store_ttl,
     wait_for_lease,
 )
-
-try:
-    import redis.asyncio as aioredis
-    from redis import exceptions as redis_errors
-except ImportError as e:  # pragma: no cover - exercised only without the extra
-    raise MissingExtraError("Redis", "redis", "redis") from e
-
-from . import resp as _resp
-from .resp import RespClient
+from .drivers import DRIVER_ERRORS, UNAVAILABLE, Client, Errors, RedisDriver, Script, Send, driver_for, open_url
 
 SCAN_COUNT = 1000
 """How many keys one SCAN call examines (a hint to the server)."""
 
-_Execute = Callable[..., Awaitable[Any]]
-
 _LOG_KIND = "\x00log:"
 _LOCK_KIND = "\x00lock:"
+_TAGGED_LOCK_KIND = "\x00lockt:"
 _BAD_LOG = "SESSIONWARE_BADLOG"
 _BAD_RECORD = "SESSIONWARE_BADRECORD"
 _SEQ_LIMIT = 2**53  # Lua numbers are doubles: sequence numbers stay exact below this
 _FORMAT = b"s1"
 _VERSION_DIGITS = 19  # 2**63 - 1 has 19 digits
-
-# Errors after which a command certainly did not run: safe to send again, whatever it does.
-_NOT_RUN: tuple[type[BaseException], ...] = (
-    _resp.ConnectError,
-    _resp.ServerNotReadyError,
-    redis_errors.BusyLoadingError,
-    redis_errors.ReadOnlyError,
-    redis_errors.TryAgainError,
-    redis_errors.ClusterDownError,
-)
-# Connection trouble: a command that is safe to repeat may be sent again.
-_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    _resp.ConnectionFailedError,
-    _resp.ServerNotReadyError,
-    redis_errors.ConnectionError,  # includes BusyLoadingError, AuthenticationError, MaxConnectionsError
-    redis_errors.TimeoutError,
-    redis_errors.ReadOnlyError,
-    redis_errors.TryAgainError,
-    redis_errors.ClusterDownError,  # includes MasterDownError
-    OSError,
-)
-_NEVER_RETRY: tuple[type[BaseException], ...] = (
-    _resp.AuthenticationError,
-    _resp.ClientClosedError,
-    redis_errors.AuthenticationError,
-)
-_NO_SCRIPT = (_resp.NoScriptError, redis_errors.NoScriptError)
-_REPLY_ERRORS = (_resp.ReplyError, redis_errors.ResponseError)
-
-
-class _Script:
-    """A Lua script of ``scripts/``, run with EVALSHA and sent whole with EVAL when the server lacks it.
-
-    ``names`` are concatenated in order, so a script can start with a shared
-    prelude (``version`` defines the record-version parser).
-    """
-
-    __slots__ = ("digest", "sha", "source")
-
-    def __init__(self, *names: str) -> None:
-        self.source = "".join(_script_source(name) for name in names)
-        self.digest = hashlib.sha1(self.source.encode()).hexdigest()
-        self.sha = self.digest
-
-
-@functools.cache
-def _script_source(name: str) -> str:
-    return resources.files(__package__).joinpath("scripts", f"{name}.lua").read_text(encoding="utf-8")
-
-
-class _RedisPyDriver:
-    """Sends commands through a ``redis.asyncio`` client's connection pool, each at most once.
-
-    The client's own ``execute_command`` would re-send a command after a
-    timeout or a lost connection (its default retry policy), which could apply
-    a write twice. Here only getting a connection may fail over and be retried
-    (nothing has been sent then: such failures become
-    :class:`_resp.ConnectError`); replies come back unparsed, as the built-in
-    client returns them.
-    """
-
-    __slots__ = ("pool",)
-
-    def __init__(self, client: aioredis.Redis) -> None:
-        self.pool = client.connection_pool
-
-    async def execute(self, *args: Any) -> Any:
-        pool = self.pool
-        try:
-            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
-            if isinstance(exc, redis_errors.AuthenticationError):
-                raise
-            raise _resp.ConnectError(f"cannot connect to Redis: {exc}") from exc
-        try:
-            await conn.send_command(*args)
-            return await conn.read_response(disable_decoding=True)
-        finally:
-            await pool.release(conn)
+_STORE_OPTIONS = ("codec", "max_size", "timeout", "retries")
 
 
 def _frame(data: bytes) -> tuple[bytes, int]:
@@ -260,105 +201,104 @@ def _redact(url: str) -> str:
         return "<unparsable URL>"
 
 
+def _hashed(name: str) -> str:
+    """What Redis Cluster hashes of ``name``: its hash tag, or the whole name when it has none."""
+    start = name.find("{")
+    if start >= 0:
+        end = name.find("}", start + 1)
+        if end > start + 1:
+            return name[start + 1 : end]
+    return name
+
+
 class RedisSessionStore(BaseSessionStore):
     """Sessions in Redis: ``get`` is one GET, ``set`` one SET (``PX`` for a TTL), ``delete`` one DEL.
 
-    Create it with :meth:`from_url` (the store then owns a
-    :class:`~sessionware.stores._resp.RespClient`, an automatically pipelined
-    asyncio client, and closes it in :meth:`close`), or pass a
-    ``redis.asyncio.Redis`` client created with ``decode_responses=False``
-    (the default), which the store uses through its connection pool and never
-    closes. Expiry is Redis's own (``SET ... PX``); setting without a TTL
-    clears it. Versions (compare-and-set), leases and logs are Lua scripts,
-    one round trip each. ``retries`` bounds how often a call that is safe to
-    repeat is retried after a connection failure; ``timeout`` (seconds, or
-    ``None``) bounds each call.
+    Create it with :meth:`from_url` (the store then owns its client and closes
+    it in :meth:`close`), or pass a client, which the store never closes: a
+    ``redis.asyncio.Redis`` (any connection pool, a Sentinel-managed one too:
+    ``Sentinel(...).master_for(name)``), a ``redis.asyncio.RedisCluster``, or a
+    :class:`~sessionware.stores.redis.resp.RespClient` (or a
+    :class:`~sessionware.stores.redis.drivers.RedisDriver` for another client
+    library). redis-py clients must be created with ``decode_responses=False``
+    (the default). Expiry is Redis's
+    own (``SET ... PX``); setting without a TTL clears it. Versions
+    (compare-and-set), leases and logs are Lua scripts, one round trip each.
+    ``retries`` bounds how often a call that is safe to repeat is retried
+    after a connection failure; ``timeout`` (seconds, or ``None``) bounds each
+    call.
     """
 
     backend = "redis"
-    _unavailable_errors = _UNAVAILABLE
-    _driver_errors = (redis_errors.RedisError, _resp.RedisClientError)
+    _unavailable_errors = UNAVAILABLE
+    _driver_errors = DRIVER_ERRORS
 
     def __init__(
         self,
-        client: aioredis.Redis | RespClient,
+        client: Client | RedisDriver,
         prefix: str = "session",
         *,
+        retries: int = DEFAULT_RETRIES,
+        timeout: float | None = None,
         codec: Codec | None = None,
         max_size: int = DEFAULT_MAX_SIZE,
-        timeout: float | None = None,
-        retries: int = DEFAULT_RETRIES,
     ) -> None:
-        super().__init__(codec=codec, max_size=max_size, timeout=timeout)
-        if isinstance(client, RespClient):
-            self._exec: _Execute = client.execute
-        elif isinstance(client, aioredis.Redis):
-            if client.connection_pool.connection_kwargs.get("decode_responses"):
-                raise ValueError(
-                    "RedisSessionStore needs a client created with decode_responses=False: sessions are bytes"
-                )
-            self._exec = _RedisPyDriver(client).execute
-        else:
-            raise TypeError(
-                "RedisSessionStore needs a redis.asyncio.Redis client or a sessionware RespClient, "
-                f"not {type(client).__name__}"
-            )
         check_retries(retries)
         if timeout is not None:
             seconds_arg("timeout", timeout, zero=False)
-        self.client = client
+        super().__init__(codec=codec, max_size=max_size, timeout=timeout)
+        self.driver = client if isinstance(client, RedisDriver) else driver_for(client)
+        self.client = self.driver.client
         self.retries = retries
         self.prefix = _check_prefix(prefix)
+        self._exec: Send = self.driver.execute
+        self._not_run = self.driver.not_run
+        self._unavailable = self.driver.unavailable
+        self._cluster = self.driver.cluster
         self._key_prefix = prefix + ":"
         self._log_prefix = self._key_prefix + _LOG_KIND
         self._lock_prefix = self._key_prefix + _LOCK_KIND
-        self._owns_client = False
-        self._append = _Script("append")
-        self._read = _Script("read")
-        self._persist = _Script("persist")
-        self._cas_set = _Script("version", "cas_set")
-        self._cas_delete = _Script("version", "cas_delete")
-        self._lock = _Script("lock")
-        self._renew = _Script("renew")
-        self._commit = _Script("commit")
-        self._unlock = _Script("unlock")
+        self._tagged_lock_prefix = self._key_prefix + _TAGGED_LOCK_KIND
+        self._append = Script("append")
+        self._read = Script("read")
+        self._persist = Script("persist")
+        self._cas_set = Script("record", "cas_set")
+        self._cas_delete = Script("record", "cas_delete")
+        self._lock = Script("lock")
+        self._renew = Script("renew")
+        self._commit = Script("record", "commit")
+        self._unlock = Script("unlock")
 
     @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        prefix: str = "session",
-        codec: Codec | None = None,
-        max_size: int = DEFAULT_MAX_SIZE,
-        timeout: float | None = None,
-        retries: int = DEFAULT_RETRIES,
-        **client_options: Any,
-    ) -> RedisSessionStore:
+    def from_url(cls, url: str, *, prefix: str = "session", **options: Any) -> RedisSessionStore:
         """Create a store with its own client for a ``redis://``, ``rediss://`` or ``unix://`` URL.
 
         ``redis://[[user]:password@]host[:port][/db]``; ``unix:///path/to/socket?db=N``.
-        ``client_options`` (or the same URL query parameters) go to
-        :class:`~sessionware.stores._resp.RespClient`: ``connect_timeout``
-        (seconds, default 5), ``stall_timeout`` (drop a connection that sent
-        no reply for this long, default 30), ``client_name``. Nothing connects
-        until the first command; :meth:`close` closes the client.
+        ``options`` are the store's own (``retries``, ``timeout``, ``codec``,
+        ``max_size``) and the client's: for one server (the store's
+        :class:`~sessionware.stores.redis.resp.RespClient`, also as URL query
+        parameters) ``connect_timeout`` (seconds, default 5), ``stall_timeout``
+        (drop a connection that sent no reply for this long, default 30),
+        ``client_name``. ``?cluster=true`` opens a Redis Cluster instead
+        (``redis://host:port?cluster=true``, any node as the first to ask):
+        the store owns a ``redis.asyncio.RedisCluster`` made by its
+        ``from_url``, which takes the other query parameters and client
+        options. Nothing connects until the first command; :meth:`close`
+        closes the client.
         """
         if not isinstance(url, str):
             raise InvalidStoreURLError(f"Redis URL must be a str, not {type(url).__name__}")
         _check_prefix(prefix)
+        own = {name: options.pop(name) for name in _STORE_OPTIONS if name in options}
         try:
-            client = RespClient.from_url(url, **client_options)
+            driver = open_url(url, **options)
         except ValueError as exc:
             raise InvalidStoreURLError(f"bad Redis URL {_redact(url)!r}: {exc}") from exc
-        store = cls(client, prefix, codec=codec, max_size=max_size, timeout=timeout, retries=retries)
-        store._owns_client = True
-        return store
+        return cls(driver, prefix, **own)
 
     async def close(self) -> None:
         """Close the client if this store created it (see :meth:`from_url`); a passed-in client stays open."""
-        if self._owns_client:
-            await self._run("close", self.client.aclose())
+        await self._run("close", self.driver.close())
 
     # -- sending commands ------------------------------------------------------------------------
 
@@ -366,47 +306,70 @@ class RedisSessionStore(BaseSessionStore):
         """Run a command that may be repeated, retrying with backoff after a connection failure."""
         try:
             return await self._exec(*args)
-        except _UNAVAILABLE as exc:
-            return await self._retry(args, exc, _UNAVAILABLE)
+        except self._unavailable as exc:
+            return await self._retry(self._exec, args, exc, self._unavailable)
 
     async def _once(self, *args: Any) -> Any:
         """Run a command that must not run twice: retried only when it certainly did not run."""
         try:
             return await self._exec(*args)
-        except _NOT_RUN as exc:
-            return await self._retry(args, exc, _NOT_RUN)
+        except self._not_run as exc:
+            return await self._retry(self._exec, args, exc, self._not_run)
 
-    async def _retry(
-        self, args: tuple[Any, ...], exc: BaseException, retryable: tuple[type[BaseException], ...]
-    ) -> Any:
+    async def _call(self, send: Send, args: tuple[Any, ...], *, safe: bool) -> Any:
+        """``send(*args)`` as :meth:`_safe` (``safe``) or :meth:`_once` sends a command."""
+        retryable = self._unavailable if safe else self._not_run
+        try:
+            return await send(*args)
+        except retryable as exc:
+            return await self._retry(send, args, exc, retryable)
+
+    async def _retry(self, send: Send, args: tuple[Any, ...], exc: BaseException, retryable: Errors) -> Any:
         for attempt in range(self.retries):
-            if isinstance(exc, _NEVER_RETRY):
+            if isinstance(exc, self.driver.never_retry):
                 break
             await asyncio.sleep(retry_backoff(attempt))
             try:
-                return await self._exec(*args)
+                return await send(*args)
             except retryable as again:
                 exc = again
         raise exc
 
-    async def _eval(
-        self, script: _Script, key: str, keys: tuple[str, ...], args: tuple[Any, ...], *, safe: bool
-    ) -> Any:
+    def _scan_call(self, send: Send, *args: Any) -> Awaitable[Any]:
+        return self._run("scan", self._call(send, args, safe=True))
+
+    async def _eval(self, script: Script, key: str, keys: tuple[str, ...], args: tuple[Any, ...], *, safe: bool) -> Any:
         """Run ``script`` (one round trip unless the server lost it); Lua-reported bad data names ``key``."""
-        call = self._safe if safe else self._once
         try:
-            try:
-                return await call("EVALSHA", script.sha, len(keys), *keys, *args)
-            except _NO_SCRIPT:
-                script.sha = script.digest
-                return await call("EVAL", script.source, len(keys), *keys, *args)
-        except _REPLY_ERRORS as exc:
+            return await self._call(self.driver.script, (script, keys, args), safe=safe)
+        except self.driver.reply_errors as exc:
             message = str(exc)
             if _BAD_LOG in message:
                 raise SessionDecodeError(key, "log entry has no sequence number") from exc
             if _BAD_RECORD in message:
                 raise SessionDecodeError(key, "record has no 's1:<version>:' frame") from exc
             raise
+
+    def _lease_name(self, key: str) -> str:
+        """The Redis name of the lease on ``key``: on a cluster, one that shares the record's hash slot."""
+        plain = self._lock_prefix + key
+        if not self._cluster:
+            return plain
+        record = self._key_prefix + key
+        slot = _hashed(record)
+        if _hashed(plain) == slot:
+            return plain
+        tagged = f"{self._tagged_lock_prefix}{{{record}}}"
+        if _hashed(tagged) == slot:
+            return tagged
+        if _hashed(self._key_prefix) == self._key_prefix and ("{" in self.prefix or "}" in self.prefix):
+            why = f"the store's prefix {self.prefix[:40]!r} has a brace outside a valid hash tag"
+        else:
+            why = "the key has a '}' outside a valid hash tag"
+        raise InvalidKeyError(
+            f"session key {key[:80]!r} cannot be locked on Redis Cluster: {why}, so no lease name can share the "
+            "hash slot of its record; use keys without braces or with one hash tag such as 'user:{42}'"
+        )
 
     # -- records ---------------------------------------------------------------------------------
 
@@ -440,7 +403,8 @@ class RedisSessionStore(BaseSessionStore):
         return bool(await self._run("touch", self._safe("PEXPIRE", name, _ms(seconds))))
 
     async def scan(self, prefix: str = "", *, limit: int | None = None) -> AsyncIterator[str]:
-        """Yield each live key that starts with ``prefix`` (taken literally) once, via SCAN.
+        """Yield each live key that starts with ``prefix`` (taken literally) once, via SCAN (on a cluster, of every
+        primary).
 
         Keys are deduplicated (SCAN may repeat a key while Redis resizes its
         table), so memory grows with the number of keys yielded.
@@ -451,24 +415,21 @@ class RedisSessionStore(BaseSessionStore):
         match = _glob_escape(self._key_prefix + prefix) + "*"
         cut = len(self._key_prefix.encode())
         seen: set[str] = set()
-        cursor: bytes | int = 0
-        while True:
-            cursor, names = await self._run("scan", self._safe("SCAN", cursor, "MATCH", match, "COUNT", SCAN_COUNT))
-            for name in names:
-                if name[cut : cut + 1] == b"\x00":
-                    continue  # an internal keyspace (logs, leases), not a record
-                try:
-                    key = name[cut:].decode()
-                except UnicodeDecodeError:
-                    continue  # not written by a store: session keys are valid UTF-8
-                if key in seen:
-                    continue
-                seen.add(key)
-                yield key
-                if limit is not None and len(seen) >= limit:
-                    return
-            if int(cursor) == 0:
-                return
+        async with aclosing(self.driver.scan(match, SCAN_COUNT, self._scan_call)) as pages:
+            async for names in pages:
+                for name in names:
+                    if name[cut : cut + 1] == b"\x00":
+                        continue  # an internal keyspace (logs, leases), not a record
+                    try:
+                        key = name[cut:].decode()
+                    except UnicodeDecodeError:
+                        continue  # not written by a store: session keys are valid UTF-8
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    yield key
+                    if limit is not None and len(seen) >= limit:
+                        return
 
     # -- versions (compare-and-set) --------------------------------------------------------------
 
@@ -525,7 +486,7 @@ class RedisSessionStore(BaseSessionStore):
         check_key(key)
         seconds = seconds_arg("lease", lease, zero=False)
         patience = seconds_arg("wait", wait, zero=True)
-        keys = (self._lock_prefix + key, self._key_prefix + key)
+        keys = (self._lease_name(key), self._key_prefix + key)
         ms = _ms(seconds)
 
         async def attempt() -> Locked | float | None:
@@ -549,7 +510,7 @@ class RedisSessionStore(BaseSessionStore):
         """Extend a held lease by its ``ttl``; raise ``LeaseExpiredError`` if it was lost."""
         lease = check_lease(lease)
         started = time.monotonic()
-        name = self._lock_prefix + lease.key
+        name = self._lease_name(lease.key)
         ok = await self._run(
             "renew", self._eval(self._renew, lease.key, (name,), (lease.token, _ms(lease.ttl)), safe=True)
         )
@@ -572,7 +533,7 @@ class RedisSessionStore(BaseSessionStore):
             seconds = check_record(key, data, self.max_size, ttl)
             framed, version = _frame(data)
             ms = "" if seconds is None else str(_ms(seconds))
-        keys = (self._lock_prefix + key, self._key_prefix + key)
+        keys = (self._lease_name(key), self._key_prefix + key)
         ok = await self._run("commit", self._eval(self._commit, key, keys, (lease.token, framed, ms), safe=False))
         if ok != 1:
             raise lease_lost(key)
@@ -581,7 +542,7 @@ class RedisSessionStore(BaseSessionStore):
     async def unlock(self, lease: Lease) -> None:
         """Release a lease without writing; a lease that expired or was taken over is left alone."""
         lease = check_lease(lease)
-        name = self._lock_prefix + lease.key
+        name = self._lease_name(lease.key)
         await self._run("unlock", self._eval(self._unlock, lease.key, (name,), (lease.token,), safe=True))
 
     # -- append-only logs ------------------------------------------------------------------------

@@ -3,9 +3,5 @@
 local found = version(redis.call('GET', KEYS[1]))
 if type(found) == 'table' then return found end
 if found ~= ARGV[1] then return found end
-if ARGV[3] == '' then
-  redis.call('SET', KEYS[1], ARGV[2])
-else
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-end
+put(KEYS[1], ARGV[2], ARGV[3])
 return 1

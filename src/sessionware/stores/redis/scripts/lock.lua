@@ -1,4 +1,4 @@
--- KEYS[1]: the lease, KEYS[2]: the record. ARGV[1]: token, ARGV[2]: lease ms.
+-- KEYS[1]: the lease, KEYS[2]: the record (one hash slot). ARGV[1]: token, ARGV[2]: lease ms.
 -- Returns {1, record or nil} when the lease is ours (taking it again with our own token is a no-op,
 -- so the call may be repeated), else {0, ms the lease has left}.
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) or redis.call('GET', KEYS[1]) == ARGV[1] then
