@@ -17,7 +17,8 @@ def open_store(url: str, **options: Any) -> BaseSessionStore:
 
     ``memory://?max_sessions=1000``; ``sqlite:///relative.db`` or
     ``sqlite:////absolute/path.db`` (``?table=`` names the table);
-    ``redis://host:6379/0?prefix=session``; ``postgresql://user@host/db?table=…``.
+    ``redis://host:6379/0?prefix=session`` (``?cluster=true`` for Redis Cluster,
+    any node's address); ``postgresql://user@host/db?table=…``.
     Nothing is connected until the store is first used.
     """
     if not isinstance(url, str) or "://" not in url:
