@@ -16,6 +16,7 @@ from sessionware.tools import (
     Invocation,
     Middleware,
     Policy,
+    Tool,
     Toolbox,
     ToolConfig,
     ToolContext,
@@ -51,6 +52,23 @@ class Amount(BaseModel):
 
 
 # -- the seed's examples, line for line ------------------------------------------------------------
+
+
+def session_aware_tool(toolbox: Toolbox, schema: type[BaseModel]) -> Tool[Any]:
+    """The seed's ``session-aware-tool``: prints who performed which action, from the injected session."""
+
+    async def execute(args: Any, context: ToolContext) -> dict[str, bool]:
+        session: Session = context.session
+        print(f"User {session.user_id} performed: {args.action}")
+        return {"success": True}
+
+    return create_tool(
+        name="session-aware-tool",
+        description="Access session automatically",
+        schema=schema,
+        execute=execute,
+        toolbox=toolbox,
+    )
 
 
 async def test_seed_session_example(manager: SessionManager) -> None:
@@ -121,18 +139,7 @@ async def test_seed_session_middleware_example(manager: SessionManager, capsys: 
         middleware=[session_middleware(session_manager)],
     )
 
-    async def execute(args: SessionAction, context: ToolContext) -> dict[str, bool]:
-        session: Session = context.session
-        print(f"User {session.user_id} performed: {args.action}")
-        return {"success": True}
-
-    tool = create_tool(
-        name="session-aware-tool",
-        description="Access session automatically",
-        schema=SessionAction,
-        execute=execute,
-        toolbox=toolbox,
-    )
+    tool = session_aware_tool(toolbox, SessionAction)
 
     session = await session_manager.create_session("user-123")
     result = await tool.execute(
@@ -189,18 +196,7 @@ async def test_seed_create_middleware_example_wraps_execute_with_the_callers_ses
     class SessionAwareArgs(BaseModel):
         action: str
 
-    async def execute(args: SessionAwareArgs, context: ToolContext) -> dict[str, bool]:
-        session: Session = context.session
-        print(f"User {session.user_id} performed: {args.action}")
-        return {"success": True}
-
-    tool = create_tool(
-        name="session-aware-tool",
-        description="Access session automatically",
-        schema=SessionAwareArgs,
-        execute=execute,
-        toolbox=toolbox,
-    )
+    tool = session_aware_tool(toolbox, SessionAwareArgs)
 
     session = await session_manager.create_session("user-123")
     caller = {"user_id": "user-123", "session_id": session.id}
