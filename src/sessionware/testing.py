@@ -549,7 +549,7 @@ class StoreContract:
     ) -> None:
         if not isinstance(store, LockingStore) or not isinstance(store, RawStore):
             pytest.skip("store has no locks")
-        lease = 0.3
+        lease = 0.6
         held = await store.lock("lock:r", lease=lease, wait=0)
         for _ in range(9):  # 1.5 leases in all, a sixth of one between renewals
             await advance(lease / 6)
