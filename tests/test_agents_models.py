@@ -17,7 +17,7 @@ from sessionware.agents import (
     ToolCall,
     approx_tokens,
 )
-from sessionware.agents.frozen import FrozenList, thaw
+from sessionware.frozen import FrozenList, thaw
 from sessionware.agents.keyspace import check_session_id, escape_user_id, new_session_id
 from sessionware.agents.models import Message
 from sessionware.errors import InvalidStoreURLError, InvalidValueError, SessionwareError

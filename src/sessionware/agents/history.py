@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from ..errors import InvalidValueError
 from ..store import LogStore
-from .frozen import thaw
+from ..frozen import thaw
 from .models import Message
 from .records import message_from_entry
 

@@ -1,8 +1,8 @@
 """The read-only snapshots the SessionManager hands out: Session, Message, ToolInvocation.
 
 Every model is frozen and deeply immutable: sequences are tuples, JSON lists
-are :class:`~sessionware.agents.frozen.FrozenList` (a tuple equal to the same
-list) and mappings :class:`~sessionware.agents.frozen.FrozenMap` (equal to the
+are :class:`~sessionware.frozen.FrozenList` (a tuple equal to the same
+list) and mappings :class:`~sessionware.frozen.FrozenMap` (equal to the
 same dict), so changing a snapshot raises at once instead of being silently
 lost. Change a session through its :class:`~sessionware.agents.SessionManager`.
 ``model_dump(mode="json")`` gives plain, mutable dicts and lists.
@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ..providers.calls import ToolCall
-from .frozen import FrozenJson, FrozenMap, FrozenObject
+from ..frozen import FrozenJson, FrozenMap, FrozenObject
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 """Who wrote a message. ``tool`` messages carry a tool result and the ``tool_call_id`` it answers."""

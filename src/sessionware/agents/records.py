@@ -16,7 +16,7 @@ from ..errors import InvalidValueError, SchemaVersionError, SessionDecodeError
 from ..providers.calls import ToolCall
 from ..providers.inputs import read_tool_call
 from ..store import LogEntry
-from .frozen import FrozenMap, thaw
+from ..frozen import FrozenMap, thaw
 from .models import ROLES, TOOL_STATUSES, Message, Session, ToolInvocation
 
 RECORD_FORMAT = 1
