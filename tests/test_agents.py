@@ -138,25 +138,37 @@ async def test_invalid_message_in_a_batch_stores_nothing(manager: SessionManager
     assert got.message_count == 1
 
 
-async def test_get_session_includes_a_bounded_window_unless_asked(manager: SessionManager) -> None:
+async def test_get_session_returns_the_whole_history_unless_asked_for_a_window(manager: SessionManager) -> None:
     session = await manager.create_session("u")
+    empty = await manager.get_session(session.id)
+    assert empty is not None
+    assert empty.conversation_history == []  # a frozen list equals a list, as the seed's array would
+    assert empty.tool_invocations == []
     await manager.add_messages(session.id, [{"role": "user", "content": f"m{i}"} for i in range(1, 31)])
     for i in range(25):
         await manager.track_tool_invocation(session.id, "t", call_id=f"c{i}")
     default = await manager.get_session(session.id)
     assert default is not None
-    assert [m.seq for m in default.conversation_history] == list(range(11, 31))
-    assert [t.seq for t in default.tool_invocations] == list(range(6, 26))
+    assert [m.seq for m in default.conversation_history] == list(range(1, 31))  # the seed's getSession: all
+    assert [t.seq for t in default.tool_invocations] == list(range(1, 26))
     assert default.message_count == 30
     assert default.tool_invocation_count == 25
+    assert default.conversation_history == list(default.conversation_history)
+    window = await manager.get_session(session.id, history=20, tool_invocations=20)
+    assert window is not None
+    assert [m.seq for m in window.conversation_history] == list(range(11, 31))
+    assert [t.seq for t in window.tool_invocations] == list(range(6, 26))
     everything = await manager.get_session(session.id, history="all", tool_invocations="all")
     assert everything is not None
-    assert len(everything.conversation_history) == 30
-    assert len(everything.tool_invocations) == 25
+    assert everything.conversation_history == default.conversation_history
+    bounded = SessionManager(manager.store, history_window=5)
+    small = await bounded.get_session(session.id)
+    assert small is not None
+    assert [m.seq for m in small.conversation_history] == list(range(26, 31))
     none = await manager.get_session(session.id, history=0, tool_invocations=0)
     assert none is not None
     assert none.conversation_history == ()
-    assert none.tool_invocations == ()
+    assert none.tool_invocations == []
     three = await manager.get_session(session.id, history=3)
     assert three is not None
     assert [m.content for m in three.conversation_history] == ["m28", "m29", "m30"]
@@ -193,7 +205,14 @@ async def test_history_windows_never_start_with_an_orphaned_tool_result(manager:
     assert [m.seq for m in await manager.history(session.id, last=6)] == [2, 3, 4, 5, 6, 7]
     assert [m.seq for m in await manager.history(session.id, last=2, before=5)] == []
     assert [m.seq for m in await manager.history(session.id, last=3, before=5)] == [2, 3, 4]
-    assert [m.seq for m in await manager.history(session.id, before=3)] == [1, 2]
+    # Seq 2 calls a and b; their results (3, 4) come after the window, so the call is left out too.
+    assert [m.seq for m in await manager.history(session.id, before=3)] == [1]
+    assert [m.seq for m in await manager.history(session.id, before=4)] == [1]
+    assert [m.seq for m in await manager.history(session.id, before=5)] == [1, 2, 3, 4]
+    # Paging back from the first message of each window misses nothing.
+    newest = await manager.history(session.id, last=4)
+    older = await manager.history(session.id, before=newest[0].seq)
+    assert [m.seq for m in older + newest] == [1, 2, 3, 4, 5, 6, 7]
     assert await manager.history(session.id, last=0) == []
     window = await manager.get_session(session.id, history=4)
     assert window is not None
@@ -218,7 +237,7 @@ async def test_history_token_budget(manager: SessionManager) -> None:
         7,
     ]
     assert [m.seq for m in await manager.history(session.id, max_tokens=100, count_tokens=one_each, last=2)] == [6, 7]
-    assert [m.seq for m in await manager.history(session.id, max_tokens=2, before=3, count_tokens=one_each)] == [1, 2]
+    assert [m.seq for m in await manager.history(session.id, max_tokens=2, before=3, count_tokens=one_each)] == [1]
     assert await manager.history(session.id, max_tokens=0) == []
 
     def by_length(message: Message) -> int:
@@ -453,8 +472,8 @@ async def test_snapshots_cannot_be_changed_in_place(manager: SessionManager) -> 
         snap.metadata.update({"x": 1})  # type: ignore[attr-defined]
     with pytest.raises(TypeError, match="read-only"):
         snap.metadata["tags"].append("b")
-    with pytest.raises(AttributeError):
-        snap.conversation_history.append(snap.conversation_history[0])  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match="read-only"):
+        snap.conversation_history.append(snap.conversation_history[0])
     with pytest.raises(ValueError, match="frozen"):
         snap.user_id = "mallory"
     with pytest.raises(ValueError, match="frozen"):

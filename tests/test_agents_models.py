@@ -17,10 +17,10 @@ from sessionware.agents import (
     ToolCall,
     approx_tokens,
 )
-from sessionware.frozen import FrozenList, thaw
 from sessionware.agents.keyspace import check_session_id, escape_user_id, new_session_id
 from sessionware.agents.models import Message
 from sessionware.errors import InvalidStoreURLError, InvalidValueError, SessionwareError
+from sessionware.frozen import FrozenList, thaw
 from sessionware.stores.memory import InMemorySessionStore
 from sessionware.stores.sql.sqlite import SQLiteSessionStore
 
@@ -63,14 +63,16 @@ def test_session_snapshot_is_frozen_and_round_trips_as_json() -> None:
     session = Session(
         id=new_session_id(),
         user_id="u",
-        conversation_history=(
-            Message(
-                seq=1,
-                role="assistant",
-                content=None,
-                tool_calls=(ToolCall(id="c", name="f", arguments={"x": [1]}),),
-                created_at=NOW,
-            ),
+        conversation_history=FrozenList(
+            [
+                Message(
+                    seq=1,
+                    role="assistant",
+                    content=None,
+                    tool_calls=(ToolCall(id="c", name="f", arguments={"x": [1]}),),
+                    created_at=NOW,
+                )
+            ]
         ),
         metadata={"prefs": {"theme": "dark"}},
         created_at=NOW,

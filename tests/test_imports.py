@@ -83,7 +83,7 @@ LAYERS = {
     "sessionware.bot": ("sessionware.agents", "sessionware.tools", "sessionware.cli"),
     "sessionware.agents": ("sessionware.bot", "sessionware.tools", "sessionware.cli"),
 }
-CORE = ("errors", "codec", "keys", "store", "locks", "isolation", "update", "logs", "urls")
+CORE = ("errors", "codec", "keys", "store", "locks", "frozen", "isolation", "update", "logs", "urls")
 
 
 def test_layers_import_only_downwards() -> None:

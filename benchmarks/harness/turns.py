@@ -140,7 +140,7 @@ class OursTurns(TurnSubject[tuple[str, str]]):
         manager = self.manager
         await manager.add_messages(session_id, messages, user_id=user)
         window = await manager.history(session_id, last=self.recipe.window, user_id=user)
-        return len(window), window[-1].content or ""
+        return len(window), window[-1].text
 
     async def stored(self, conversation: tuple[str, str]) -> int:
         """The length of the whole history."""

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Annotated, Any, NoReturn
+from types import GenericAlias
+from typing import Annotated, Any, NoReturn, TypeVar, get_args
 
-from pydantic import AfterValidator, PlainSerializer
+from pydantic import AfterValidator, GetCoreSchemaHandler, PlainSerializer
+from pydantic_core import CoreSchema, core_schema
+
+T = TypeVar("T")
 
 READ_ONLY = (
     "session snapshots are read-only; change a session through SessionManager "
@@ -13,17 +17,25 @@ READ_ONLY = (
 )
 
 
-class FrozenList(tuple[Any, ...]):
-    """A tuple standing in for a JSON list in a snapshot: equal to a list with the same items.
+class FrozenList(tuple[T, ...]):
+    """A tuple standing in for a list in a snapshot: equal to a list with the same items.
 
     List methods (``append``, ``extend``, ...) and item assignment raise
-    :class:`TypeError` at once.
+    :class:`TypeError` at once. As a pydantic field, ``FrozenList[Item]``
+    validates a sequence of ``Item``.
     """
 
     __slots__ = ()
 
-    def __new__(cls, items: Iterable[Any] = ()) -> FrozenList:
+    def __new__(cls, items: Iterable[T] = ()) -> FrozenList[T]:
         return super().__new__(cls, (freeze(v) for v in items))
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        item = (get_args(source) or (Any,))[0]
+        return core_schema.no_info_after_validator_function(
+            cls, handler.generate_schema(GenericAlias(tuple, (item, ...)))
+        )
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, list):

@@ -10,9 +10,9 @@
     window = await manager.history(session.id, last=20, user_id="user-123")
 """
 
+from ..frozen import FrozenList, FrozenMap
 from .errors import InvalidCursorError, InvalidSessionIdError, MissingCapabilityError, SessionNotFoundError
 from .export import to_anthropic_messages, to_openai_messages
-from ..frozen import FrozenList, FrozenMap
 from .history import TokenCounter, approx_tokens
 from .keyspace import AgentKeys
 from .manager import DEFAULT_HISTORY_WINDOW, SessionManager

@@ -1,8 +1,13 @@
 """History windows: the newest N messages, or as many as fit a token budget, read from the end of the log.
 
-A window never starts with an orphaned tool result: tool messages at its
-start whose calling assistant message fell outside the window are dropped, so
-a window may hold fewer messages than asked for, never more.
+A window keeps tool calls and their results together: tool results at its
+start whose call fell outside it are left out, and a window that ends before
+the newest message (``before=``) leaves out a trailing call whose results come
+after it. So a window holds at most the messages asked for, and paging back
+with ``before=window[0].seq`` misses nothing: what one page leaves out at its
+start, the next one holds whole. The newest call of the whole history may
+still wait for its result; the exports decide what to do with a call that
+never got one.
 """
 
 from __future__ import annotations
@@ -11,8 +16,8 @@ import json
 from collections.abc import Callable, Sequence
 
 from ..errors import InvalidValueError
-from ..store import LogStore
 from ..frozen import thaw
+from ..store import LogStore
 from .models import Message
 from .records import message_from_entry
 
@@ -27,7 +32,7 @@ def approx_tokens(message: Message) -> int:
 
     Pass a real tokenizer as ``count_tokens`` when the budget must be exact.
     """
-    chars = len(message.content or "")
+    chars = len(message.text)
     for call in message.tool_calls:
         chars += len(call.name) + len(json.dumps(thaw(call.arguments)))
     return 4 + (chars + 3) // 4
@@ -39,6 +44,16 @@ def drop_orphans(messages: Sequence[Message]) -> list[Message]:
     while start < len(messages) and messages[start].role == "tool":
         start += 1
     return list(messages[start:])
+
+
+def _unanswered_tail(messages: list[Message]) -> int:
+    """Where a trailing run of messages starts whose last calls are not all answered inside ``messages``."""
+    answered = {m.tool_call_id for m in messages if m.role == "tool"}
+    for index in range(len(messages) - 1, -1, -1):
+        calls = messages[index].tool_calls
+        if calls:
+            return index if any(call.id not in answered for call in calls) else len(messages)
+    return len(messages)
 
 
 def check_window(value: object, name: str) -> int | None:
@@ -70,7 +85,8 @@ async def read_window(
         if last == 0:
             return []
         entries = await store.log_read(key, before=before, last=last)
-        return drop_orphans([message_from_entry(key, e) for e in entries])
+        window = drop_orphans([message_from_entry(key, e) for e in entries])
+        return window if before is None else window[: _unanswered_tail(window)]
     counter = count_tokens or approx_tokens
     newest_first: list[Message] = []
     total = 0
@@ -97,7 +113,8 @@ async def read_window(
         upper = entries[0].seq
         chunk = min(chunk * 2, _MAX_CHUNK)
     newest_first.reverse()
-    return drop_orphans(newest_first)
+    window = drop_orphans(newest_first)
+    return window if before is None else window[: _unanswered_tail(window)]
 
 
 __all__ = ["TokenCounter", "approx_tokens", "check_window", "drop_orphans", "read_window"]

@@ -39,7 +39,7 @@ from .keyspace import (
     index_entry,
     new_session_id,
 )
-from .models import Message, Session, SessionPage, ToolInvocation
+from .models import Message, Session, SessionPage, Source, ToolInvocation
 from .records import (
     JsonDict,
     SessionRecord,
@@ -50,15 +50,16 @@ from .records import (
     tool_entry,
 )
 
-DEFAULT_HISTORY_WINDOW = 20
-"""How many of the newest messages and tool invocations ``get_session`` includes unless told otherwise."""
+DEFAULT_HISTORY_WINDOW: int | None = None
+"""How many of the newest messages and tool invocations ``get_session`` includes unless told otherwise:
+all of them, as the seed's ``getSession`` does."""
 
 MAX_PAGE = 1000
 
 Window = int | Literal["all"]
 MetadataEditor = Callable[[dict[str, Any]], "Mapping[str, Any] | Awaitable[Mapping[str, Any] | None] | None"]
 
-_MESSAGE_FIELDS = frozenset({"role", "content", "name", "tool_call_id", "tool_calls", "metadata"})
+_MESSAGE_FIELDS = frozenset({"role", "content", "name", "tool_call_id", "tool_calls", "metadata", "is_error", "source"})
 
 
 class SessionManager:
@@ -70,8 +71,9 @@ class SessionManager:
     owns the store and closes it in :meth:`close`); ``None`` keeps sessions in
     this process's memory. ``ttl`` is the default session lifetime, sliding on
     every write; ``max_messages`` and ``max_tool_invocations`` keep only the
-    newest entries of each session; ``history_window`` is how many entries
-    ``get_session`` includes by default; ``namespace`` prefixes every key
+    newest entries of each session; ``history_window`` is how many of the
+    newest entries ``get_session`` includes by default (``None``, the
+    default: all of them); ``namespace`` prefixes every key
     (see :class:`AgentKeys`).
 
     Reads and writes that take ``user_id`` check that the session belongs to
@@ -89,7 +91,7 @@ class SessionManager:
         max_messages: int | None = None,
         max_tool_invocations: int | None = None,
         namespace: str = "agent",
-        history_window: int = DEFAULT_HISTORY_WINDOW,
+        history_window: int | None = DEFAULT_HISTORY_WINDOW,
         isolation: Literal["local", "distributed"] = "local",
         lease: float = DEFAULT_LEASE,
         lock_wait: float = DEFAULT_LOCK_WAIT,
@@ -113,8 +115,7 @@ class SessionManager:
         self._ttl = self._check_ttl(ttl)
         self._max_messages = _positive_or_none(max_messages, "max_messages")
         self._max_tools = _positive_or_none(max_tool_invocations, "max_tool_invocations")
-        window = check_window(history_window, "history_window")
-        self._window = DEFAULT_HISTORY_WINDOW if window is None else window
+        self._window = check_window(history_window, "history_window")
         self._keys = AgentKeys(namespace)
         if isolation == "distributed" and (not isinstance(store, LockingStore) or not isinstance(store, RawStore)):
             raise MissingCapabilityError(store, "LockingStore (lock / commit ...)", "distributed isolation")
@@ -182,11 +183,11 @@ class SessionManager:
     ) -> Session | None:
         """A read-only snapshot of the session, or ``None`` if it is missing, expired or not ``user_id``'s.
 
-        ``history`` / ``tool_invocations``: how many of the newest messages and
-        tool invocations to include (``"all"`` for everything, ``0`` for none);
-        by default the manager's ``history_window`` (20). A long history is
-        read only when asked for. The history window never starts with an
-        orphaned tool result.
+        The whole retained history and all tool invocations by default, as the
+        seed's ``getSession`` returns them (or the manager's
+        ``history_window``); ``history=N`` / ``tool_invocations=N`` ask for the
+        newest N (``"all"`` for everything, ``0`` for none). A window keeps
+        tool calls and their results together (see :meth:`history`).
         """
         check_session_id(session_id)
         owner = _opt_user(user_id)
@@ -330,22 +331,28 @@ class SessionManager:
         self,
         session_id: str,
         role: str,
-        content: str | None,
+        content: str | Iterable[Any] | None,
         *,
         name: str | None = None,
         tool_call_id: str | None = None,
         tool_calls: Iterable[Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        is_error: bool = False,
+        source: Source | Mapping[str, Any] | None = None,
         user_id: str | None = None,
     ) -> Message:
         """Append one message; return it with its store-assigned ``seq``.
 
-        ``role`` is system, developer, user, assistant or tool. Assistant
-        messages may carry ``tool_calls`` (:class:`ToolCall` objects or
-        ``{"id", "name", "arguments"}`` dicts; OpenAI and Anthropic shapes are
-        accepted too) and then ``content`` may be ``None``; tool messages need
-        the ``tool_call_id`` they answer. The history is never read or
-        rewritten: the cost does not grow with its length.
+        ``role`` is system, developer, user, assistant or tool. ``content`` is
+        a str or a list of content parts (:mod:`sessionware.providers.parts`,
+        as models or mappings; raw bytes in a part's ``data`` are stored
+        base64). Assistant messages may carry ``tool_calls`` (:class:`ToolCall`
+        objects or ``{"id", "name", "arguments"}`` dicts; OpenAI and Anthropic
+        shapes are accepted too) and then ``content`` may be ``None``; tool
+        messages need the ``tool_call_id`` they answer, and ``is_error`` marks
+        a failed one. ``source`` keeps the provider item the message came from
+        (see :meth:`add_response`). The history is never read or rewritten:
+        the cost does not grow with its length.
         """
         check_session_id(session_id)
         owner = _opt_user(user_id)
@@ -356,6 +363,8 @@ class SessionManager:
             tool_call_id=tool_call_id,
             tool_calls=tool_calls,
             metadata=metadata,
+            is_error=is_error,
+            source=source,
         )
         return (await self._append_messages(session_id, owner, [entry]))[0]
 
@@ -366,7 +375,7 @@ class SessionManager:
 
         Each item is a :class:`Message` or a mapping with the keyword
         arguments of :meth:`add_message` (``role``, ``content``, ``name``,
-        ``tool_call_id``, ``tool_calls``, ``metadata``).
+        ``tool_call_id``, ``tool_calls``, ``metadata``, ``is_error``, ``source``).
         """
         check_session_id(session_id)
         owner = _opt_user(user_id)
@@ -383,6 +392,8 @@ class SessionManager:
                     "tool_call_id": item.tool_call_id,
                     "tool_calls": list(item.tool_calls) or None,
                     "metadata": item.metadata or None,
+                    "is_error": item.is_error,
+                    "source": item.source,
                 }
             elif isinstance(item, Mapping):
                 fields = item
@@ -399,6 +410,8 @@ class SessionManager:
                     tool_call_id=fields.get("tool_call_id"),
                     tool_calls=fields.get("tool_calls"),
                     metadata=fields.get("metadata"),
+                    is_error=fields.get("is_error", False),
+                    source=fields.get("source"),
                     path=path,
                 )
             )

@@ -19,8 +19,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from ..frozen import FrozenJson, FrozenList, FrozenMap, FrozenObject
 from ..providers.calls import ToolCall
-from ..frozen import FrozenJson, FrozenMap, FrozenObject
+from ..providers.parts import Part, text_of
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 """Who wrote a message. ``tool`` messages carry a tool result and the ``tool_call_id`` it answers."""
@@ -50,22 +51,42 @@ HistoryToolCall = Annotated[ToolCall, AfterValidator(_frozen_call)]
 """A :class:`ToolCall` as a message holds it: arguments parsed into a JSON object and deeply frozen."""
 
 
+class Source(_Snapshot):
+    """The provider item a message was imported from: ``provider`` names its format
+    (``openai.chat``, ``openai.responses``, ``anthropic``, ``gemini``), ``item`` is the item itself."""
+
+    provider: str
+    item: FrozenJson
+
+
 class Message(_Snapshot):
     """One message of a conversation, numbered by the store.
 
     ``seq`` starts at 1 and increases without gaps in append order; it is
-    assigned by the store, never by a clock. ``content`` is ``None`` only for
-    an assistant message that just calls tools.
+    assigned by the store, never by a clock. ``content`` is a string, a tuple
+    of content parts (:mod:`sessionware.providers.parts`: text, images,
+    files, audio, refusals, reasoning, provider-only parts), or ``None`` for
+    an assistant message that only calls tools. ``is_error`` marks a tool
+    result that reports a failure. ``source`` is the provider item the message
+    was imported from, kept as it came, so that exporting to the same
+    provider gives it back exactly.
     """
 
     seq: int
     role: Role
-    content: str | None
+    content: str | tuple[Part, ...] | None
     name: str | None = None
     tool_call_id: str | None = None
     tool_calls: tuple[HistoryToolCall, ...] = ()
+    is_error: bool = False
+    source: Source | None = None
     created_at: datetime
     metadata: FrozenObject = Field(default_factory=FrozenMap)
+
+    @property
+    def text(self) -> str:
+        """The message's plain text: its string content, or its text parts joined."""
+        return text_of(self.content)
 
 
 class ToolInvocation(_Snapshot):
@@ -89,11 +110,12 @@ class ToolInvocation(_Snapshot):
 class Session(_Snapshot):
     """A read-only snapshot of an agent session.
 
-    ``conversation_history`` and ``tool_invocations`` hold a *window*: the
-    newest entries as requested from :meth:`SessionManager.get_session`
-    (20 by default, ``"all"`` for everything); ``message_count`` and
-    ``tool_invocation_count`` count every entry ever appended. Read longer
-    or older stretches with :meth:`SessionManager.history`.
+    ``conversation_history`` and ``tool_invocations`` hold the whole retained
+    history, oldest first, unless :meth:`SessionManager.get_session` was asked
+    for a window (``history=N``); both compare equal to lists of the same
+    items. ``message_count`` and ``tool_invocation_count`` count every entry
+    ever appended. Read windows of a long history with
+    :meth:`SessionManager.history`.
 
     Nothing here can be changed in place: attribute assignment, ``metadata``
     item assignment and list methods all raise. Use
@@ -104,8 +126,8 @@ class Session(_Snapshot):
 
     id: str
     user_id: str
-    conversation_history: tuple[Message, ...] = ()
-    tool_invocations: tuple[ToolInvocation, ...] = ()
+    conversation_history: FrozenList[Message] = FrozenList()
+    tool_invocations: FrozenList[ToolInvocation] = FrozenList()
     metadata: FrozenObject = Field(default_factory=FrozenMap)
     created_at: datetime
     updated_at: datetime
@@ -131,6 +153,7 @@ __all__ = [
     "Role",
     "Session",
     "SessionPage",
+    "Source",
     "ToolCall",
     "ToolInvocation",
     "ToolStatus",

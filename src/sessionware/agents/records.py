@@ -13,11 +13,13 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..errors import InvalidValueError, SchemaVersionError, SessionDecodeError
+from ..frozen import FrozenList, FrozenMap, thaw
 from ..providers.calls import ToolCall
+from ..providers.errors import ProviderFormatError
 from ..providers.inputs import read_tool_call
+from ..providers.parts import part
 from ..store import LogEntry
-from ..frozen import FrozenMap, thaw
-from .models import ROLES, TOOL_STATUSES, Message, Session, ToolInvocation
+from .models import ROLES, TOOL_STATUSES, Message, Session, Source, ToolInvocation
 
 RECORD_FORMAT = 1
 
@@ -98,8 +100,8 @@ class SessionRecord:
         return Session(
             id=self.id,
             user_id=self.user_id,
-            conversation_history=tuple(history),
-            tool_invocations=tuple(tools),
+            conversation_history=FrozenList(history),
+            tool_invocations=FrozenList(tools),
             metadata=FrozenMap(self.metadata),
             created_at=_datetime(self.created_at),
             updated_at=_datetime(self.updated_at),
@@ -220,9 +222,17 @@ def message_entry(
     tool_call_id: object = None,
     tool_calls: object = None,
     metadata: object = None,
+    is_error: object = False,
+    source: object = None,
     path: str = "",
 ) -> JsonDict:
-    """Validate one message and return the dict appended to the history log (without its timestamp)."""
+    """Validate one message and return the dict appended to the history log (without its timestamp).
+
+    ``content`` is a str, a sequence of content parts (models or mappings of
+    their shape; raw bytes in ``data`` are stored base64) or ``None`` for an
+    assistant message that only calls tools; ``source`` is
+    ``{"provider": ..., "item": ...}`` or a :class:`~sessionware.agents.models.Source`.
+    """
     if role not in ROLES:
         raise InvalidValueError(f"{path}role", f"must be one of {', '.join(ROLES)}, not {role!r:.60}")
     calls: list[JsonDict] = []
@@ -235,12 +245,16 @@ def message_entry(
         ids = [c["id"] for c in calls]
         if len(set(ids)) != len(ids):
             raise InvalidValueError(f"{path}tool_calls", "has duplicate call ids")
+    stored: str | list[JsonDict] | None
     if content is None:
         if not calls:
             raise InvalidValueError(f"{path}content", "may be None only for an assistant message with tool_calls")
-    elif type(content) is not str:
-        raise InvalidValueError(f"{path}content", f"must be a str, not {type(content).__name__}")
-    entry: JsonDict = {"role": role, "content": content}
+        stored = None
+    elif type(content) is str:
+        stored = content
+    else:
+        stored = content_parts(content, f"{path}content")
+    entry: JsonDict = {"role": role, "content": stored}
     if (text := _opt_text(name, f"{path}name")) is not None:
         entry["name"] = text
     call_id = _opt_text(tool_call_id, f"{path}tool_call_id")
@@ -254,7 +268,41 @@ def message_entry(
         entry["tool_calls"] = calls
     if metadata is not None:
         entry["metadata"] = metadata_dict(metadata, f"{path}metadata")
+    if is_error:
+        if is_error is not True:
+            raise InvalidValueError(f"{path}is_error", f"must be a bool, not {is_error!r:.60}")
+        if role != "tool":
+            raise InvalidValueError(f"{path}is_error", f"marks failed tool results only, not {role} messages")
+        entry["is_error"] = True
+    if source is not None:
+        entry["source"] = source_dict(source, f"{path}source")
     return entry
+
+
+def content_parts(content: object, path: str) -> list[JsonDict]:
+    """Validate a sequence of content parts; return them as the JSON the log stores."""
+    if isinstance(content, str | bytes | Mapping | BaseModel) or not isinstance(content, Iterable):
+        raise InvalidValueError(path, f"must be a str or a list of content parts, not {type(content).__name__}")
+    stored = []
+    for i, item in enumerate(content):
+        try:
+            value = part(thaw(item) if isinstance(item, Mapping) else item, f"{path}[{i}]")
+        except ProviderFormatError as exc:
+            raise InvalidValueError(f"{path}[{i}]", str(exc).removeprefix(f"{path}[{i}] ")) from None
+        stored.append(value.model_dump(mode="json", exclude_none=True))
+    return stored
+
+
+def source_dict(source: object, path: str) -> JsonDict:
+    """Validate where a message came from: ``{"provider": str, "item": JSON}``."""
+    if isinstance(source, Source):
+        return {"provider": source.provider, "item": thaw(source.item)}
+    if not isinstance(source, Mapping) or set(source) != {"provider", "item"}:
+        raise InvalidValueError(path, 'must be a Source or a mapping {"provider": ..., "item": ...}')
+    provider = source["provider"]
+    if type(provider) is not str or not provider:
+        raise InvalidValueError(f"{path}.provider", f"must be a non-empty str, not {provider!r:.60}")
+    return {"provider": provider, "item": plain_json(source["item"], f"{path}.item")}
 
 
 def tool_entry(
@@ -316,6 +364,10 @@ def message_from_entry(key: str, entry: LogEntry) -> Message:
             fields["metadata"] = value["metadata"]
         if value.get("tool_calls"):
             fields["tool_calls"] = tuple(ToolCall(**c) for c in value["tool_calls"])
+        if value.get("is_error"):
+            fields["is_error"] = True
+        if value.get("source") is not None:
+            fields["source"] = value["source"]
         return Message(
             seq=entry.seq,
             role=value["role"],

@@ -17,15 +17,16 @@ from .common import (
     JsonDict,
     ToolOutcome,
     ToolSource,
-    answered,
     field,
     history_messages,
     items,
     make_call,
+    paired,
     result_text,
     strict_for,
     tool_specs,
 )
+from .parts import text_of
 
 PROVIDER = "Anthropic"
 
@@ -105,10 +106,10 @@ def to_anthropic_messages(history: History) -> JsonDict:
     """
     system: list[str] = []
     turns: list[JsonDict] = []
-    for message in answered(history_messages(history)):
+    for message in paired(history_messages(history)):
         if message.role in ("system", "developer"):
             if message.content:
-                system.append(message.content)
+                system.append(text_of(message.content))
             continue
         blocks: list[JsonDict] = []
         if message.role == "tool":

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic_core import PydanticSerializationError
 
 from .calls import ToolCall, jsonable
 from .errors import ProviderFormatError, ToolDefinitionError
+from .parts import TextPart
 
 # -- the shapes the formats read ------------------------------------------------------------------
 
@@ -90,14 +92,28 @@ class ToolOutcome(Protocol):
     def action(self) -> ActionLike | None: ...
 
 
+class SourceLike(Protocol):
+    """The provider item a message came from (a :class:`~sessionware.agents.Source` is one)."""
+
+    @property
+    def provider(self) -> str: ...
+
+    @property
+    def item(self) -> Any: ...
+
+
 class HistoryMessage(Protocol):
-    """One message of a conversation (a :class:`~sessionware.agents.Message` is one)."""
+    """One message of a conversation (a :class:`~sessionware.agents.Message` is one).
+
+    ``content`` is a str, a sequence of content parts
+    (:mod:`sessionware.providers.parts`) or ``None``.
+    """
 
     @property
     def role(self) -> str: ...
 
     @property
-    def content(self) -> str | None: ...
+    def content(self) -> str | Sequence[Any] | None: ...
 
     @property
     def name(self) -> str | None: ...
@@ -107,6 +123,12 @@ class HistoryMessage(Protocol):
 
     @property
     def tool_calls(self) -> Sequence[ToolCall]: ...
+
+    @property
+    def is_error(self) -> bool: ...
+
+    @property
+    def source(self) -> SourceLike | None: ...
 
 
 @runtime_checkable
@@ -308,19 +330,120 @@ def history_messages(history: History) -> list[HistoryMessage]:
     return list(history)
 
 
-def answered(messages: Iterable[HistoryMessage]) -> list[HistoryMessage]:
-    """``messages`` without tool results whose call id no earlier assistant message issued.
+Dangling = Literal["interrupt", "drop"]
+"""What an export does with a tool call that has no result (a call cut short by a crash or a timeout):
+``"interrupt"`` (the default) answers it with an error result saying it was interrupted, ``"drop"``
+leaves the call out. Either way every provider accepts the history: a call without a result is refused
+by all of them."""
 
-    Providers reject such a result, and a window can start with one.
+Unsupported = Literal["error", "drop"]
+"""What an export does with a part its provider cannot take: ``"error"`` (the default) raises
+:class:`ProviderFormatError` naming it, ``"drop"`` leaves it out."""
+
+INTERRUPTED = "the tool call was interrupted before it returned a result"
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupted:
+    """The error result an export gives a tool call that never got one (see :data:`Dangling`)."""
+
+    tool_call_id: str
+    name: str
+    role: str = "tool"
+    content: str = json.dumps({"error": {"code": "interrupted", "message": INTERRUPTED}})
+    tool_calls: tuple[ToolCall, ...] = ()
+    is_error: bool = True
+    source: None = None
+
+
+def paired(messages: Iterable[HistoryMessage], *, dangling: Dangling = "interrupt") -> list[HistoryMessage]:
+    """``messages`` with every tool call and its result together, as every provider requires.
+
+    A result whose call no earlier message made is left out (a window can
+    start with one). The results of a message's calls follow it directly, in
+    the order of its calls, wherever they were appended. A call with no
+    result is answered or left out as ``dangling`` says; an assistant message
+    left with nothing at all is dropped.
     """
+    if dangling not in ("interrupt", "drop"):
+        raise ProviderFormatError(f"dangling must be 'interrupt' or 'drop', not {dangling!r}")
+    history = list(messages)
     called: set[str] = set()
-    kept: list[HistoryMessage] = []
-    for message in messages:
-        if message.role == "tool" and message.tool_call_id not in called:
+    results: dict[str, HistoryMessage] = {}
+    for message in history:
+        if message.role == "tool":
+            if message.tool_call_id in called and message.tool_call_id not in results:
+                results[message.tool_call_id] = message
+        else:
+            called.update(call.id for call in message.tool_calls)
+    out: list[HistoryMessage] = []
+    for message in history:
+        if message.role == "tool":
+            continue  # placed after the message that made the call
+        if not message.tool_calls:
+            out.append(message)
             continue
-        called.update(call.id for call in message.tool_calls)
-        kept.append(message)
-    return kept
+        answered = [call for call in message.tool_calls if call.id in results]
+        if dangling == "drop" and len(answered) < len(message.tool_calls):
+            trimmed = _without_calls(message, answered)
+            if trimmed is None:
+                continue
+            message = trimmed
+        out.append(message)
+        for call in message.tool_calls:
+            out.append(results.get(call.id) or Interrupted(tool_call_id=call.id, name=call.name))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Trimmed:
+    """A message shown with only some of its tool calls (the others had no result)."""
+
+    role: str
+    content: str | Sequence[Any] | None
+    name: str | None
+    tool_call_id: str | None
+    tool_calls: tuple[ToolCall, ...]
+    is_error: bool = False
+    source: None = None  # no longer the item the provider sent
+
+
+def _without_calls(message: HistoryMessage, calls: Sequence[ToolCall]) -> HistoryMessage | None:
+    if not calls and not message.content:
+        return None
+    return _Trimmed(message.role, message.content, message.name, message.tool_call_id, tuple(calls))
+
+
+def parts_of(message: HistoryMessage) -> list[Any]:
+    """A message's content as a list of parts (a string is one text part; ``None`` is none)."""
+    content = message.content
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [TextPart(text=content)] if content else []
+    return list(content)
+
+
+def unsupported(provider: str, part: Any, policy: Unsupported, where: str = "") -> None:
+    """Handle a part ``provider`` cannot take: raise (``"error"``) naming it and where it was, or let the
+    caller leave it out (``"drop"``)."""
+    if policy == "drop":
+        return
+    if policy != "error":
+        raise ProviderFormatError(f"unsupported must be 'error' or 'drop', not {policy!r}")
+    kind = getattr(part, "type", type(part).__name__)
+    detail = f" ({part.provider})" if kind == "provider" else ""
+    raise ProviderFormatError(
+        f"{provider} cannot take a {kind} part{detail}{where}; pass unsupported='drop' to leave such parts out"
+    )
+
+
+def same_source(message: HistoryMessage, provider: str) -> Any | None:
+    """The item ``message`` was imported from, if it came from ``provider`` and is unchanged, else ``None``."""
+    source = message.source
+    if source is None or source.provider != provider:
+        return None
+    return source.item
 
 
 __all__ = [
@@ -334,7 +457,15 @@ __all__ = [
     "ToolOutcome",
     "ToolSource",
     "ToolSpec",
-    "answered",
+    "INTERRUPTED",
+    "Dangling",
+    "Interrupted",
+    "SourceLike",
+    "Unsupported",
+    "paired",
+    "parts_of",
+    "same_source",
+    "unsupported",
     "as_data",
     "field",
     "history_messages",

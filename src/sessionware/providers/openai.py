@@ -17,12 +17,12 @@ from .common import (
     JsonDict,
     ToolOutcome,
     ToolSource,
-    answered,
     as_data,
     field,
     history_messages,
     items,
     make_call,
+    paired,
     result_text,
     strict_for,
     tool_specs,
@@ -155,7 +155,7 @@ def to_openai_messages(history: History) -> list[JsonDict]:
     rejects them.
     """
     out: list[JsonDict] = []
-    for message in answered(history_messages(history)):
+    for message in paired(history_messages(history)):
         item: JsonDict = {"role": message.role}
         if message.role == "tool":
             item["tool_call_id"] = message.tool_call_id
