@@ -31,7 +31,7 @@ async def manager(store: BaseSessionStore) -> SessionManager:
 async def test_every_kind_of_part_round_trips_exactly(manager: SessionManager) -> None:
     session = await manager.create_session("u")
     item = {"type": "web_search_call", "id": "ws_1", "status": "completed", "action": {"query": "oslo"}}
-    sent = [
+    sent: list[dict[str, Any]] = [
         {
             "role": "user",
             "content": [
@@ -70,7 +70,8 @@ async def test_every_kind_of_part_round_trips_exactly(manager: SessionManager) -
     assert user.text == "what is in this picture and this PDF?"
     assert isinstance(assistant.content, tuple)
     thinking, redacted, refusal, text, provider = assistant.content
-    assert (thinking.type, thinking.signature) == ("reasoning", "EqQBCkYIARgCKkD+/=")
+    assert isinstance(thinking, ReasoningPart)
+    assert thinking.signature == "EqQBCkYIARgCKkD+/="
     assert isinstance(redacted, ReasoningPart)
     assert redacted.redacted
     assert redacted.encrypted == "gAAAAABo-opaque=="
