@@ -195,3 +195,57 @@ async def test_pairs_are_kept_whole_in_exports(manager: SessionManager) -> None:
     ]
     window = paired(history[2:])  # a window that starts with a result: the result goes with its missing call
     assert [m.role for m in window] == ["user"]
+
+
+# -- add_response: a model's answer as it gave it --------------------------------------------------
+
+
+async def test_add_response_tells_the_provider_from_the_response(manager: SessionManager) -> None:
+    from sessionware import ProviderFormatError, to_anthropic_messages, to_gemini_contents, to_openai_responses_input
+
+    from .test_providers_anthropic_gemini import anthropic_response, gemini_response
+    from .test_providers_openai import completion, response
+
+    session = await manager.create_session("u")
+    chat = completion({"content": "Hi from chat"})
+    responses = response(
+        {
+            "type": "message",
+            "id": "msg_1",
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": "Hi from responses", "annotations": []}],
+        }
+    )
+    claude = anthropic_response(
+        [{"type": "thinking", "thinking": "hm", "signature": "c2ln"}, {"type": "text", "text": "Hi"}]
+    )
+    gemini = gemini_response([{"text": "Hi from Gemini"}])
+    added = []
+    for value in (chat, responses, claude, gemini, chat.model_dump(), responses.model_dump()):
+        added += await manager.add_response(session.id, value, user_id="u")
+    assert [m.source.provider for m in added if m.source] == [
+        "openai.chat",
+        "openai.responses",
+        "anthropic",
+        "gemini",
+        "openai.chat",
+        "openai.responses",
+    ]
+    texts = ["Hi from chat", "Hi from responses", "Hi", "Hi from Gemini"]
+    assert [m.text for m in added] == [*texts, "Hi from chat", "Hi from responses"]
+    stored = await manager.history(session.id, user_id="u")
+    assert to_openai_responses_input(stored[1:2]) == [responses.output[0].model_dump(exclude_none=True)]
+    assert to_anthropic_messages(stored[2:3])["messages"][0]["content"][0] == {
+        "type": "thinking",
+        "thinking": "hm",
+        "signature": "c2ln",
+    }
+    assert to_gemini_contents(stored[3:4])["contents"] == [{"role": "model", "parts": [{"text": "Hi from Gemini"}]}]
+    messages = await manager.add_response(session.id, [{"role": "user", "content": "plain"}], provider="openai.chat")
+    assert messages[0].text == "plain"
+    with pytest.raises(ProviderFormatError, match="cannot tell which provider"):
+        await manager.add_response(session.id, {"hello": "world"})
+    with pytest.raises(ProviderFormatError, match="unknown provider 'mistral'"):
+        await manager.add_response(session.id, chat, provider="mistral")  # type: ignore[arg-type]
+    assert len(await manager.history(session.id)) == 7

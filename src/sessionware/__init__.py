@@ -38,7 +38,9 @@ if TYPE_CHECKING:
         SessionPage,
         ToolInvocation,
         to_anthropic_messages,
+        to_gemini_contents,
         to_openai_messages,
+        to_openai_responses_input,
     )
     from .bot import (
         ConsoleClient,
@@ -105,7 +107,9 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "SessionPage",
         "ToolInvocation",
         "to_anthropic_messages",
+        "to_gemini_contents",
         "to_openai_messages",
+        "to_openai_responses_input",
     ),
     ".bot": (
         "ConsoleClient",
@@ -260,6 +264,8 @@ __all__ = [
     "session",
     "session_middleware",
     "to_anthropic_messages",
+    "to_gemini_contents",
     "to_openai_messages",
+    "to_openai_responses_input",
     "with_context",
 ]

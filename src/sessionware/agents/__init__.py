@@ -12,11 +12,11 @@
 
 from ..frozen import FrozenList, FrozenMap
 from .errors import InvalidCursorError, InvalidSessionIdError, MissingCapabilityError, SessionNotFoundError
-from .export import to_anthropic_messages, to_openai_messages
+from .export import to_anthropic_messages, to_gemini_contents, to_openai_messages, to_openai_responses_input
 from .history import TokenCounter, approx_tokens
 from .keyspace import AgentKeys
 from .manager import DEFAULT_HISTORY_WINDOW, SessionManager
-from .models import Message, Role, Session, SessionPage, ToolCall, ToolInvocation, ToolStatus
+from .models import Message, Role, Session, SessionPage, Source, ToolCall, ToolInvocation, ToolStatus
 
 __all__ = [
     "DEFAULT_HISTORY_WINDOW",
@@ -32,11 +32,14 @@ __all__ = [
     "SessionManager",
     "SessionNotFoundError",
     "SessionPage",
+    "Source",
     "TokenCounter",
     "ToolCall",
     "ToolInvocation",
     "ToolStatus",
     "approx_tokens",
     "to_anthropic_messages",
+    "to_gemini_contents",
     "to_openai_messages",
+    "to_openai_responses_input",
 ]

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from ..errors import InvalidValueError
 from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, make_isolation
 from ..keys import TTL, ttl_seconds
+from ..providers.imports import Provider, messages_from_response
 from ..store import (
     ClosableStore,
     LockingStore,
@@ -416,6 +417,31 @@ class SessionManager:
                 )
             )
         return await self._append_messages(session_id, owner, entries)
+
+    async def add_response(
+        self,
+        session_id: str,
+        response: object,
+        *,
+        provider: Provider | None = None,
+        user_id: str | None = None,
+    ) -> list[Message]:
+        """Append what a model answered, as it answered it; return the messages with their ``seq``.
+
+        ``response`` is an OpenAI ``ChatCompletion`` or Responses ``Response``,
+        an Anthropic ``Message`` or a Gemini ``GenerateContentResponse`` (the
+        SDK object or its plain dict form), or a list of that provider's
+        request messages or items; ``provider`` (``"openai.chat"``,
+        ``"openai.responses"``, ``"anthropic"``, ``"gemini"``) is told from the
+        value unless given. Content parts, reasoning with its signature or
+        encrypted content, refusals, tool calls and results are all kept, and
+        each message keeps the provider's item as its ``source``, so exporting
+        to the same provider gives back exactly what it sent. Appended
+        atomically, like :meth:`add_messages` (the building blocks are
+        :func:`sessionware.providers.messages_from_response` and the per-provider
+        readers it uses).
+        """
+        return await self.add_messages(session_id, messages_from_response(response, provider), user_id=user_id)
 
     async def history(
         self,

@@ -20,7 +20,13 @@ A pydantic model with ``extra="forbid"`` and no defaults qualifies; tools from
 the ``@create_tool`` decorator forbid extra keys already.
 """
 
-from .anthropic import from_anthropic_tool_calls, to_anthropic_messages, to_anthropic_tool_results, to_anthropic_tools
+from .anthropic import (
+    from_anthropic_tool_calls,
+    messages_from_anthropic,
+    to_anthropic_messages,
+    to_anthropic_tool_results,
+    to_anthropic_tools,
+)
 from .calls import RawCall, ToolCall, new_call_id
 from .common import (
     STRICT_KEYWORDS,
@@ -34,19 +40,33 @@ from .common import (
     strict_schema_problem,
 )
 from .errors import ProviderFormatError, ToolDefinitionError
-from .gemini import GEMINI_GENERATED_ID_PREFIX, from_gemini_tool_calls, to_gemini_function_responses, to_gemini_tools
+from .gemini import (
+    GEMINI_GENERATED_ID_PREFIX,
+    from_gemini_tool_calls,
+    messages_from_gemini,
+    to_gemini_contents,
+    to_gemini_function_responses,
+    to_gemini_tools,
+)
+from .imports import Provider, messages_from_response, provider_of
 from .inputs import read_tool_call
 from .openai import (
     from_openai_chat_tool_calls,
     from_openai_responses_tool_calls,
+    messages_from_openai_chat,
+    messages_from_openai_responses,
     to_openai_chat_tool_messages,
     to_openai_chat_tools,
     to_openai_messages,
+    to_openai_responses_input,
     to_openai_responses_tool_outputs,
     to_openai_responses_tools,
 )
 
 __all__ = [
+    "Provider",
+    "messages_from_response",
+    "provider_of",
     "GEMINI_GENERATED_ID_PREFIX",
     "STRICT_KEYWORDS",
     "History",
@@ -62,6 +82,10 @@ __all__ = [
     "from_gemini_tool_calls",
     "from_openai_chat_tool_calls",
     "from_openai_responses_tool_calls",
+    "messages_from_openai_chat",
+    "messages_from_openai_responses",
+    "messages_from_anthropic",
+    "messages_from_gemini",
     "new_call_id",
     "read_tool_call",
     "result_payload",
@@ -70,11 +94,13 @@ __all__ = [
     "to_anthropic_messages",
     "to_anthropic_tool_results",
     "to_anthropic_tools",
+    "to_gemini_contents",
     "to_gemini_function_responses",
     "to_gemini_tools",
     "to_openai_chat_tool_messages",
     "to_openai_chat_tools",
     "to_openai_messages",
+    "to_openai_responses_input",
     "to_openai_responses_tool_outputs",
     "to_openai_responses_tools",
 ]

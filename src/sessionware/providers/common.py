@@ -396,6 +396,14 @@ def paired(messages: Iterable[HistoryMessage], *, dangling: Dangling = "interrup
 
 
 @dataclass(frozen=True, slots=True)
+class Provenance:
+    """Which provider a changed message came from, without the item itself (it no longer matches)."""
+
+    provider: str
+    item: None = None
+
+
+@dataclass(frozen=True, slots=True)
 class _Trimmed:
     """A message shown with only some of its tool calls (the others had no result)."""
 
@@ -405,13 +413,14 @@ class _Trimmed:
     tool_call_id: str | None
     tool_calls: tuple[ToolCall, ...]
     is_error: bool = False
-    source: None = None  # no longer the item the provider sent
+    source: Provenance | None = None
 
 
 def _without_calls(message: HistoryMessage, calls: Sequence[ToolCall]) -> HistoryMessage | None:
     if not calls and not message.content:
         return None
-    return _Trimmed(message.role, message.content, message.name, message.tool_call_id, tuple(calls))
+    origin = None if message.source is None else Provenance(message.source.provider)
+    return _Trimmed(message.role, message.content, message.name, message.tool_call_id, tuple(calls), source=origin)
 
 
 def parts_of(message: HistoryMessage) -> list[Any]:
@@ -433,13 +442,15 @@ def unsupported(provider: str, part: Any, policy: Unsupported, where: str = "") 
         raise ProviderFormatError(f"unsupported must be 'error' or 'drop', not {policy!r}")
     kind = getattr(part, "type", type(part).__name__)
     detail = f" ({part.provider})" if kind == "provider" else ""
+    article = "an" if kind[:1] in "aeiou" else "a"
     raise ProviderFormatError(
-        f"{provider} cannot take a {kind} part{detail}{where}; pass unsupported='drop' to leave such parts out"
+        f"{provider} cannot take {article} {kind} part{detail}{where}; pass unsupported='drop' to leave such parts out"
     )
 
 
 def same_source(message: HistoryMessage, provider: str) -> Any | None:
-    """The item ``message`` was imported from, if it came from ``provider`` and is unchanged, else ``None``."""
+    """The item ``message`` was imported from, if it came from ``provider`` and is unchanged, else ``None``
+    (a message an export changed keeps only its :class:`Provenance`)."""
     source = message.source
     if source is None or source.provider != provider:
         return None
@@ -460,6 +471,7 @@ __all__ = [
     "INTERRUPTED",
     "Dangling",
     "Interrupted",
+    "Provenance",
     "SourceLike",
     "Unsupported",
     "paired",
