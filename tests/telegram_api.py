@@ -18,6 +18,7 @@ string, a form or multipart, as the clients send them:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -83,9 +84,7 @@ class BotAPI:
         self._site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await self._site.start()
         if self.port == 0:
-            server = self._site._server
-            assert server is not None
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.port = int(self._runner.addresses[0][1])
         return self
 
     async def stop(self) -> None:
@@ -132,9 +131,9 @@ class BotAPI:
         """Updates not yet acknowledged by a getUpdates offset (or a 2xx webhook answer)."""
         return list(self._pending)
 
-    async def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:
+    async def wait_for(self, predicate: Any, within: float = 10.0) -> None:
         """Wait until ``predicate(self)`` holds (polling every 10 ms), or fail the test."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while not predicate(self):
             if time.monotonic() > deadline:
                 raise AssertionError(f"the stand-in Bot API never saw what the test waited for; calls: {self.calls}")
@@ -173,10 +172,8 @@ class BotAPI:
         async with self._arrived:
             self._acknowledge(offset)
             if not self._pending and timeout > 0:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._arrived.wait_for(lambda: bool(self._pending)), timeout)
-                except TimeoutError:
-                    pass
             self._acknowledge(offset)
             return list(itertools.islice(self._pending, limit))
 
@@ -266,10 +263,8 @@ async def _params(request: web.Request) -> dict[str, Any]:
                 params[key] = value if isinstance(value, str) else value.file.read().decode()  # type: ignore[union-attr]
     for key, value in list(params.items()):
         if isinstance(value, str) and value[:1] in "[{":
-            try:
+            with contextlib.suppress(ValueError):
                 params[key] = json.loads(value)
-            except ValueError:
-                pass
     return params
 
 
