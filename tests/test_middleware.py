@@ -16,6 +16,7 @@ from sessionware import (
     InvalidValueError,
     LeaseExpiredError,
     Router,
+    RouterError,
     SessionDecodeError,
     by_chat,
     by_user_in_chat,
@@ -192,7 +193,10 @@ async def test_key_presets_and_custom_keys() -> None:
 async def test_none_key_gives_empty_session_and_no_store_call() -> None:
     seed = SeedStyleStore()
     router = counter_router(seed, key=lambda ctx: None)
-    await router.handle(message(1, "/inc"))
+    ctx = await router.handle(message(1, "/look"))
+    assert ctx.state["n"] is None  # reading is allowed, and empty
+    with pytest.raises(RouterError, match="no session key"):
+        await router.handle(message(1, "/inc"))  # a change would be lost: refused
     assert seed.calls == []
 
 

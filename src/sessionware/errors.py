@@ -71,6 +71,10 @@ class LockError(StoreError):
     """A lock could not be taken, or was lost before the write."""
 
 
+class NestedUpdateError(LockError):
+    """A task asked to update a session it is already updating (a nested ``router.handle`` for the same key)."""
+
+
 class LeaseExpiredError(LockError):
     """A lock's lease expired while its holder still ran; the write was refused."""
 
@@ -94,6 +98,7 @@ __all__ = [
     "LeaseExpiredError",
     "LockError",
     "MissingExtraError",
+    "NestedUpdateError",
     "SchemaVersionError",
     "SessionDecodeError",
     "SessionwareError",

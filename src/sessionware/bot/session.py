@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Any, Literal, NoReturn
 
 from ..codec import JsonDict
 from ..errors import InvalidValueError, SessionDecodeError
 from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, Isolation, IsolationName, make_isolation
 from ..keys import TTL, check_key, ttl_seconds
-from ..store import RawStore, SessionStore, accepts_ttl
+from ..store import ClosableStore, RawStore, SessionStore, accepts_ttl
 from ..update import default_quarantine_key
-from .router import Context, Next
+from ..urls import open_store
+from .router import Context, Next, RouterError
 
 KeyFunc = Callable[[Context], "str | Awaitable[str | None] | None"]
 
@@ -35,16 +36,59 @@ def by_user_in_chat(ctx: Context) -> str | None:
     return None if user is None or chat is None else f"{chat}:{user}"
 
 
-KEY_PRESETS: dict[str, KeyFunc] = {"user": by_user, "chat": by_chat, "user_in_chat": by_user_in_chat}
+def by_user_in_topic(ctx: Context) -> str | None:
+    """Key by sender, chat and forum topic: a user has a separate session in each topic (and each chat)."""
+    user, chat, thread = by_user(ctx), by_chat(ctx), ctx.incoming.thread_id
+    if user is None or chat is None:
+        return None
+    return f"{chat}:{user}" if thread is None else f"{chat}:{thread}:{user}"
+
+
+def by_chat_topic(ctx: Context) -> str | None:
+    """Key by chat and forum topic: one session shared by everyone in a topic (the chat's, outside topics)."""
+    chat, thread = by_chat(ctx), ctx.incoming.thread_id
+    if chat is None:
+        return None
+    return chat if thread is None else f"{chat}:{thread}"
+
+
+KEY_PRESETS: dict[str, KeyFunc] = {
+    "user": by_user,
+    "chat": by_chat,
+    "user_in_chat": by_user_in_chat,
+    "user_in_topic": by_user_in_topic,
+    "chat_topic": by_chat_topic,
+}
+
+
+class NoSession(dict[str, Any]):
+    """The session of an update that has none (no sender for a per-user key, say): empty, and read-only, so a
+    change is refused at once instead of being lost."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise RouterError(NO_SESSION)
+
+    __setitem__ = __delitem__ = setdefault = update = pop = popitem = clear = __ior__ = _refuse
+
+
+NO_SESSION = (
+    "this update has no session key (e.g. no sender for a per-user session), so ctx.session is empty and read-only; "
+    "a change would be lost"
+)
 
 
 class SessionMiddleware:
     """The session middleware: ``router.use(session())`` (``session`` is this class).
 
-    - ``store``: any :class:`SessionStore`; defaults to an :class:`InMemorySessionStore`.
+    - ``store``: any :class:`SessionStore`, or a store URL for :func:`~sessionware.open_store` (then
+      :meth:`close` closes it); defaults to an :class:`InMemorySessionStore`.
     - ``key``: who a session belongs to: a callable ``ctx -> str | None`` (may
-      be async) or ``"user"`` (default), ``"chat"``, ``"user_in_chat"``. A
-      ``None`` key gives an empty session that is never stored.
+      be async) or ``"user"`` (default), ``"chat"``, ``"user_in_chat"``,
+      ``"user_in_topic"``, ``"chat_topic"``. A ``None`` key gives an empty,
+      read-only session that is never stored: changing it raises
+      :class:`~sessionware.bot.RouterError` instead of losing the change.
     - ``initial``: factory of a new session; an untouched initial session is never written.
     - ``ttl``: expiry of written sessions; ``rolling=True`` also extends it on unchanged reads.
     - ``isolation``: ``"local"`` (default) runs updates for one key one at a
@@ -69,7 +113,7 @@ class SessionMiddleware:
 
     def __init__(
         self,
-        store: SessionStore | None = None,
+        store: SessionStore | str | None = None,
         *,
         key: KeyFunc | str = by_user,
         initial: Callable[[], JsonDict] | None = None,
@@ -82,10 +126,13 @@ class SessionMiddleware:
         on_decode_error: Literal["raise", "quarantine"] = "raise",
         quarantine_key: Callable[[str], str] | None = None,
     ) -> None:
+        self._owns_store = store is None or isinstance(store, str)
         if store is None:
             from ..stores.memory import InMemorySessionStore
 
             store = InMemorySessionStore()
+        elif isinstance(store, str):
+            store = open_store(store)
         self.store: SessionStore = store
         if isinstance(key, str):
             if key not in KEY_PRESETS:
@@ -108,6 +155,11 @@ class SessionMiddleware:
         self.quarantine_key = quarantine_key or default_quarantine_key
         self.updates = make_isolation(store, isolation, lease=lease, lock_wait=lock_wait)
 
+    async def close(self) -> None:
+        """Close the store if this middleware opened it (from a URL, or the in-memory default)."""
+        if self._owns_store and isinstance(self.store, ClosableStore):
+            await self.store.close()
+
     @property
     def isolation(self) -> str:
         """The name of the isolation strategy (``"none"``, ``"local"`` or ``"distributed"``)."""
@@ -119,8 +171,10 @@ class SessionMiddleware:
         if type(key) is not str and inspect.isawaitable(key):
             key = await key
         if key is None:
-            ctx.session = {}
+            empty = ctx.session = NoSession()
             await next()
+            if ctx.session is not empty:
+                raise RouterError(NO_SESSION)
             return
         async with self.updates.open(check_key(key)) as update:
             try:
@@ -144,4 +198,14 @@ session = SessionMiddleware
 """``router.use(session(store, **options))``: the seed's name for :class:`SessionMiddleware`."""
 
 
-__all__ = ["KEY_PRESETS", "SessionMiddleware", "by_chat", "by_user", "by_user_in_chat", "session"]
+__all__ = [
+    "KEY_PRESETS",
+    "NoSession",
+    "SessionMiddleware",
+    "by_chat",
+    "by_chat_topic",
+    "by_user",
+    "by_user_in_chat",
+    "by_user_in_topic",
+    "session",
+]
