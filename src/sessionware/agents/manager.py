@@ -16,6 +16,7 @@ from typing import Any, Literal
 from ..errors import InvalidValueError
 from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, make_isolation
 from ..keys import TTL, ttl_seconds
+from ..migrations import Migration, MigrationError, Migrations
 from ..providers.imports import Provider, messages_from_response
 from ..store import (
     ClosableStore,
@@ -75,7 +76,10 @@ class SessionManager:
     newest entries of each session; ``history_window`` is how many of the
     newest entries ``get_session`` includes by default (``None``, the
     default: all of them); ``namespace`` prefixes every key
-    (see :class:`AgentKeys`).
+    (see :class:`AgentKeys`). ``metadata_migrations`` (``{version: fn}``) bring
+    the metadata of sessions stored at an older version to the newest one
+    when they are read; the migrated metadata is written with the session's
+    next change, and a new session starts at the newest version.
 
     Reads and writes that take ``user_id`` check that the session belongs to
     that user; a session owned by someone else behaves exactly like a missing
@@ -96,6 +100,7 @@ class SessionManager:
         isolation: Literal["local", "distributed"] = "local",
         lease: float = DEFAULT_LEASE,
         lock_wait: float = DEFAULT_LOCK_WAIT,
+        metadata_migrations: Mapping[int, Migration] | None = None,
     ) -> None:
         self._owns_store = store is None or isinstance(store, str)
         if store is None:
@@ -122,6 +127,9 @@ class SessionManager:
             raise MissingCapabilityError(store, "LockingStore (lock / commit ...)", "distributed isolation")
         self._updates = make_isolation(
             store, isolation=isolation, lease=lease, lock_wait=lock_wait, allowed=("local", "distributed")
+        )
+        self._metadata_migrations = (
+            None if metadata_migrations is None else Migrations(metadata_migrations, name="metadata_migrations")
         )
 
     @property
@@ -158,6 +166,7 @@ class SessionManager:
             ttl=seconds,
             expires_at=None if seconds is None else now + seconds,
             index=index_entry(now, session_id),
+            metadata_version=0 if self._metadata_migrations is None else self._metadata_migrations.newest,
         )
         if seconds is not None:
             record.until["i"] = now + 2 * seconds
@@ -317,7 +326,7 @@ class SessionManager:
                 # Through the update unit, so a writer holding the session (here or, with distributed
                 # isolation, in another process) finishes first and cannot write it back afterwards.
                 async with self._updates.open(self._keys.record(session_id)) as update:
-                    record = _owned(update.key, update.load(), None)
+                    record = self._owned(update.key, update.load(), None)
                     if record is None:
                         await self._erase(update, session_id, user_id, entry)
                     elif _same_user(record.user_id, user_id):
@@ -577,13 +586,13 @@ class SessionManager:
     async def _load(self, session_id: str, user_id: str | None) -> SessionRecord | None:
         """The stored record, or ``None`` if it is missing or (when ``user_id`` is given) someone else's."""
         key = self._keys.record(session_id)
-        return _owned(key, await self._store.get(key), user_id)
+        return self._owned(key, await self._store.get(key), user_id)
 
     @asynccontextmanager
     async def _locked(self, session_id: str, user_id: str | None) -> AsyncIterator[tuple[SessionUpdate, SessionRecord]]:
         """Open the session's record through the update unit: held (lock, or lease), loaded, ownership checked."""
         async with self._updates.open(self._keys.record(session_id)) as update:
-            record = _owned(update.key, update.load(), user_id)
+            record = self._owned(update.key, update.load(), user_id)
             if record is None:
                 raise SessionNotFoundError(session_id)
             yield update, record
@@ -646,6 +655,20 @@ class SessionManager:
             raise MissingCapabilityError(self._store, "set(..., ttl=...)", "session expiry")
         return seconds
 
+    def _owned(self, key: str, data: JsonDict | None, user_id: str | None) -> SessionRecord | None:
+        """The record in ``data`` (``None``: missing or someone else's), its metadata migrated to the newest version."""
+        record = _owned_record(key, data, user_id)
+        migrations = self._metadata_migrations
+        if record is not None and migrations is not None and record.metadata_version < migrations.newest:
+            record.metadata = metadata_dict(migrations.apply(record.metadata, record.metadata_version, key=key))
+            record.metadata_version = migrations.newest
+        elif record is not None and migrations is not None and record.metadata_version > migrations.newest:
+            raise MigrationError(
+                f"session {key!r} has metadata at version {record.metadata_version}, newer than the newest "
+                f"migration ({migrations.newest}) of this application"
+            )
+        return record
+
     def _window_arg(self, value: Window | None, name: str) -> int | None:
         if value is None:
             return self._window
@@ -659,7 +682,7 @@ class SessionManager:
         return self._store
 
 
-def _owned(key: str, data: JsonDict | None, user_id: str | None) -> SessionRecord | None:
+def _owned_record(key: str, data: JsonDict | None, user_id: str | None) -> SessionRecord | None:
     """The record in ``data``, or ``None`` if it is missing or (when ``user_id`` is given) someone else's."""
     if data is None:
         return None

@@ -47,6 +47,7 @@ class SessionRecord:
     tools: int = 0
     version: int = 1
     until: dict[str, float] = field(default_factory=dict)
+    metadata_version: int = 0
 
     def to_json(self) -> JsonDict:
         """The dict stored under the record key."""
@@ -64,6 +65,7 @@ class SessionRecord:
             "tools": self.tools,
             "version": self.version,
             "until": self.until,
+            **({"metadata_version": self.metadata_version} if self.metadata_version else {}),
         }
 
     @classmethod
@@ -88,6 +90,7 @@ class SessionRecord:
                 tools=_field(data, "tools", int),
                 version=_field(data, "version", int),
                 until={k: float(v) for k, v in _field(data, "until", dict).items()},
+                metadata_version=_field(data, "metadata_version", int) if "metadata_version" in data else 0,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SessionDecodeError(key, f"not a session record ({exc})") from exc

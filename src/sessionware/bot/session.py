@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, NoReturn
 
 from ..codec import JsonDict
 from ..errors import InvalidValueError, SessionDecodeError
 from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, Isolation, IsolationName, make_isolation
 from ..keys import TTL, check_key, ttl_seconds
+from ..migrations import Migration, MigrationError, Migrations, stored_version
 from ..store import ClosableStore, RawStore, SessionStore, accepts_ttl
 from ..update import default_quarantine_key
 from ..urls import open_store
 from .router import Context, Next, RouterError
 
 KeyFunc = Callable[[Context], "str | Awaitable[str | None] | None"]
+
+VERSION_KEY = "$version"
+"""Where a session with migrations records the version it is stored at."""
 
 
 def by_user(ctx: Context) -> str | None:
@@ -105,6 +109,11 @@ class SessionMiddleware:
       ``quarantine_key(key)`` (default ``"<key>:quarantined:<ns timestamp>"``),
       logs a warning and starts a fresh session.
     - ``save_on_error``: also save when a handler raised (off: nothing is written).
+    - ``migrations``: ``{version: fn}`` run in order on a session stored at an
+      older version (0: stored before there were migrations), the result
+      written back with the next save; a new session starts at the newest
+      version. The version is stored under the key ``"$version"`` of the
+      session and never shows in ``ctx.session``.
 
     The session is written only when its encoding differs from what was read,
     deleted when it became empty, and a store or decode error stops the update
@@ -125,6 +134,7 @@ class SessionMiddleware:
         lock_wait: float = DEFAULT_LOCK_WAIT,
         on_decode_error: Literal["raise", "quarantine"] = "raise",
         quarantine_key: Callable[[str], str] | None = None,
+        migrations: Mapping[int, Migration] | None = None,
     ) -> None:
         self._owns_store = store is None or isinstance(store, str)
         if store is None:
@@ -154,6 +164,7 @@ class SessionMiddleware:
         self.on_decode_error = on_decode_error
         self.quarantine_key = quarantine_key or default_quarantine_key
         self.updates = make_isolation(store, isolation, lease=lease, lock_wait=lock_wait)
+        self.migrations = None if migrations is None else Migrations(migrations)
 
     async def close(self) -> None:
         """Close the store if this middleware opened it (from a URL, or the in-memory default)."""
@@ -184,14 +195,34 @@ class SessionMiddleware:
                     raise
                 await update.quarantine(self.quarantine_key(key), exc)
                 value = None
-            ctx.session = value if value is not None else update.fresh({} if self.initial is None else self.initial())
+            if value is None:
+                value = update.fresh(self._stored_form({} if self.initial is None else self.initial()))
+            ctx.session = self._migrated(value, key)
             try:
                 await next()
             except BaseException:
                 if self.save_on_error:
-                    await update.save(ctx.session, ttl=self.ttl)
+                    await update.save(self._stored_form(ctx.session), ttl=self.ttl)
                 raise
-            await update.save(ctx.session, ttl=self.ttl, rolling=self.rolling)
+            await update.save(self._stored_form(ctx.session), ttl=self.ttl, rolling=self.rolling)
+
+    def _migrated(self, value: JsonDict, key: str) -> JsonDict:
+        """The stored value without its version, brought to the newest version by the migrations."""
+        if self.migrations is None:
+            return value
+        version = stored_version(value.pop(VERSION_KEY, None), key=key)
+        if version > self.migrations.newest:
+            raise MigrationError(
+                f"session {key!r} is stored at version {version}, newer than the newest migration "
+                f"({self.migrations.newest}) of this application; it was left as it is"
+            )
+        return self.migrations.apply(value, version, key=key) if version < self.migrations.newest else value
+
+    def _stored_form(self, value: JsonDict) -> JsonDict:
+        """What is stored: the session, led by its version when there are migrations (empty stays empty)."""
+        if self.migrations is None or not value:
+            return value
+        return {VERSION_KEY: self.migrations.newest, **value}
 
 
 session = SessionMiddleware
