@@ -2,7 +2,9 @@
 
 The router core is platform-neutral; an :class:`UpdateAdapter` turns a
 platform's update into an :class:`Incoming` event. :class:`TelegramAdapter`
-(the default) reads Telegram-shaped update dicts.
+(the default) reads Telegram-shaped update dicts. The Telegram transport
+(:mod:`sessionware.bot.transport`, the ``bot`` extra) is reached through
+:meth:`Router.run_polling` and :meth:`Router.webhook_app`, imported on use.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..codec import JsonDict
 from ..errors import SessionwareError
 from .adapters import Incoming, Kind, TelegramAdapter, Update, UpdateAdapter
 from .console import ReplyClient
+
+if TYPE_CHECKING:
+    from .telegram import TelegramClient
+    from .transport import TelegramPolling, TelegramWebhook
 
 Next = Callable[[], Awaitable[None]]
 Middleware = Callable[["Context", Next], Awaitable[None]]
@@ -73,6 +79,15 @@ class Context:
             raise RouterError("ctx.reply() needs a client: Router(client=...)")
         chat_id = (self.chat or {}).get("id", (self.from_user or {}).get("id"))
         return await self.client.send_message(chat_id, text, **options)
+
+    async def answer_callback(self, text: str | None = None, **options: Any) -> Any:
+        """Answer the callback query of this update (``text``: a notice; ``show_alert=True``: an alert)."""
+        if self.incoming.kind != "callback":
+            raise RouterError(f"ctx.answer_callback() answers callback queries; this update is {self.incoming.kind!r}")
+        answer = getattr(self.client, "answer_callback", None)
+        if answer is None:
+            raise RouterError("ctx.answer_callback() needs a client with answer_callback(), such as TelegramClient")
+        return await answer(self.update, text, **options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,11 +185,40 @@ class Router:
             raise RouterError(f"an update must be a dict, not {type(update).__name__}")
         return Context(update=update, incoming=self.adapter.parse(update), client=self.client)
 
-    async def handle(self, update: Update) -> Context:
-        """Run one update through the middleware and its handler; return its context."""
+    async def handle(self, update: Update, *, client: ReplyClient | None = None) -> Context:
+        """Run one update through the middleware and its handler; return its context.
+
+        ``client`` is where ``ctx.reply()`` goes for this update (default: the router's).
+        """
         ctx = self.context(update)
+        if client is not None:
+            ctx.client = client
         await self._call(ctx, 0)
         return ctx
+
+    def polling(self, token: str | TelegramClient, **options: Any) -> TelegramPolling:
+        """Long polling of the Telegram Bot API for this router, not started: ``await polling.run()``.
+
+        The options are :class:`~sessionware.bot.transport.TelegramPolling`'s
+        (``base_url``, ``poll_timeout``, ``allowed_updates``, ``concurrency``, ``key``, ``on_error``, ...).
+        """
+        from .transport import TelegramPolling
+
+        return TelegramPolling(self, token, **options)
+
+    async def run_polling(self, token: str | TelegramClient, **options: Any) -> None:
+        """Receive updates from Telegram by long polling until cancelled (Ctrl-C); see :meth:`polling`."""
+        await self.polling(token, **options).run()
+
+    def webhook_app(self, token: str | TelegramClient, *, secret_token: str, **options: Any) -> TelegramWebhook:
+        """An ASGI app receiving Telegram's webhook deliveries for this router.
+
+        The options are :class:`~sessionware.bot.transport.TelegramWebhook`'s
+        (``base_url``, ``queue_size``, ``ack``, ``concurrency``, ``key``, ``on_error``, ...).
+        """
+        from .transport import TelegramWebhook
+
+        return TelegramWebhook(self, token, secret_token=secret_token, **options)
 
     def _call(self, ctx: Context, index: int) -> Awaitable[None]:
         if index == len(self._middleware):
