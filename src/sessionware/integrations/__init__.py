@@ -1,0 +1,1 @@
+"""Integrations with the frameworks people run: aiogram, python-telegram-bot."""
