@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Literal
 
-from ..errors import InvalidValueError
+from ..errors import ConflictError, InvalidValueError
 from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, make_isolation
 from ..keys import TTL, ttl_seconds
 from ..migrations import Migration, MigrationError, Migrations
@@ -27,6 +27,7 @@ from ..store import (
     RawStore,
     ScannableStore,
     SessionStore,
+    VersionedStore,
     accepts_ttl,
 )
 from ..update import SessionUpdate
@@ -145,18 +146,28 @@ class SessionManager:
     # -- sessions ------------------------------------------------------------------------------------
 
     async def create_session(
-        self, user_id: str, *, metadata: Mapping[str, Any] | None = None, ttl: TTL = None
+        self,
+        user_id: str,
+        *,
+        session_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        ttl: TTL = None,
     ) -> Session:
-        """Create a session owned by ``user_id`` with a fresh, unguessable id.
+        """Create a session owned by ``user_id``, under a fresh, unguessable id or the ``session_id`` given.
 
+        A chosen ``session_id`` (e.g. a conversation id of your application)
+        must have the shape of a session id (22-64 of ``A-Z a-z 0-9 - _``);
+        :class:`~sessionware.errors.ConflictError` if a live session has it,
+        also when several processes create it at once (exactly one wins).
         ``ttl`` overrides the manager's default lifetime for this session; it
         slides forward on every write and cannot be changed later.
         """
         check_user_id(user_id)
+        chosen = session_id is not None
+        session_id = new_session_id() if session_id is None else check_session_id(session_id)
         meta = {} if metadata is None else metadata_dict(metadata)
         seconds = self._ttl if ttl is None else self._check_ttl(ttl)
         now = time.time()
-        session_id = new_session_id()
         record = SessionRecord(
             id=session_id,
             user_id=user_id,
@@ -170,8 +181,12 @@ class SessionManager:
         )
         if seconds is not None:
             record.until["i"] = now + 2 * seconds
-        async with self._updates.open(self._keys.record(session_id), load=False) as update:
-            await update.save(record.to_json(), ttl=seconds)
+        key = self._keys.record(session_id)
+        if chosen:
+            await self._create_exclusive(key, record, seconds)
+        else:
+            async with self._updates.open(key, load=False) as update:
+                await update.save(record.to_json(), ttl=seconds)
         try:
             await self._set(
                 self._keys.user_index(user_id, record.index),
@@ -182,6 +197,24 @@ class SessionManager:
             await self._store.delete(self._keys.record(session_id))
             raise
         return record.snapshot()
+
+    async def _create_exclusive(self, key: str, record: SessionRecord, ttl: float | None) -> None:
+        """Write a new record under a chosen id, refusing one that exists (compare-and-set where the store has it)."""
+        session_id = record.id
+        async with self._updates.open(key) as update:
+            if update.existed:
+                raise ConflictError(f"session {session_id!r} already exists")
+            store = self._store
+            if isinstance(store, VersionedStore) and isinstance(store, RawStore):
+                try:
+                    await store.set_versioned(key, store.codec.encode(record.to_json()), expected=0, ttl=ttl)
+                except ConflictError:
+                    raise ConflictError(f"session {session_id!r} already exists") from None
+            else:
+                await update.save(record.to_json(), ttl=ttl)
+        # Logs left by an expired session of the same id (they outlive its record) are not this session's.
+        await self._logs.log_delete(self._keys.history(session_id))
+        await self._logs.log_delete(self._keys.tools(session_id))
 
     async def get_session(
         self,
@@ -220,14 +253,19 @@ class SessionManager:
         replace: bool = False,
         remove: Iterable[str] = (),
         user_id: str | None = None,
+        expected_version: int | None = None,
     ) -> Session:
         """Change a session's metadata; its ``id`` and ``user_id`` can never change.
 
         ``metadata`` is merged key by key into the stored metadata (or replaces
         it whole with ``replace=True``); keys in ``remove`` are deleted. The
         change is applied to the freshly loaded record under the session's lock,
-        so concurrent updates of different keys are all kept. Returns a snapshot
-        of the session without history (``get_session(..., history=0)``).
+        so concurrent updates of different keys are all kept. With
+        ``expected_version`` (a snapshot's ``version``) the change is made only
+        if nobody wrote the session since; else
+        :class:`~sessionware.errors.ConflictError` and nothing is written.
+        Returns a snapshot of the session without history
+        (``get_session(..., history=0)``).
         """
         check_session_id(session_id)
         owner = _opt_user(user_id)
@@ -235,7 +273,9 @@ class SessionManager:
         if isinstance(remove, str) or not isinstance(remove, Iterable):
             raise InvalidValueError("remove", "must be an iterable of metadata keys")
         drop = list(remove)
+        expected = _version_arg(expected_version)
         async with self._locked(session_id, owner) as (update, record):
+            _require_version(record, expected)
             new = {} if replace else record.metadata
             new.update(patch)
             for key in drop:
@@ -244,17 +284,27 @@ class SessionManager:
             await self._save(update, record, time.time())
         return record.snapshot()
 
-    async def edit_metadata(self, session_id: str, edit: MetadataEditor, *, user_id: str | None = None) -> Session:
+    async def edit_metadata(
+        self,
+        session_id: str,
+        edit: MetadataEditor,
+        *,
+        user_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> Session:
         """Read-modify-write the metadata atomically (within this process).
 
         ``edit`` receives a mutable deep copy of the current metadata, loaded
         under the session's lock, and either changes it in place (returning
         ``None``) or returns the new metadata; it may be a coroutine function.
-        If it raises, nothing is written.
+        If it raises, nothing is written. ``expected_version`` works as in
+        :meth:`update_session`.
         """
         check_session_id(session_id)
         owner = _opt_user(user_id)
+        expected = _version_arg(expected_version)
         async with self._locked(session_id, owner) as (update, record):
+            _require_version(record, expected)
             work = copy.deepcopy(record.metadata)
             out = edit(work)
             if inspect.isawaitable(out):
@@ -699,6 +749,21 @@ def _same_user(owner: str, user_id: str) -> bool:
 
 def _opt_user(user_id: object) -> str | None:
     return None if user_id is None else check_user_id(user_id)
+
+
+def _version_arg(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidValueError("expected_version", f"must be a positive int (a snapshot's version), not {value!r:.60}")
+    return value
+
+
+def _require_version(record: SessionRecord, expected: int | None) -> None:
+    if expected is not None and record.version != expected:
+        raise ConflictError(
+            f"session {record.id!r} is at version {record.version}, not the expected {expected}: someone wrote it since"
+        )
 
 
 def _positive_or_none(value: object, name: str) -> int | None:
