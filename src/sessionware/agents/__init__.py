@@ -15,7 +15,7 @@ from .errors import InvalidCursorError, InvalidSessionIdError, MissingCapability
 from .export import to_anthropic_messages, to_gemini_contents, to_openai_messages, to_openai_responses_input
 from .history import TokenCounter, approx_tokens
 from .keyspace import AgentKeys
-from .manager import DEFAULT_HISTORY_WINDOW, SessionManager
+from .manager import DEFAULT_HISTORY_WINDOW, SessionManager, UserSessions, bound_caller
 from .models import Message, Role, Session, SessionPage, Source, ToolCall, ToolInvocation, ToolStatus
 
 __all__ = [
@@ -37,7 +37,9 @@ __all__ = [
     "ToolCall",
     "ToolInvocation",
     "ToolStatus",
+    "UserSessions",
     "approx_tokens",
+    "bound_caller",
     "to_anthropic_messages",
     "to_gemini_contents",
     "to_openai_messages",

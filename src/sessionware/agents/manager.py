@@ -8,8 +8,9 @@ import inspect
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any, Literal
 
@@ -61,6 +62,26 @@ MAX_PAGE = 1000
 
 Window = int | Literal["all"]
 MetadataEditor = Callable[[dict[str, Any]], "Mapping[str, Any] | Awaitable[Mapping[str, Any] | None] | None"]
+
+_CALLER: ContextVar[str | None] = ContextVar("sessionware_caller", default=None)
+# Never the owner of a stored session: user ids with a lone surrogate are refused when sessions are created.
+_FOREIGN = "\udfff"
+
+
+@contextmanager
+def bound_caller(user_id: str) -> Iterator[None]:
+    """Within the block (and tasks it starts), every ``SessionManager`` call acts for ``user_id`` only.
+
+    A call without ``user_id`` checks ownership as if it had been given; one
+    naming another user finds nothing (``None``, :class:`SessionNotFoundError`,
+    an empty page). ``session_middleware`` binds the caller around each tool.
+    """
+    token = _CALLER.set(check_user_id(user_id))
+    try:
+        yield
+    finally:
+        _CALLER.reset(token)
+
 
 _MESSAGE_FIELDS = frozenset({"role", "content", "name", "tool_call_id", "tool_calls", "metadata", "is_error", "source"})
 
@@ -138,6 +159,10 @@ class SessionManager:
         """The store sessions are kept in."""
         return self._store
 
+    def for_user(self, user_id: str) -> UserSessions:
+        """This manager as ``user_id`` sees it: every call checks that the session is theirs."""
+        return UserSessions(self, user_id)
+
     @property
     def keys(self) -> AgentKeys:
         """The key layout of this manager's namespace."""
@@ -163,6 +188,8 @@ class SessionManager:
         slides forward on every write and cannot be changed later.
         """
         check_user_id(user_id)
+        if _foreign(user_id):
+            raise InvalidValueError("user_id", "names another user than the caller this call is bound to")
         chosen = session_id is not None
         session_id = new_session_id() if session_id is None else check_session_id(session_id)
         meta = {} if metadata is None else metadata_dict(metadata)
@@ -336,6 +363,8 @@ class SessionManager:
         of ``user_id``.
         """
         check_user_id(user_id)
+        if _foreign(user_id):
+            return SessionPage(sessions=(), next_cursor=None)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise InvalidValueError("limit", f"must be an int from 1 to {MAX_PAGE}, not {limit!r:.60}")
         after = None if cursor is None else check_cursor(cursor)
@@ -365,6 +394,8 @@ class SessionManager:
     async def delete_user_data(self, user_id: str) -> int:
         """Delete every session of ``user_id`` with its history and tool invocations; return how many."""
         check_user_id(user_id)
+        if _foreign(user_id):
+            return 0
         prefix = self._keys.user_prefix(user_id)
         scanner = self._scanner("delete_user_data")
         keys = [key async for key in scanner.scan(prefix)]
@@ -748,7 +779,77 @@ def _same_user(owner: str, user_id: str) -> bool:
 
 
 def _opt_user(user_id: object) -> str | None:
-    return None if user_id is None else check_user_id(user_id)
+    owner = None if user_id is None else check_user_id(user_id)
+    bound = _CALLER.get()
+    if bound is None:
+        return owner
+    if owner is None or _same_user(owner, bound):
+        return bound
+    return _FOREIGN
+
+
+def _foreign(user_id: str) -> bool:
+    """Whether a caller is bound (:func:`bound_caller`) and ``user_id`` is someone else."""
+    bound = _CALLER.get()
+    return bound is not None and not _same_user(user_id, bound)
+
+
+class UserSessions:
+    """A :class:`SessionManager` seen by one user: every call checks that the session is ``user_id``'s.
+
+    Made by :meth:`SessionManager.for_user`; the methods take the manager's
+    arguments except ``user_id``. Someone else's session looks missing.
+    """
+
+    __slots__ = ("manager", "user_id")
+
+    def __init__(self, manager: SessionManager, user_id: str) -> None:
+        self.manager = manager
+        self.user_id = check_user_id(user_id)
+
+    async def create_session(self, **options: Any) -> Session:
+        """:meth:`SessionManager.create_session` for this user."""
+        return await self.manager.create_session(self.user_id, **options)
+
+    async def list_sessions(self, **options: Any) -> SessionPage:
+        """:meth:`SessionManager.list_sessions` of this user."""
+        return await self.manager.list_sessions(self.user_id, **options)
+
+    async def get_session(self, session_id: str, **options: Any) -> Session | None:
+        """:meth:`SessionManager.get_session`, ``None`` unless the session is this user's."""
+        return await self.manager.get_session(session_id, user_id=self.user_id, **options)
+
+    async def update_session(self, session_id: str, **options: Any) -> Session:
+        """:meth:`SessionManager.update_session` of this user's session."""
+        return await self.manager.update_session(session_id, user_id=self.user_id, **options)
+
+    async def edit_metadata(self, session_id: str, edit: MetadataEditor, **options: Any) -> Session:
+        """:meth:`SessionManager.edit_metadata` of this user's session."""
+        return await self.manager.edit_metadata(session_id, edit, user_id=self.user_id, **options)
+
+    async def delete_session(self, session_id: str, **options: Any) -> None:
+        """:meth:`SessionManager.delete_session` of this user's session."""
+        await self.manager.delete_session(session_id, user_id=self.user_id, **options)
+
+    async def add_message(self, session_id: str, role: str, content: Any, **options: Any) -> Message:
+        """:meth:`SessionManager.add_message` to this user's session."""
+        return await self.manager.add_message(session_id, role, content, user_id=self.user_id, **options)
+
+    async def add_messages(self, session_id: str, messages: Iterable[Any]) -> list[Message]:
+        """:meth:`SessionManager.add_messages` to this user's session."""
+        return await self.manager.add_messages(session_id, messages, user_id=self.user_id)
+
+    async def history(self, session_id: str, **options: Any) -> list[Message]:
+        """:meth:`SessionManager.history` of this user's session."""
+        return await self.manager.history(session_id, user_id=self.user_id, **options)
+
+    async def track_tool_invocation(self, session_id: str, tool_name: str, **options: Any) -> ToolInvocation:
+        """:meth:`SessionManager.track_tool_invocation` on this user's session."""
+        return await self.manager.track_tool_invocation(session_id, tool_name, user_id=self.user_id, **options)
+
+    async def tool_invocations(self, session_id: str, **options: Any) -> list[ToolInvocation]:
+        """:meth:`SessionManager.tool_invocations` of this user's session."""
+        return await self.manager.tool_invocations(session_id, user_id=self.user_id, **options)
 
 
 def _version_arg(value: object) -> int | None:
@@ -793,4 +894,4 @@ def _timestamp(started_at: datetime | float | None, now: float, duration: object
     return float(started_at)
 
 
-__all__ = ["DEFAULT_HISTORY_WINDOW", "SessionManager"]
+__all__ = ["DEFAULT_HISTORY_WINDOW", "SessionManager", "UserSessions", "bound_caller"]

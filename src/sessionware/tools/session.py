@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic_core import PydanticSerializationError
 
-from ..agents import InvalidSessionIdError, Session, SessionManager
+from ..agents import InvalidSessionIdError, Session, SessionManager, bound_caller
 from ..errors import InvalidValueError, StoreUnavailableError
 from .errors import ToolDefinitionError
 from .invocation import Invocation
@@ -26,16 +27,34 @@ SESSION_MISMATCH = (
 Window = int | Literal["all"] | None
 
 
-def _named_sessions(value: object, names: frozenset[str]) -> Iterable[object]:
-    """Every value found under a key in ``names``, at any depth of ``value``."""
-    if isinstance(value, Mapping):
+def _normal(name: object) -> str:
+    """An argument name without case or separators: ``SessionId``, ``session-id``, ``SESSION_ID`` are one."""
+    return re.sub(r"[^0-9a-z]", "", str(name).lower())
+
+
+def _named_sessions(value: object, names: frozenset[str], depth: int = 0) -> Iterable[object]:
+    """Every value found under a key whose normal form is in ``names``, at any depth of ``value``.
+
+    Strings holding a JSON object or array (a ``Json[...]`` field) are looked into too.
+    """
+    if depth > 64:
+        return
+    if isinstance(value, str):
+        text = value.strip()
+        if text[:1] in ("{", "["):
+            try:
+                parsed = json.loads(text)
+            except (ValueError, RecursionError):
+                return
+            yield from _named_sessions(parsed, names, depth + 1)
+    elif isinstance(value, Mapping):
         for key, item in value.items():
-            if key in names:
+            if _normal(key) in names:
                 yield item
-            yield from _named_sessions(item, names)
+            yield from _named_sessions(item, names, depth + 1)
     elif isinstance(value, (list, tuple)):
         for item in value:
-            yield from _named_sessions(item, names)
+            yield from _named_sessions(item, names, depth + 1)
 
 
 def _recordable(value: Any) -> Any:
@@ -84,7 +103,7 @@ class SessionToolMiddleware(Middleware):
         self._manager = manager
         self._session_key = session_key
         self._user_key = user_key
-        self._argument_names = frozenset(argument_names)
+        self._argument_names = frozenset(_normal(name) for name in argument_names)
         self._require_session = require_session
         self._require_user = require_user
         self._record = record
@@ -111,17 +130,20 @@ class SessionToolMiddleware(Middleware):
         if self._names_a_session(invocation, session_id):
             result = invocation.deny(SESSION_MISMATCH, code="session_mismatch")
         else:
-            result = await call_next(invocation.with_context(session=session))
+            scoped = invocation.with_context(session=session, sessions=self._manager.for_user(session.user_id))
+            with bound_caller(session.user_id):
+                result = await call_next(scoped)
         if not self._record:
             return result
         return await self._track(invocation, result, session_id, user_id)
 
     def _names_a_session(self, invocation: Invocation, session_id: str | None) -> bool:
         """True if the arguments name any session other than ``session_id``."""
-        return any(
-            value != session_id or session_id is None
-            for value in _named_sessions(invocation.raw_arguments, self._argument_names)
-        )
+        names = self._argument_names
+        found = list(_named_sessions(invocation.raw_arguments, names))
+        if invocation.arguments is not None:  # field names behind aliases
+            found.extend(_named_sessions(invocation.arguments.model_dump(), names))
+        return any(value != session_id or session_id is None for value in found)
 
     async def _load(self, invocation: Invocation, session_id: str, user_id: str | None) -> Session | ToolResult:
         try:
@@ -187,7 +209,12 @@ def session_middleware(
     A call is ``denied`` when no session (or, with ``require_user``, no user)
     is bound, when the bound session is missing, expired or someone else's
     (one message for all three, naming no id), or when its arguments carry a
-    ``session_id`` / ``sessionId`` (at any depth) other than the bound one.
+    session id argument (``session_id`` in any case or spelling: ``SessionId``,
+    ``session-id``, ``SESSION_ID``; by alias or field name; at any depth, JSON
+    strings included) other than the bound one. The tool runs with
+    ``context.sessions`` (``manager.for_user(owner)``) and inside
+    :func:`~sessionware.agents.bound_caller`, so every ``SessionManager`` call
+    it makes sees only the caller's sessions.
 
     After the call, the invocation is recorded on the session with its real
     outcome, arguments, error and duration, denied and failed calls included
