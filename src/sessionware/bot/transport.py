@@ -110,7 +110,7 @@ class _Runner:
 
     def __init__(
         self,
-        router: Router,
+        router: Router[Any],
         client: TelegramClient,
         *,
         concurrency: int,
@@ -221,7 +221,7 @@ class TelegramPolling:
 
     def __init__(
         self,
-        router: Router,
+        router: Router[Any],
         token: str | TelegramClient,
         *,
         base_url: str = DEFAULT_BASE_URL,
@@ -436,7 +436,7 @@ class TelegramWebhook:
 
     def __init__(
         self,
-        router: Router,
+        router: Router[Any],
         token: str | TelegramClient,
         *,
         secret_token: str,
