@@ -70,6 +70,7 @@ async def test_every_block_runs_as_written(tmp_path: Path, monkeypatch: pytest.M
     assert namespace["result"].outcome == "success"
     await namespace["manager"].close()
     await namespace["router"]._middleware[0].store.close()
+    await namespace["tg_router"]._middleware[0].store.close()
 
     from sessionware import open_store
 
