@@ -87,8 +87,8 @@ async def test_ls_show_and_rm(urls: tuple[str, str]) -> None:
     plain = cli("ls", "--store", url).stdout.splitlines()
     assert plain[0].split("\t") == ["key", "kind", "bytes", "expires_in"]
     kinds = {line.split("\t")[0]: line.split("\t")[1] for line in plain[1:]}
-    assert kinds["1"] == "session"
-    assert kinds[f"agent:s:{{{session_id}}}"] == "agent session"
+    assert kinds["1"] == "bot"
+    assert kinds[f"agent:s:{{{session_id}}}"] == "agent"
     rows = [json.loads(line) for line in cli("ls", "--store", url, "--json").stdout.splitlines()]
     assert {r["key"] for r in rows} >= {"1", "2", f"agent:s:{{{session_id}}}"}
     mine = [json.loads(line) for line in cli("ls", "--store", url, "--user", "user-7", "--json").stdout.splitlines()]
@@ -128,7 +128,7 @@ async def test_export_import_round_trips_exactly(urls: tuple[str, str], tmp_path
     assert json.loads(lines[0])["format"] == "sessionware-export/1"
     assert [json.loads(x)["seq"] for x in lines if f'"agent:h:{{{session_id}}}"' in x] == [2, 3, 4, 5]
     done = cli("import", str(dump), "--store", target)
-    assert done.stdout.strip() == "imported 4 records and 5 log entries"
+    assert done.stdout.strip() == "imported 3 sessions (5 log entries)"
     again = cli("export", "--store", target).stdout.splitlines()
     assert sorted(again) == sorted(lines)
     manager = SessionManager(target)
@@ -141,7 +141,12 @@ async def test_export_import_round_trips_exactly(urls: tuple[str, str], tmp_path
     await manager.close()
     refused = cli("import", str(dump), "--store", target, ok=False)
     assert refused.returncode == 1
-    assert "already exists; use --replace" in refused.stderr
+    assert refused.stderr.startswith("sessionware: 3 session(s) already exist, e.g. ")
+    assert refused.stderr.endswith(
+        "; nothing was imported (use --replace to overwrite them or --continue-on-conflict to skip them)\n"
+    )
+    skipped = cli("import", str(dump), "--store", target, "--continue-on-conflict")
+    assert skipped.stdout.strip() == "imported 0 sessions (0 log entries); skipped 4 that already exist"
     cli("import", str(dump), "--store", target, "--replace")
 
 
@@ -170,9 +175,18 @@ def test_store_from_environment_and_errors(tmp_path: Path) -> None:
     import os
 
     env = {**os.environ, "SESSIONWARE_STORE": f"sqlite:///{tmp_path}/env.db"}
+    absent = subprocess.run([str(SCRIPT), "ls"], capture_output=True, text=True, env=env)
+    assert absent.returncode == 1
+    assert absent.stderr == f"sessionware: no SQLite database at '{tmp_path}/env.db'\n"
+    assert not (tmp_path / "env.db").exists(), "a command that only reads created the file"
+    import sqlite3
+
+    sqlite3.connect(tmp_path / "env.db").close()
     done = subprocess.run([str(SCRIPT), "ls"], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "key\tkind\tbytes\texpires_in\n"
+    tables = sqlite3.connect(tmp_path / "env.db").execute("SELECT name FROM sqlite_master").fetchall()
+    assert tables == [], "a command that only reads created tables"
     missing = subprocess.run([str(SCRIPT), "ls"], capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
     assert missing.returncode == 2
     for url, text in [("bogus://x", "unknown store URL scheme"), ("redis://127.0.0.1:1/0", "redis")]:

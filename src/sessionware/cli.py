@@ -7,19 +7,39 @@ tab-separated text, and ``--json`` gives JSON Lines.
 """
 
 import asyncio
+import io
 import json
+import shutil
+import sqlite3
 import sys
-from collections.abc import Coroutine, Iterable, Sequence
+import tempfile
+from collections.abc import Collection, Coroutine, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, TextIO, TypeVar
 
 from .agents import SessionManager
 from .agents.keyspace import AgentKeys, check_session_id
 from .agents.migrate import MigrationReport, migrate_agent_sessions
+from .agents.records import SessionRecord
+from .codec import DEFAULT_CODEC, Codec, JsonDict
 from .errors import InvalidValueError, MissingExtraError, SessionwareError
 from .isolation import Isolation, make_isolation
+from .keys import check_key
 from .logs import LogRestore, iter_log
-from .store import ExpiringStore, LockingStore, LogStore, PurgeableStore, RawStore, ScannableStore
+from .store import (
+    BaseSessionStore,
+    ExpiringStore,
+    LockingStore,
+    LogStore,
+    PurgeableStore,
+    RawStore,
+    ScannableStore,
+    VersionedStore,
+)
+from .stores.memory import InMemorySessionStore
+from .stores.sql.sqlite import SQLiteSessionStore
 from .urls import open_store
 
 try:
@@ -41,12 +61,212 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-def _kind(keys: AgentKeys, key: str) -> str:
+# -- helpers the command line and the inspector share ---------------------------------------------
+
+BOT, AGENT, AGENT_INDEX = "bot", "agent", "agent index"
+KINDS = (BOT, AGENT)
+"""The kinds of session a store holds: bot sessions (``session()``) and agent sessions (``SessionManager``)."""
+
+
+def kind_of(keys: AgentKeys, key: str) -> str:
+    """``agent`` for an agent session record, ``agent index`` for a per-user index entry, else ``bot``."""
     if keys.session_id_of(key) is not None:
-        return "agent session"
+        return AGENT
     if key.startswith(keys.namespace + ":u:"):
-        return "agent index"
-    return "session"
+        return AGENT_INDEX
+    return BOT
+
+
+def open_reading(url: str) -> BaseSessionStore:
+    """Open a store for a command that only reads.
+
+    A SQLite file that does not exist is an error naming its path; one without
+    sessionware's tables reads as an empty store; neither file nor tables are created.
+    """
+    store = open_store(url)
+    if isinstance(store, SQLiteSessionStore):
+        path = Path(store.path)
+        if not path.is_file():
+            raise CliError(f"no SQLite database at {str(path)!r}")
+        if not _has_sessionware_tables(path, store.names.table):
+            return InMemorySessionStore()
+    return store
+
+
+def _has_sessionware_tables(path: Path, table: str) -> bool:
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (f"{table}_meta",))
+            return row.fetchone() is not None
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise CliError(f"cannot read SQLite database {str(path)!r}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """What a listing shows of one stored key."""
+
+    key: str
+    kind: str
+    owner: str | None = None
+    size: int | None = None
+    messages: int | None = None
+    updated_at: float | None = None
+    expires_in: float | None = None
+    version: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The row with exact values: seconds as floats, times as ISO 8601 with microseconds."""
+        return {
+            "key": self.key,
+            "kind": self.kind,
+            "owner": self.owner,
+            "bytes": self.size,
+            "messages": self.messages,
+            "updated": None if self.updated_at is None else _iso(self.updated_at),
+            "expires_in": self.expires_in,
+        }
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()
+
+
+async def describe(store: Any, keys: AgentKeys, key: str) -> SessionRow | None:
+    """A :class:`SessionRow` of ``key``: its kind, size, expiry, version and, for an agent session,
+    its owner, message count and last activity; ``None`` if the key is gone."""
+    kind = kind_of(keys, key)
+    version: int | None = None
+    if isinstance(store, VersionedStore):
+        versioned = await store.get_versioned(key)
+        if versioned is None:
+            return None
+        raw: bytes | None
+        raw, version = versioned.data, versioned.version
+    elif isinstance(store, RawStore):
+        raw = await store.get_raw(key)
+    else:
+        value = await store.get(key)
+        raw = None if value is None else json.dumps(value).encode()
+    if raw is None:
+        return None
+    row = SessionRow(key, kind, size=len(raw), version=version)
+    if isinstance(store, ExpiringStore):
+        row = replace(row, expires_in=await store.expires_in(key))
+    if kind == AGENT:
+        try:
+            record = SessionRecord.from_json(key, store.codec.decode(key, raw))
+        except SessionwareError:
+            return row
+        row = replace(row, owner=record.user_id, messages=record.messages, updated_at=record.updated_at)
+    return row
+
+
+async def browse(
+    store: Any,
+    namespace: str = "agent",
+    *,
+    prefix: str = "",
+    kind: str | None = None,
+    owner: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[SessionRow], str | None]:
+    """One page of sessions (bot and agent; never index entries) and the cursor of the next page, or ``None``.
+
+    With ``owner``, the owner's agent sessions come from the per-user index, newest first, so the page
+    costs the same in a store of a million sessions as in one of ten. Otherwise keys are scanned; the
+    cursor counts the keys already passed, so the first page reads ``limit`` keys, not the store.
+    """
+    keys = AgentKeys(namespace)
+    if kind is not None and kind not in KINDS:
+        raise CliError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    if owner is not None:
+        if kind == BOT:
+            return [], None
+        manager = SessionManager(store, namespace=namespace)
+        page = await manager.list_sessions(owner, limit=limit, cursor=cursor or None)
+        rows = []
+        for s in page.sessions:
+            key = keys.record(s.id)
+            if key.startswith(prefix) and (row := await describe(store, keys, key)) is not None:
+                rows.append(row)
+        return rows, page.next_cursor
+    if not isinstance(store, ScannableStore):
+        raise CliError(f"{type(store).__name__} cannot list its keys")
+    scan_prefix = prefix
+    if kind == AGENT:
+        if keys.records_prefix.startswith(prefix):
+            scan_prefix = keys.records_prefix
+        elif not prefix.startswith(keys.records_prefix):
+            return [], None
+    skip = _skip_of(cursor)
+    passed = 0
+    rows = []
+    scan = store.scan(scan_prefix)
+    try:
+        async for key in scan:
+            passed += 1
+            if passed <= skip:
+                continue
+            found = kind_of(keys, key)
+            if found == AGENT_INDEX or (kind is not None and found != kind):
+                continue
+            if len(rows) == limit:
+                return rows, f"k{passed - 1}"
+            row = await describe(store, keys, key)
+            if row is not None:
+                rows.append(row)
+    finally:
+        await scan.aclose()  # type: ignore[attr-defined]
+    return rows, None
+
+
+def _skip_of(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    if cursor[:1] == "k" and cursor[1:].isdigit():
+        return int(cursor[1:])
+    raise CliError(f"not a listing cursor: {cursor!r:.60}")
+
+
+def human_duration(seconds: float | None) -> str:
+    """``2761.9`` as ``46m 02s``, ``93784`` as ``1d 2h``; ``-`` for none."""
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    s = round(seconds)
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {s:02d}s"
+    return f"{s}s"
+
+
+def human_time(timestamp: float | None) -> str:
+    """A Unix time as local ``YYYY-MM-DD HH:MM:SS``; ``-`` for none."""
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+_CONTROL = {i: f"\\x{i:02x}" for i in [*range(32), 127]} | {ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"}
+_CONTROL[ord("\\")] = "\\\\"
+
+
+def escape_text(text: str) -> str:
+    """``text`` with backslashes, control characters and lone surrogates escaped, so it is one safe cell."""
+    escaped = text.translate(_CONTROL)
+    return escaped.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class Output:
@@ -57,23 +277,48 @@ class Output:
         self.as_json = as_json
         self.rich = not as_json and self.out.isatty() and _has_rich()
 
-    def rows(self, columns: Sequence[str], rows: Iterable[dict[str, Any]], title: str | None = None) -> None:
+    def rows(
+        self,
+        columns: Sequence[str],
+        rows: Iterable[dict[str, Any]],
+        title: str | None = None,
+        durations: Collection[str] = (),
+    ) -> None:
+        """Write ``rows``; on a table, the ``durations`` columns (seconds) are shown as ``46m 02s``."""
         if self.as_json:
             for row in rows:
-                print(json.dumps(row, ensure_ascii=False, default=str), file=self.out)
+                print(_json_line(row), file=self.out)
             return
+
+        def cell(row: dict[str, Any], column: str) -> str:
+            value = row.get(column)
+            if column in durations and isinstance(value, (int, float)):
+                return human_duration(value)
+            return _cell(value)
+
         if self.rich:
             from rich.console import Console
+            from rich.markup import escape
             from rich.table import Table
 
-            table = Table(*columns, title=title)
+            table = Table(*columns, title=None if title is None else escape(escape_text(title)))
             for row in rows:
-                table.add_row(*(_cell(row.get(c)) for c in columns))
+                table.add_row(*(escape(cell(row, c)) for c in columns))
             Console(file=self.out).print(table)
             return
         print("\t".join(columns), file=self.out)
         for row in rows:
-            print("\t".join(_cell(row.get(c)) for c in columns), file=self.out)
+            print("\t".join(cell(row, c) for c in columns), file=self.out)
+
+
+def _json_line(value: Any, indent: int | None = None) -> str:
+    """JSON text that any terminal or pipe can take: a lone surrogate comes out escaped, never as an error."""
+    text = json.dumps(value, ensure_ascii=False, default=str, indent=indent)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, ensure_ascii=True, default=str, indent=indent)
+    return text
 
 
 def _has_rich() -> bool:
@@ -89,7 +334,7 @@ def _cell(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.1f}"
-    return str(value)
+    return escape_text(str(value))
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -97,18 +342,19 @@ def _cell(value: Any) -> str:
 
 async def ls(url: str, user: str | None, limit: int | None, prefix: str, namespace: str, out: Output) -> None:
     """List sessions: every key of a store, or one user's agent sessions."""
-    store = open_store(url)
+    store = open_reading(url)
     try:
         if user is not None:
             manager = SessionManager(store, namespace=namespace)
             page = await manager.list_sessions(user, limit=limit or 20)
+            spec = "microseconds" if out.as_json else "seconds"
             out.rows(
                 ["id", "created", "updated", "messages", "tools"],
                 (
                     {
                         "id": s.id,
-                        "created": s.created_at.isoformat(timespec="seconds"),
-                        "updated": s.updated_at.isoformat(timespec="seconds"),
+                        "created": s.created_at.isoformat(timespec=spec),
+                        "updated": s.updated_at.isoformat(timespec=spec),
                         "messages": s.message_count,
                         "tools": s.tool_invocation_count,
                     }
@@ -122,40 +368,38 @@ async def ls(url: str, user: str | None, limit: int | None, prefix: str, namespa
         keys = AgentKeys(namespace)
         rows: list[dict[str, Any]] = []
         async for key in store.scan(prefix, limit=limit):
-            row: dict[str, Any] = {"key": key, "kind": _kind(keys, key)}
-            raw = await store.get_raw(key)
-            row["bytes"] = None if raw is None else len(raw)
-            if isinstance(store, ExpiringStore):
-                row["expires_in"] = await store.expires_in(key)
-            rows.append(row)
-        out.rows(["key", "kind", "bytes", "expires_in"], rows, title=url)
+            row = await describe(store, keys, key)
+            if row is not None:
+                rows.append(row.as_json())
+        out.rows(["key", "kind", "bytes", "expires_in"], rows, title=url, durations={"expires_in"})
     finally:
         await store.close()
 
 
 async def show(url: str, target: str, namespace: str, as_json: bool, out: TextIO) -> None:
     """Show a bot session as JSON, or an agent session as a transcript."""
-    store = open_store(url)
+    store = open_reading(url)
     try:
         manager = SessionManager(store, namespace=namespace)
         session = None
-        if _looks_like_session_id(target):
+        if looks_like_session_id(target):
             session = await manager.get_session(target, history="all", tool_invocations="all")
         if session is not None:
             if as_json:
-                print(session.model_dump_json(indent=2), file=out)
+                print(_json_line(session.model_dump(mode="json"), indent=2), file=out)
             else:
                 _transcript(session, out)
             return
         value = await store.get(target)
         if value is None:
-            raise CliError(f"no session {target!r} in {url}")
-        print(json.dumps(value, indent=None if as_json else 2, ensure_ascii=False), file=out)
+            raise CliError(f"no session {escape_text(target)!r} in {url}")
+        print(_json_line(value, indent=None if as_json else 2), file=out)
     finally:
         await store.close()
 
 
-def _looks_like_session_id(target: str) -> bool:
+def looks_like_session_id(target: str) -> bool:
+    """Whether ``target`` has the shape of an agent session id."""
     try:
         check_session_id(target)
     except SessionwareError:
@@ -164,72 +408,83 @@ def _looks_like_session_id(target: str) -> bool:
 
 
 def _transcript(session: Any, out: TextIO) -> None:
-    print(f"session {session.id}  user {session.user_id}", file=out)
+    print(f"session {session.id}  user {escape_text(session.user_id)}", file=out)
     print(
         f"created {session.created_at:%Y-%m-%d %H:%M:%S}  updated {session.updated_at:%Y-%m-%d %H:%M:%S}"
         f"  messages {session.message_count}  tool calls {session.tool_invocation_count}",
         file=out,
     )
     if session.metadata:
-        print(f"metadata {json.dumps(_plain(session.metadata), ensure_ascii=False)}", file=out)
+        print(f"metadata {_json_line(plain(session.metadata))}", file=out)
     for m in session.conversation_history:
         who = m.role if m.name is None else f"{m.role} ({m.name})"
         if m.tool_call_id is not None:
             who += f" [{m.tool_call_id}]"
-        text = m.content or ""
+        text = m.text
         for call in m.tool_calls:
-            args = json.dumps(_plain(call.arguments), ensure_ascii=False)
+            args = _json_line(plain(call.arguments))
             text += f"{' ' if text else ''}→ {call.name}({args}) [{call.id}]"
         print(f"#{m.seq} {who}: {text}", file=out)
     if session.tool_invocations:
         print("tool invocations:", file=out)
         for t in session.tool_invocations:
             took = "" if t.duration is None else f" {t.duration * 1000:.0f} ms"
-            args = json.dumps(_plain(t.arguments), ensure_ascii=False)
+            args = _json_line(plain(t.arguments))
             print(f"  #{t.seq} {t.tool_name} {t.status}{took} {args}", file=out)
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """A frozen JSON value (FrozenMap, FrozenList) as plain dicts and lists."""
     if isinstance(value, dict) or (hasattr(value, "items") and not isinstance(value, (str, bytes))):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
 async def rm(url: str, targets: Sequence[str], namespace: str, out: TextIO) -> int:
     """Delete sessions (an agent session with its history, tool log and index entry)."""
-    store = open_store(url)
+    store = open_reading(url)
     removed = 0
     try:
-        manager = SessionManager(store, namespace=namespace, isolation=_isolation(store))
-        updates = _updates(store)
         for target in targets:
-            if _looks_like_session_id(target) and await manager.get_session(target, history=0) is not None:
-                await manager.delete_session(target)
-            elif not await _delete(updates, target):
-                print(f"no session {target!r}", file=sys.stderr)
-                continue
-            removed += 1
-            print(f"removed {target}", file=out)
+            if await delete_session(store, namespace, target):
+                removed += 1
+                print(f"removed {escape_text(target)}", file=out)
+            else:
+                print(f"no session {escape_text(target)!r}", file=sys.stderr)
         return removed
     finally:
         await store.close()
 
 
-async def export(url: str, prefix: str, namespace: str, out: TextIO) -> int:
-    """Write every record (and every agent session's logs) as JSON Lines; return the number of lines."""
-    store = open_store(url)
+async def delete_session(store: Any, namespace: str, target: str) -> bool:
+    """Delete a bot session by key, or an agent session (by id or record key) with its logs and index entry,
+    under the session's isolation; return whether there was one."""
+    session_id = AgentKeys(namespace).session_id_of(target) or (target if looks_like_session_id(target) else None)
+    if session_id is not None:
+        manager = SessionManager(store, namespace=namespace, isolation=_isolation(store))
+        if await manager.get_session(session_id, history=0) is not None:
+            await manager.delete_session(session_id)
+            return True
+    updates = _updates(store)
+    try:
+        return await _delete(updates, target)
+    finally:
+        await updates.close()
+
+
+async def export(url: str, prefix: str, namespace: str, out: TextIO) -> tuple[int, int]:
+    """Write every record (and every agent session's logs) as JSON Lines; return (sessions, log entries)."""
+    store = open_reading(url)
     try:
         if not isinstance(store, ScannableStore):
             raise CliError(f"{type(store).__name__} cannot list its keys")
         keys = AgentKeys(namespace)
-        lines = 0
+        sessions = entries = 0
 
         def emit(obj: dict[str, Any]) -> None:
-            nonlocal lines
             out.write(json.dumps(obj, ensure_ascii=True, separators=(",", ":")) + "\n")
-            lines += 1
 
         emit({"format": EXPORT_FORMAT, "namespace": namespace})
         async for key in store.scan(prefix):
@@ -238,38 +493,161 @@ async def export(url: str, prefix: str, namespace: str, out: TextIO) -> int:
                 continue
             ttl = await store.expires_in(key) if isinstance(store, ExpiringStore) else None
             emit({"key": key, "value": value, "ttl": ttl})
+            sessions += kind_of(keys, key) != AGENT_INDEX
             session_id = keys.session_id_of(key)
             if session_id is not None and isinstance(store, LogStore):
                 for log_key in (keys.history(session_id), keys.tools(session_id)):
                     async for seq, entry in iter_log(store, log_key):
                         emit({"log": log_key, "seq": seq, "value": entry})
-        return lines
+                        entries += 1
+        return sessions, entries
     finally:
         await store.close()
 
 
-async def import_(url: str, source: TextIO, replace: bool, out: TextIO) -> tuple[int, int]:
-    """Read an export back into the store at ``url``; return (records, log entries) written."""
+async def import_(
+    url: str, source: TextIO, replace: bool, out: TextIO, *, continue_on_conflict: bool = False
+) -> "ImportReport":
+    """Read an export back into the store at ``url``."""
     store = open_store(url)
     try:
-        records, entries = await restore(store, source, replace=replace)
+        report = await restore(store, source, replace=replace, continue_on_conflict=continue_on_conflict)
     finally:
         await store.close()
-    print(f"imported {records} records and {entries} log entries", file=out)
-    return records, entries
+    print(report.summary(), file=out)
+    return report
 
 
-async def restore(store: Any, source: TextIO, *, replace: bool = False) -> tuple[int, int]:
-    """Read an export back into ``store``; return (records, log entries) written. Sequence numbers are kept."""
-    records = entries = 0
+@dataclass(slots=True)
+class ImportReport:
+    """What an import wrote and what it left out."""
+
+    sessions: int = 0
+    records: int = 0
+    entries: int = 0
+    conflicts: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for the operator."""
+        text = f"imported {self.sessions} sessions ({self.entries} log entries)"
+        if self.conflicts:
+            text += f"; skipped {len(self.conflicts)} that already exist"
+        if self.expired:
+            text += f"; skipped {len(self.expired)} that expired before the export finished"
+        return text
+
+
+@dataclass(slots=True)
+class _Plan:
+    """An export read and checked: what to write, and which log belongs to which record."""
+
+    records: dict[str, tuple[JsonDict, float | None]] = field(default_factory=dict)
+    logs: dict[str, int] = field(default_factory=dict)
+    log_owner: dict[str, str] = field(default_factory=dict)
+
+
+async def restore(
+    store: Any, source: TextIO, *, replace: bool = False, continue_on_conflict: bool = False
+) -> ImportReport:
+    """Read an export back into ``store``, keeping sequence numbers and expiries.
+
+    The whole file is read and checked first (every line, every conflict); if
+    anything is wrong nothing is written. Then records are written under the
+    store's isolation and logs in batches. With ``continue_on_conflict`` a
+    session that already exists is left as it is (with its logs) and the rest
+    imported; with ``replace`` it is overwritten.
+    """
+    if not source.seekable():
+        spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed below
+        shutil.copyfileobj(source, spool)
+        spool.seek(0)
+        try:
+            return await restore(store, spool, replace=replace, continue_on_conflict=continue_on_conflict)
+        finally:
+            spool.close()
+    start = source.tell()
+    keys, plan = _read_plan(store, source)
+    report = ImportReport()
+    skipped: set[str] = set()
+    for key, (_, ttl) in plan.records.items():
+        if ttl is not None and ttl <= 0:
+            report.expired.append(key)
+            skipped.add(key)
+    if not replace:
+        for key in plan.records:
+            if key not in skipped and await store.get(key) is not None:
+                report.conflicts.append(key)
+        for log_key in plan.logs:
+            owner = plan.log_owner.get(log_key)
+            if (owner is None or owner not in skipped) and await store.log_last_seq(log_key):
+                report.conflicts.append(owner or log_key)
+        if report.conflicts and not continue_on_conflict:
+            first = report.conflicts[0]
+            count = len({k for k in report.conflicts if kind_of(keys, k) != AGENT_INDEX})
+            raise CliError(
+                f"{count} session(s) already exist, e.g. {escape_text(first)!r}; nothing was "
+                "imported (use --replace to overwrite them or --continue-on-conflict to skip them)"
+            )
+        report.conflicts = sorted(set(report.conflicts))
+        skipped.update(report.conflicts)
+    updates = _updates(store)
+    try:
+        for key, (value, ttl) in plan.records.items():
+            if key in skipped:
+                continue
+            async with updates.open(key) as update:
+                await update.write(value, ttl=ttl)
+            report.records += 1
+            report.sessions += kind_of(keys, key) != AGENT_INDEX
+    finally:
+        await updates.close()
+    source.seek(start)
+    source.readline()
+    log: LogRestore | None = None
+    log_skipped = False
+    for line in source:
+        if not line.strip() or '"log"' not in line:
+            continue
+        item = json.loads(line)
+        if "log" not in item:
+            continue
+        if log is None or item["log"] != log.key:
+            if log is not None:
+                report.entries += await log.finish(ttl=_log_ttl(plan, log.key))
+            owner = plan.log_owner.get(item["log"])
+            log_skipped = item["log"] in skipped or (owner is not None and owner in skipped)
+            log = LogRestore(store, item["log"])
+        if not log_skipped:
+            await log.add(item["seq"], item["value"])
+    if log is not None:
+        report.entries += await log.finish(ttl=_log_ttl(plan, log.key))
+    return report
+
+
+def _log_ttl(plan: _Plan, log_key: str) -> float | None:
+    owner = plan.log_owner.get(log_key)
+    return None if owner is None or owner not in plan.records else plan.records[owner][1]
+
+
+def _read_plan(store: Any, source: TextIO) -> tuple[AgentKeys, _Plan]:
+    """Read every line of an export and check it; raise :class:`CliError` naming the first bad line."""
     try:
         header = json.loads(source.readline() or "{}")
     except json.JSONDecodeError:
         header = {}
     if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
         raise CliError(f"not a sessionware export (expected a first line with format {EXPORT_FORMAT!r})")
-    updates = _updates(store)
-    log: LogRestore | None = None
+    try:
+        keys = AgentKeys(header.get("namespace", "agent"))
+    except InvalidValueError as exc:
+        raise CliError(f"line 1: {exc}") from exc
+    plan = _Plan()
+    seen_logs: set[str] = set()
+    current: str | None = None
+    next_seq = 0
+    codec = getattr(store, "codec", DEFAULT_CODEC)
+    max_size = getattr(store, "max_size", None)
     for number, line in enumerate(source, start=2):
         if not line.strip():
             continue
@@ -280,36 +658,63 @@ async def restore(store: Any, source: TextIO, *, replace: bool = False) -> tuple
         if not isinstance(item, dict):
             raise CliError(f"line {number} is not a JSON object")
         if "log" in item:
-            if not isinstance(item["log"], str) or type(item.get("seq")) is not int:
-                raise CliError(f"line {number} has no log key and sequence number")
+            log_key, seq, value = item["log"], item.get("seq"), item.get("value")
+            if not isinstance(log_key, str) or not log_key:
+                raise CliError(f"line {number} has no log key")
+            if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+                raise CliError(f"line {number}: seq must be a positive integer, not {seq!r:.40}")
+            if not isinstance(value, dict):
+                raise CliError(f"line {number}: a log entry's value must be a JSON object")
             if not isinstance(store, LogStore):
                 raise CliError(f"{type(store).__name__} has no logs to import line {number} into")
-            if log is None or item["log"] != log.key:
-                if log is not None:
-                    await log.finish()
-                if await store.log_last_seq(item["log"]) and not replace:
-                    raise CliError(f"log {item['log']!r} already exists; use --replace to overwrite it")
-                log = LogRestore(store, item["log"])
-            try:
-                await log.add(item["seq"], item["value"])
-            except InvalidValueError as exc:
-                raise CliError(f"line {number}: {exc}") from exc
-            entries += 1
+            if log_key != current:
+                if log_key in seen_logs:
+                    raise CliError(f"line {number}: the entries of log {escape_text(log_key)!r} are not together")
+                seen_logs.add(log_key)
+                current, next_seq = log_key, seq
+                plan.logs[log_key] = seq
+                session_id = _session_of_log(keys, log_key)
+                if session_id is not None:
+                    plan.log_owner[log_key] = keys.record(session_id)
+            elif seq != next_seq:
+                raise CliError(f"line {number}: log {escape_text(log_key)!r} jumps from seq {next_seq - 1} to {seq}")
+            _check_encodes(codec, max_size, value, number)
+            next_seq += 1
             continue
-        if log is not None:
-            await log.finish()
-            log = None
+        current = None
         key, value, ttl = item.get("key"), item.get("value"), item.get("ttl")
         if not isinstance(key, str) or not isinstance(value, dict):
             raise CliError(f"line {number} has no key and value")
-        async with updates.open(key) as update:
-            if update.existed and not replace:
-                raise CliError(f"session {key!r} already exists; use --replace to overwrite it")
-            await update.write(value, ttl=ttl)
-        records += 1
-    if log is not None:
-        await log.finish()
-    return records, entries
+        try:
+            check_key(key)
+        except SessionwareError as exc:
+            raise CliError(f"line {number}: {exc}") from exc
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl != ttl):
+            raise CliError(f"line {number}: ttl must be a number of seconds or null, not {ttl!r:.40}")
+        if key in plan.records:
+            raise CliError(f"line {number}: session {escape_text(key)!r} appears twice")
+        _check_encodes(codec, max_size, value, number)
+        plan.records[key] = (value, None if ttl is None else float(ttl))
+    return keys, plan
+
+
+def _session_of_log(keys: AgentKeys, log_key: str) -> str | None:
+    for tag in (":h:", ":t:"):
+        head = keys.namespace + tag + "{"
+        if log_key.startswith(head) and log_key.endswith("}"):
+            candidate = log_key[len(head) : -1]
+            if looks_like_session_id(candidate):
+                return candidate
+    return None
+
+
+def _check_encodes(codec: Codec, max_size: int | None, value: JsonDict, number: int) -> None:
+    try:
+        data = codec.encode(value)
+    except (SessionwareError, ValueError, TypeError) as exc:
+        raise CliError(f"line {number}: {exc}") from exc
+    if max_size is not None and len(data) > max_size:
+        raise CliError(f"line {number}: the value is {len(data)} bytes, over the store's limit of {max_size}")
 
 
 async def _delete(updates: Isolation, key: str) -> bool:
@@ -426,22 +831,40 @@ def _app() -> "typer.Typer":
         if output is None:
             _run(export(store, prefix, namespace, sys.stdout))
             return
-        with output.open("w", encoding="ascii") as out:
-            lines = _run(export(store, prefix, namespace, out))
-        print(f"exported {lines} lines to {output}", file=sys.stderr)
+        try:
+            out = output.open("w", encoding="ascii")
+        except OSError as exc:
+            raise CliError(f"cannot write {str(output)!r}: {exc.strerror or exc}") from None
+        with out:
+            sessions, entries = _run(export(store, prefix, namespace, out))
+        print(f"exported {sessions} sessions ({entries} log entries) to {output}", file=sys.stderr)
 
     @app.command("import")
     def import_cmd(
         store: Store,
         source: Annotated[Path | None, typer.Argument(help="An export file (default stdin).")] = None,
         replace: Annotated[bool, typer.Option(help="Overwrite sessions that already exist.")] = False,
+        continue_on_conflict: Annotated[
+            bool, typer.Option("--continue-on-conflict", help="Leave sessions that already exist; import the rest.")
+        ] = False,
     ) -> None:
-        """Import an export; sessions, histories and their sequence numbers come back exactly."""
+        """Import an export; sessions, histories, expiries and sequence numbers come back exactly.
+
+        The whole file is checked first: if a line is bad, or a session exists (without --replace or
+        --continue-on-conflict), nothing is written.
+        """
         if source is None:
-            _run(import_(store, sys.stdin, replace, sys.stdout))
+            _run(import_(store, sys.stdin, replace, sys.stdout, continue_on_conflict=continue_on_conflict))
             return
-        with source.open(encoding="utf-8") as f:
-            _run(import_(store, f, replace, sys.stdout))
+        try:
+            f = source.open(encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"cannot read {str(source)!r}: {exc.strerror or exc}") from None
+        with f:
+            try:
+                _run(import_(store, f, replace, sys.stdout, continue_on_conflict=continue_on_conflict))
+            except UnicodeDecodeError as exc:
+                raise CliError(f"{str(source)!r} is not UTF-8 text: {exc.reason}") from None
 
     @app.command("migrate")
     def migrate_cmd(
@@ -465,9 +888,15 @@ def main(argv: list[str] | None = None) -> None:
     if typer is None:
         print("sessionware: the command line needs the cli extra: pip install 'sessionware[cli]'", file=sys.stderr)
         raise SystemExit(2)
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     try:
         _app()(args=argv, standalone_mode=True)
     except (SessionwareError, MissingExtraError, InvalidValueError) as exc:
+        print(f"sessionware: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except OSError as exc:
         print(f"sessionware: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
