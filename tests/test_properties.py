@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sessionware import BaseSessionStore, InvalidKeyError, InvalidValueError, ScannableStore, ValueTooLargeError
+from sessionware.codec import MAX_DEPTH
 
 from .conftest import open_backend
 
@@ -142,7 +143,7 @@ def test_non_json_is_refused_before_any_write(
 
 def test_deep_nesting_and_huge_strings(sync_store: BaseSessionStore, runner: LoopThread) -> None:
     deep: Any = "leaf"
-    for _ in range(200):
+    for _ in range((MAX_DEPTH - 2) // 2):  # {"v": deep} is MAX_DEPTH - 1 levels of containers
         deep = {"d": [deep]}
     too_deep: Any = "leaf"
     for _ in range(100_000):

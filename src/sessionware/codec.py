@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 from typing import Any, Protocol, runtime_checkable
@@ -33,9 +34,13 @@ class JsonCodec:
 
     Encoding and decoding run in pydantic-core's Rust JSON (already a
     dependency through pydantic), with the standard library as the fallback
-    for what it refuses (lone surrogates, very deep nesting). Every encoding
-    is decoded again and compared with the value, so non-finite floats,
-    tuples, sets, bytes, non-string keys and any other non-JSON type are
+    for what it refuses (lone surrogates). Every encoding is checked: only
+    plain ``dict``, ``list``, ``str``, ``int``, ``float``, ``bool`` and
+    ``None`` (exactly those types, so an ``IntEnum`` or a ``str`` subclass is
+    refused rather than read back as a plain int or str), nested at most
+    :data:`MAX_DEPTH` levels (which the decoder always reads, without Python
+    recursion), and decoded again and compared with the value. Non-finite
+    floats, tuples, sets, bytes, non-string keys and any other type are
     refused with the path of the offending part instead of changing silently.
     """
 
@@ -68,7 +73,7 @@ class JsonCodec:
     def check(self, value: JsonDict, data: bytes) -> None:
         """Raise :class:`InvalidValueError` naming the offending part if ``data`` does not decode to ``value``."""
         try:
-            same = _loads(data) == value
+            same = _plain(value) and _loads(data) == value
         except (ValueError, RecursionError):
             same = False
         if not same:
@@ -112,7 +117,38 @@ def _loads(data: bytes) -> Any:
         return _stdlib_loads(data.decode("utf-8"))
 
 
-MAX_DEPTH = 256
+MAX_DEPTH = 200
+"""How deeply containers may nest in a stored value (the top-level dict is level 1); pydantic-core's decoder
+reads every such value without recursing in Python."""
+
+_EXACT = frozenset({str, int, float, bool, type(None)})
+
+
+def _plain(value: object) -> bool:
+    """Whether ``value`` holds only the exact JSON types, nested at most :data:`MAX_DEPTH` levels (no recursion)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    pop, push, exact = stack.pop, stack.append, _EXACT
+    while stack:
+        node, depth = pop()
+        if depth > MAX_DEPTH:
+            return False
+        if type(node) is dict:
+            for k, v in node.items():
+                if type(k) is not str:
+                    return False
+                t = type(v)
+                if t is dict or t is list:
+                    push((v, depth + 1))
+                elif t not in exact:
+                    return False
+        else:
+            for v in node:  # type: ignore[attr-defined]
+                t = type(v)
+                if t is dict or t is list:
+                    push((v, depth + 1))
+                elif t not in exact:
+                    return False
+    return True
 
 
 def _refuse(obj: object) -> Any:
@@ -121,8 +157,24 @@ def _refuse(obj: object) -> Any:
 
 def _explain(value: object, path: str, depth: int) -> None:
     """Raise :class:`InvalidValueError` naming the first part of ``value`` that cannot round-trip."""
-    if depth > MAX_DEPTH:
-        raise InvalidValueError(path, f"is nested deeper than {MAX_DEPTH} levels")
+    if depth >= MAX_DEPTH and type(value) in (dict, list):
+        raise InvalidValueError(path, f"is nested deeper than {MAX_DEPTH} levels, the limit")
+    if isinstance(value, enum.Enum):
+        raise InvalidValueError(
+            path,
+            f"is the enum member {type(value).__name__}.{value.name}, which would read back as a plain "
+            f"{type(value.value).__name__}; store its .value",
+        )
+    if (
+        type(value) not in _EXACT
+        and type(value) not in (dict, list, tuple)
+        and isinstance(value, (*_SCALARS, dict, list))
+    ):
+        raise InvalidValueError(
+            path,
+            f"is a {type(value).__name__}, a subclass that would read back as a plain "
+            f"{type(value).__mro__[1].__name__}",
+        )
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from datetime import timedelta
 
@@ -28,6 +29,19 @@ def check_key(key: object) -> str:
         except UnicodeEncodeError as exc:
             raise InvalidKeyError(f"session key {key[:40]!r} is not valid unicode: {exc.reason}") from exc
     return key
+
+
+def derived_key(key: str, suffix: str) -> str:
+    """``key + suffix``, with the end of ``key`` replaced by a digest of it when the whole would be too long.
+
+    Two different keys never share a derived key (the digest covers the whole key), and the result is
+    always a valid key when ``key`` is.
+    """
+    whole = key + suffix
+    if len(whole) <= MAX_KEY_LENGTH:
+        return whole
+    digest = "~" + hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return key[: MAX_KEY_LENGTH - len(suffix) - len(digest)] + digest + suffix
 
 
 def ttl_seconds(ttl: TTL) -> float | None:

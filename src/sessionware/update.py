@@ -28,6 +28,7 @@ from typing import Protocol
 
 from .codec import DEFAULT_CODEC, Codec, JsonCodec, JsonDict
 from .errors import LeaseExpiredError, SessionDecodeError, SessionwareError
+from .keys import derived_key
 from .locks import KeyedLock
 from .store import ExpiringStore, Lease, LockingStore, PinningStore, RawStore, SessionStore, accepts_ttl
 
@@ -35,8 +36,11 @@ log = logging.getLogger("sessionware")
 
 
 def default_quarantine_key(key: str) -> str:
-    """Where an undecodable session is kept aside: ``"<key>:quarantined:<nanosecond timestamp>"``."""
-    return f"{key}:quarantined:{time.time_ns()}"
+    """Where an undecodable session is kept aside: ``"<key>:quarantined:<nanosecond timestamp>"``.
+
+    A key too long for that keeps its start and a digest of the whole key in place of its end.
+    """
+    return derived_key(key, f":quarantined:{time.time_ns()}")
 
 
 class StoreIO:
