@@ -13,11 +13,13 @@ import pytest
 
 from sessionware.errors import (
     ConflictError,
+    InvalidStoreURLError,
     InvalidValueError,
     LeaseExpiredError,
     LockError,
     SchemaVersionError,
     SessionDecodeError,
+    StoreClosedError,
     StoreError,
     StoreUnavailableError,
 )
@@ -82,14 +84,17 @@ async def test_closed_pool_is_unavailable_and_not_ours_to_close(open_store: Open
     await store.set("k", {"v": 1})
     await store.close()
     assert await pool.fetchval("SELECT 1") == 1, "close() left the caller's pool open"
-    assert await store.get("k") == {"v": 1}
+    with pytest.raises(StoreClosedError, match="closed"):
+        await store.get("k")
+    other = PostgresSessionStore(pool, table=owner.table)
+    assert await other.get("k") == {"v": 1}
     await pool.close()
     with pytest.raises(StoreUnavailableError, match="closed"):
-        await store.get("k")
+        await other.get("k")
 
 
 def test_bad_arguments_are_refused() -> None:
-    with pytest.raises(InvalidValueError, match="url"):
+    with pytest.raises(InvalidStoreURLError, match="postgresql://"):
         PostgresSessionStore.from_url("mysql://localhost/db")
     with pytest.raises(InvalidValueError, match="pool_or_dsn"):
         PostgresSessionStore(42)  # type: ignore[arg-type]

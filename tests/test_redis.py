@@ -24,6 +24,7 @@ from sessionware.errors import (
     LeaseExpiredError,
     LockError,
     SessionDecodeError,
+    StoreClosedError,
     StoreError,
     StoreTimeoutError,
     StoreUnavailableError,
@@ -187,7 +188,9 @@ async def test_user_client_seed_style(raw: aioredis.Redis) -> None:
         assert await store.log_append("alice", [{"m": 1}]) == [1]
         await store.close()
         assert await client.ping()
-        assert await store.get("alice") == {"step": 2}
+        with pytest.raises(StoreClosedError):
+            await store.get("alice")
+        assert await RedisSessionStore(client, prefix).get("alice") == {"step": 2}
     finally:
         await client.delete(f"{prefix}:alice", f"{prefix}:\x00log:alice")
         await client.aclose()
@@ -359,18 +362,33 @@ FOREIGN_RECORDS = [
 async def test_foreign_record_is_a_decode_error_and_kept(
     store: RedisSessionStore, raw: aioredis.Redis, stored: bytes, reason: str
 ) -> None:
-    """No frame, an unknown format or a malformed version: every read path names the key; nothing is written."""
+    """No frame, an unknown format or a malformed version: every read path names the key; nothing is written.
+
+    A record with no valid ``s1`` frame is handed out by ``get_raw`` and ``lock`` as marked bytes that no
+    codec decodes (so the update unit can quarantine it); another release's format is refused there too.
+    """
     name = f"{store.prefix}:foreign"
     await raw.set(name, stored)
     reads: list[Callable[[], Awaitable[object]]] = [
         lambda: store.get("foreign"),
-        lambda: store.get_raw("foreign"),
         lambda: store.get_versioned("foreign"),
-        lambda: store.lock("foreign", lease=5, wait=0),
         lambda: store.set_versioned("foreign", b"{}", expected=0),
         lambda: store.set_versioned("foreign", b"{}", expected=17),
         lambda: store.delete_versioned("foreign", expected=17),
     ]
+    if reason == "frame":
+        marked = await store.get_raw("foreign")
+        assert marked is not None
+        assert marked.endswith(stored)
+        assert marked != stored
+        with pytest.raises(SessionDecodeError):
+            store.codec.decode("foreign", marked)
+        locked = await store.lock("foreign", lease=5, wait=0)
+        assert locked.record is not None
+        assert locked.record.data == marked
+        await store.unlock(locked.lease)
+    else:
+        reads += [lambda: store.get_raw("foreign"), lambda: store.lock("foreign", lease=5, wait=0)]
     for read in reads:
         with pytest.raises(SessionDecodeError) as info:
             await read()

@@ -19,6 +19,7 @@ from sessionware.errors import (
     LockError,
     SchemaVersionError,
     SessionDecodeError,
+    StoreClosedError,
     StoreError,
     StoreTimeoutError,
     StoreUnavailableError,
@@ -57,9 +58,9 @@ async def test_data_persists_across_close_and_reopen(path: Path) -> None:
     assert await second.log_append("chat:1", [{"m": "again"}]) == [3]
     await second.close()
 
-    # A closed store opens its file again when used.
-    assert await first.log_last_seq("chat:1") == 3
-    await first.close()
+    # A closed store refuses further calls instead of opening its file again.
+    with pytest.raises(StoreClosedError, match="closed"):
+        await first.log_last_seq("chat:1")
 
 
 def test_nothing_is_opened_before_first_use(path: Path) -> None:

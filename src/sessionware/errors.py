@@ -19,6 +19,10 @@ class StoreTimeoutError(StoreUnavailableError):
     """A store operation did not finish within its configured timeout."""
 
 
+class StoreClosedError(StoreError):
+    """The store was closed; it refuses every further call (open a new one)."""
+
+
 class SessionDecodeError(StoreError):
     """Stored bytes cannot be decoded; the stored record is left untouched."""
 
@@ -102,6 +106,7 @@ __all__ = [
     "SchemaVersionError",
     "SessionDecodeError",
     "SessionwareError",
+    "StoreClosedError",
     "StoreError",
     "StoreTimeoutError",
     "StoreUnavailableError",

@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from .codec import DEFAULT_CODEC, Codec, JsonDict
 from .errors import (
     SessionwareError,
+    StoreClosedError,
     StoreError,
     StoreTimeoutError,
     StoreUnavailableError,
@@ -282,6 +283,15 @@ class BaseSessionStore(ABC):
         self.codec: Codec = codec or DEFAULT_CODEC
         self.max_size = max_size
         self.timeout = timeout
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called; a closed store raises :class:`StoreClosedError` on every call."""
+        return self._closed
+
+    def _closed_error(self, op: str) -> StoreClosedError:
+        return StoreClosedError(f"{self.backend} {op} refused: the store was closed")
 
     async def get(self, key: str) -> JsonDict | None:
         """Return the session stored under ``key``, or ``None``."""
@@ -308,8 +318,9 @@ class BaseSessionStore(ABC):
             raise ValueTooLargeError(len(data), self.max_size)
         await self._run("set", self._set(key, data, ttl_seconds(ttl)))
 
-    async def close(self) -> None:  # noqa: B027 - stores holding nothing have nothing to close
-        """Release the store's resources (nothing for stores that hold none)."""
+    async def close(self) -> None:
+        """Release the store's resources; every later call raises :class:`StoreClosedError`."""
+        self._closed = True
 
     async def __aenter__(self: T) -> T:
         return self
@@ -328,6 +339,10 @@ class BaseSessionStore(ABC):
 
     async def _run(self, op: str, aw: Awaitable[T]) -> T:
         """Await a driver call under the store's timeout, translating driver errors."""
+        if self._closed:
+            if isinstance(aw, Coroutine):
+                aw.close()
+            raise self._closed_error(op)
         try:
             if self.timeout is None:
                 return await aw

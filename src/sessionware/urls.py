@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
@@ -10,6 +11,39 @@ from .errors import InvalidStoreURLError
 from .store import BaseSessionStore
 
 SCHEMES = ("memory", "sqlite", "redis", "rediss", "unix", "postgresql", "postgres")
+
+_SECRET_PARAM = re.compile(r"(?i)((?:^|[?&;])(?:password|passwd|pass|secret|token)=)[^&;#]*")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (and any ``password=`` style query value) shown as ``***``, for messages.
+
+    Works on URLs too malformed to parse; when in doubt, more is hidden, never less.
+    """
+    if not isinstance(url, str):
+        return f"<{type(url).__name__}>"
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    at = rest.rfind("@")
+    if at >= 0:
+        userinfo, host = rest[:at], rest[at + 1 :]
+        user, colon, _ = userinfo.partition(":")
+        rest = f"{user}:***@{host}" if colon else f"{userinfo}@{host}"
+    rest = _SECRET_PARAM.sub(r"\1***", rest)
+    return f"{scheme}{sep}{rest}"
+
+
+def split_url(url: str) -> SplitResult:
+    """Parse a store URL, checking its host and port; :class:`InvalidStoreURLError` (password hidden) if malformed."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidStoreURLError(f"malformed store URL {redact_url(url)!r}: {exc}") from None
+    if port == 0:
+        raise InvalidStoreURLError(f"malformed store URL {redact_url(url)!r}: port 0 names no server")
+    return parts
 
 
 def open_store(url: str, **options: Any) -> BaseSessionStore:
@@ -22,9 +56,12 @@ def open_store(url: str, **options: Any) -> BaseSessionStore:
     Nothing is connected until the store is first used.
     """
     if not isinstance(url, str) or "://" not in url:
-        raise InvalidStoreURLError(f"not a store URL: {url!r}; expected one of {', '.join(SCHEMES)}://…")
-    parts = urlsplit(url)
+        raise InvalidStoreURLError(f"not a store URL: {redact_url(url)!r}; expected one of {', '.join(SCHEMES)}://…")
+    parts = split_url(url)
     scheme = parts.scheme.lower()
+    if scheme in ("postgresql+asyncpg", "postgres+asyncpg"):
+        scheme = scheme.partition("+")[0]
+        parts = parts._replace(scheme=scheme)
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     if scheme == "memory":
         from .stores.memory import InMemorySessionStore
@@ -37,7 +74,7 @@ def open_store(url: str, **options: Any) -> BaseSessionStore:
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
         if parts.netloc or not path:
             raise InvalidStoreURLError(
-                f"bad SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db"
+                f"bad SQLite URL {redact_url(url)!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db"
             )
         from .stores.sql.sqlite import SQLiteSessionStore
 
@@ -57,7 +94,9 @@ def open_store(url: str, **options: Any) -> BaseSessionStore:
         if "table" in query:
             options.setdefault("table", query.pop("table"))
         return PostgresSessionStore.from_url(_rebuild(parts, query), **options)
-    raise InvalidStoreURLError(f"unknown store URL scheme {parts.scheme!r} in {url!r}; expected one of {SCHEMES}")
+    raise InvalidStoreURLError(
+        f"unknown store URL scheme {parts.scheme!r} in {redact_url(url)!r}; expected one of {', '.join(SCHEMES)}"
+    )
 
 
 def _rebuild(parts: SplitResult, query: dict[str, str]) -> str:
@@ -68,9 +107,9 @@ def _int(url: str, name: str, raw: str) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise InvalidStoreURLError(f"{name} in {url!r} must be an integer, not {raw!r}") from None
+        raise InvalidStoreURLError(f"{name} in {redact_url(url)!r} must be an integer, not {raw!r}") from None
 
 
 def _no_leftovers(url: str, query: dict[str, str]) -> None:
     if query:
-        raise InvalidStoreURLError(f"unknown parameter(s) {', '.join(sorted(query))} in {url!r}")
+        raise InvalidStoreURLError(f"unknown parameter(s) {', '.join(sorted(query))} in {redact_url(url)!r}")

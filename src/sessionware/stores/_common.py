@@ -12,10 +12,18 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 from ..codec import Codec, JsonDict
-from ..errors import ConflictError, InvalidKeyError, InvalidValueError, LeaseExpiredError, LockError, ValueTooLargeError
+from ..errors import (
+    ConflictError,
+    InvalidKeyError,
+    InvalidValueError,
+    LeaseExpiredError,
+    LockError,
+    StoreClosedError,
+    ValueTooLargeError,
+)
 from ..keys import MAX_SECONDS, TTL, check_key, check_seconds, ttl_seconds
 from ..store import Lease, Locked, Versioned
 
@@ -161,6 +169,29 @@ def log_window(after: object, before: object, last: object) -> tuple[int, int, i
     return lo, hi, newest
 
 
+# -- closing -------------------------------------------------------------------------------------
+
+
+class Closed:
+    """What an in-process store's containers become on ``close()``: every use raises ``StoreClosedError``.
+
+    Swapping the containers costs the open store nothing per call, and no call can reach its data after.
+    """
+
+    __slots__ = ("_error",)
+
+    def __init__(self, error: StoreClosedError) -> None:
+        self._error = error
+
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise self._error
+
+    def __getattr__(self, name: str) -> Callable[..., NoReturn]:
+        return self._refuse
+
+    __getitem__ = __setitem__ = __delitem__ = __contains__ = __iter__ = __len__ = __bool__ = _refuse
+
+
 # -- versions ------------------------------------------------------------------------------------
 
 
@@ -303,6 +334,7 @@ async def wait_for_lease(
 __all__ = [
     "DEFAULT_RETRIES",
     "Batch",
+    "Closed",
     "FencedWrite",
     "Taken",
     "TryLock",

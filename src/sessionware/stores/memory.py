@@ -12,6 +12,7 @@ from ..errors import InvalidValueError, ValueTooLargeError
 from ..keys import TTL, check_key, ttl_seconds
 from ..store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, Versioned
 from ._common import (
+    Closed,
     Taken,
     check_lease,
     check_record,
@@ -68,6 +69,12 @@ class InMemorySessionStore(BaseSessionStore):
 
     def __len__(self) -> int:
         return len(self._data)
+
+    async def close(self) -> None:
+        """Drop every session, log and lease; every later call raises :class:`~sessionware.errors.StoreClosedError`."""
+        await super().close()
+        closed = Closed(self._closed_error("call"))
+        self._data = self._logs = self._locks = closed  # type: ignore[assignment]
 
     def _live(self, key: str) -> tuple[bytes, float | None, int] | None:
         entry = self._data.get(key)

@@ -103,12 +103,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import aclosing
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from ...codec import Codec, JsonDict
 from ...errors import InvalidKeyError, InvalidStoreURLError, SessionDecodeError
 from ...keys import TTL, check_key
 from ...store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, Versioned
+from ...urls import redact_url
 from .._common import (
     DEFAULT_RETRIES,
     check_expected,
@@ -159,7 +159,25 @@ def _unframe(key: str, raw: bytes) -> Versioned:
     fmt, sep, _ = raw[:16].partition(b":")
     if sep and fmt != _FORMAT and fmt.isalnum():
         raise SessionDecodeError(key, f"record format {fmt.decode()!r} is not one this release reads (expected 's1')")
-    raise SessionDecodeError(key, "record has no 's1:<version>:' frame; it was not written by a sessionware store")
+    raise SessionDecodeError(key, _NO_FRAME)
+
+
+_UNFRAMED = b"\x00sessionware:unframed\x00"
+"""Put before the bytes of a record without any frame when they are handed out as stored data: no codec decodes
+them, so the update unit reports the record as undecodable and can quarantine it (bytes kept after this marker)."""
+
+_NO_FRAME = "record has no 's1:<version>:' frame; it was not written by a sessionware store"
+
+
+def _record_data(key: str, raw: bytes) -> Versioned:
+    """:func:`_unframe`, except that a record with no frame at all comes back marked (version 0) to be set aside."""
+    try:
+        return _unframe(key, raw)
+    except SessionDecodeError:
+        fmt, sep, _ = raw[:16].partition(b":")
+        if sep and fmt != _FORMAT and fmt.isalnum():
+            raise  # another release's format: left alone
+        return Versioned(_UNFRAMED + raw, 0)
 
 
 def _ms(seconds: float) -> int:
@@ -186,19 +204,6 @@ def _check_prefix(prefix: object) -> str:
 def _bound(value: int | None) -> str:
     """An optional, already validated window bound as a Lua script argument, clamped to what Lua holds exactly."""
     return "" if value is None else str(max(-1, min(value, _SEQ_LIMIT)))
-
-
-def _redact(url: str) -> str:
-    """``url`` without its password, for error messages."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.netloc.rpartition("@")[2]
-        user = parts.username or ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-    except ValueError:
-        return "<unparsable URL>"
 
 
 def _hashed(name: str) -> str:
@@ -293,12 +298,20 @@ class RedisSessionStore(BaseSessionStore):
         try:
             driver = open_url(url, **options)
         except ValueError as exc:
-            raise InvalidStoreURLError(f"bad Redis URL {_redact(url)!r}: {exc}") from exc
+            raise InvalidStoreURLError(f"bad Redis URL {redact_url(url)!r}: {exc}") from exc
         return cls(driver, prefix, **own)
 
     async def close(self) -> None:
-        """Close the client if this store created it (see :meth:`from_url`); a passed-in client stays open."""
-        await self._run("close", self.driver.close())
+        """Close the client if this store created it (see :meth:`from_url`); a passed-in client stays open.
+
+        Every later call raises :class:`~sessionware.errors.StoreClosedError`; closing again does nothing.
+        """
+        if self._closed:
+            return
+        try:
+            await self._run("close", self.driver.close())
+        finally:
+            self._closed = True
 
     # -- sending commands ------------------------------------------------------------------------
 
@@ -373,9 +386,18 @@ class RedisSessionStore(BaseSessionStore):
 
     # -- records ---------------------------------------------------------------------------------
 
+    async def get(self, key: str) -> JsonDict | None:
+        """Return the session stored under ``key``, or ``None``; a record of another kind is a decode error."""
+        data = await self.get_raw(key)
+        if data is None:
+            return None
+        if data.startswith(_UNFRAMED):
+            raise SessionDecodeError(key, _NO_FRAME)
+        return self.codec.decode(key, data)
+
     async def _get(self, key: str) -> bytes | None:
         raw = await self._safe("GET", self._key_prefix + key)
-        return None if raw is None else _unframe(key, raw).data
+        return None if raw is None else _record_data(key, raw).data
 
     async def _set(self, key: str, data: bytes, ttl: float | None) -> None:
         await self._write(self._key_prefix + key, _frame(data)[0], ttl)
@@ -499,7 +521,7 @@ class RedisSessionStore(BaseSessionStore):
             if value is None:
                 return Locked(held, None)
             try:
-                return Locked(held, _unframe(key, value))
+                return Locked(held, _record_data(key, value))
             except SessionDecodeError:
                 await self.unlock(held)
                 raise

@@ -10,8 +10,9 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ...codec import Codec
-from ...errors import InvalidValueError, MissingExtraError, StoreError, StoreUnavailableError
+from ...errors import InvalidStoreURLError, InvalidValueError, MissingExtraError, StoreError, StoreUnavailableError
 from ...store import DEFAULT_MAX_SIZE, Versioned
+from ...urls import redact_url, split_url
 from .._common import DEFAULT_RETRIES, Batch, Taken, check_retries, retry_backoff
 from ._base import DEFAULT_TABLE, Dialect, SQLSessionStore, SQLStatements, Statement, TableNames, Values
 
@@ -290,12 +291,17 @@ class PostgresSessionStore(SQLSessionStore[_Statements]):
     def from_url(cls, url: str, *, table: str = DEFAULT_TABLE, **options: Any) -> PostgresSessionStore:
         """A store on ``postgresql://user@host:port/db``; ``options`` go to the constructor."""
         if not isinstance(url, str) or not url.startswith(("postgresql://", "postgres://")):
-            raise InvalidValueError("url", f"must start with postgresql:// or postgres://, not {url!r}")
+            raise InvalidStoreURLError(
+                f"a PostgreSQL URL starts with postgresql:// or postgres://, not {redact_url(url)!r}"
+            )
+        split_url(url)
         return cls(url, table=table, **options)
 
     # -- pool, schema, errors and retries --------------------------------------------------------
 
     async def _ready_pool(self) -> Pool:
+        if self._closed:
+            raise self._closed_error("connect")
         pool = self._pool
         if pool is not None and self._ready:
             return pool
@@ -413,7 +419,9 @@ class PostgresSessionStore(SQLSessionStore[_Statements]):
             raise
 
     async def close(self) -> None:
-        """Close the pool if this store created it."""
+        """Close the pool if this store created it; every later call raises
+        :class:`~sessionware.errors.StoreClosedError` (no new pool is opened)."""
+        self._closed = True
         pool, owned = self._pool, self._dsn is not None
         if owned:
             self._pool = None
@@ -422,7 +430,19 @@ class PostgresSessionStore(SQLSessionStore[_Statements]):
             await pool.close()
 
     async def drop_tables(self) -> None:
-        """Drop the store's tables and everything in them."""
+        """Drop the store's tables and everything in them.
+
+        Also after :meth:`close` on a store made from a DSN (cleaning up after use): one connection is
+        opened for the drop and closed again.
+        """
+        if self._closed and self._dsn is not None:
+            self._closed = False
+            try:
+                await self._run("drop_tables", self._drop_tables())
+            finally:
+                self._closed = True
+                await self.close()
+            return
         await self._run("drop_tables", self._drop_tables())
 
     async def _drop_tables(self) -> None:

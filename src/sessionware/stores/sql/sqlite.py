@@ -79,6 +79,7 @@ class _Statements(SQLStatements):
             self.upgrade_version,
         ]
         self.has_meta = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        self.same_table = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE"
         # Run before purge_logs, which removes the heads this finds.
         self.purge_log = self.statement(
             f"DELETE FROM {n.log} WHERE key IN (SELECT key FROM {n.logs} WHERE expires_at <= :now)"
@@ -225,6 +226,18 @@ class SQLiteSessionStore(SQLSessionStore[_Statements]):
             self._transaction(conn, self._create_schema)
             found = self._schema_version(conn)
         self._check_schema(found)
+        self._check_case(conn)
+
+    def _check_case(self, conn: sqlite3.Connection) -> None:
+        # SQLite folds the case of table names, quoted or not: "Tenant_A" is the table "tenant_a".
+        # Checked after the schema exists, so of two stores creating both spellings at once one is refused.
+        row = conn.execute(self._sql.same_table, (self.names.table,)).fetchone()
+        if row is not None and row[0] != self.names.table:
+            raise InvalidValueError(
+                "table",
+                f"{self.names.table!r} is the existing table {row[0]!r} in {self.path!r} (SQLite ignores the case of "
+                f"table names); open it as {row[0]!r} or choose a name that differs in more than case",
+            )
 
     def _schema_version(self, conn: sqlite3.Connection) -> Any:
         row = conn.execute(self._sql.version.sql).fetchone()
@@ -309,7 +322,8 @@ class SQLiteSessionStore(SQLSessionStore[_Statements]):
         return await self._call(self._transaction, fn, *args)
 
     async def close(self) -> None:
-        """Close the connection (a later call opens it again)."""
+        """Close the connection; every later call raises :class:`~sessionware.errors.StoreClosedError`."""
+        self._closed = True
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
