@@ -72,3 +72,28 @@ def callback(user: int, data: str, chat: int | None = None) -> dict[str, Any]:
             "data": data,
         },
     }
+
+
+class Calls:
+    """Counts the calls that reach a real store, passing every one through to it."""
+
+    NAMES = ("get", "get_raw", "set", "set_raw", "delete", "touch", "lock", "commit", "unlock", "renew")
+
+    def __init__(self, store: Any) -> None:
+        self.counts: dict[str, int] = {}
+        for name in self.NAMES:
+            original = getattr(store, name, None)
+            if original is not None:
+                setattr(store, name, self._counting(name, original))
+
+    def _counting(self, name: str, original: Any) -> Any:
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            self.counts[name] = self.counts.get(name, 0) + 1
+            return await original(*args, **kwargs)
+
+        return call
+
+    def take(self) -> dict[str, int]:
+        """The calls of each method since the last take."""
+        counts, self.counts = self.counts, {}
+        return counts

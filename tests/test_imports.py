@@ -91,7 +91,7 @@ LAYERS = {
     # an integration reaches a backend only through open_store(url), and no other surface
     "sessionware.integrations": ("sessionware.stores", "sessionware.cli"),
 }
-CORE = ("errors", "codec", "keys", "store", "locks", "frozen", "isolation", "update", "logs", "urls")
+CORE = ("_lazy", "errors", "codec", "keys", "store", "locks", "frozen", "isolation", "update", "logs", "urls")
 
 
 def test_layers_import_only_downwards() -> None:

@@ -10,8 +10,7 @@ import pytest
 from sessionware import BaseSessionStore, Context, InvalidValueError, Router, SessionManager, session
 from sessionware.migrations import MigrationError
 
-from .helpers import message
-from .test_update import Calls
+from .helpers import Calls, message
 
 
 def add_cart(value: dict[str, Any]) -> None:

@@ -38,7 +38,7 @@ from sessionware import (
 )
 from sessionware.integrations.telegram import SessionwarePersistence, UnsupportedDataError
 
-from .helpers import SeedStyleStore
+from .helpers import Calls, SeedStyleStore
 from .telegram_api import TOKEN, BotAPI, callback_update, message_update
 
 App = Application[Any, Any, Any, Any, Any, Any]
@@ -170,31 +170,6 @@ def texts(api: BotAPI) -> list[str]:
 async def api() -> AsyncIterator[BotAPI]:
     async with BotAPI() as server:
         yield server
-
-
-class Calls:
-    """Counts the calls that reach a real store, passing every one through to it."""
-
-    NAMES = ("get", "get_raw", "set", "set_raw", "delete", "lock", "commit", "unlock", "renew")
-
-    def __init__(self, store: Any) -> None:
-        self.counts: dict[str, int] = {}
-        for name in self.NAMES:
-            original = getattr(store, name, None)
-            if original is not None:
-                setattr(store, name, self._counting(name, original))
-
-    def _counting(self, name: str, original: Any) -> Any:
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            self.counts[name] = self.counts.get(name, 0) + 1
-            return await original(*args, **kwargs)
-
-        return call
-
-    def take(self) -> dict[str, int]:
-        """The calls of each method since the last take."""
-        counts, self.counts = self.counts, {}
-        return counts
 
 
 # -- one application on every backend ----------------------------------------------------------------------------

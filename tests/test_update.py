@@ -4,7 +4,6 @@ counted at the store."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
@@ -21,31 +20,7 @@ from sessionware import (
 )
 from sessionware.isolation import Isolation
 
-from .helpers import SeedStyleStore
-
-
-class Calls:
-    """Counts the calls that reach a real store, passing every one through to it."""
-
-    NAMES = ("get", "get_raw", "set", "set_raw", "delete", "touch", "lock", "commit", "unlock", "renew")
-
-    def __init__(self, store: Any) -> None:
-        self.counts: dict[str, int] = {}
-        for name in self.NAMES:
-            original = getattr(store, name, None)
-            if original is not None:
-                setattr(store, name, self._counting(name, original))
-
-    def _counting(self, name: str, original: Any) -> Any:
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            self.counts[name] = self.counts.get(name, 0) + 1
-            return await original(*args, **kwargs)
-
-        return call
-
-    def take(self) -> dict[str, int]:
-        counts, self.counts = self.counts, {}
-        return counts
+from .helpers import Calls, SeedStyleStore
 
 
 def strategies(store: BaseSessionStore) -> list[Isolation]:

@@ -15,9 +15,9 @@ The Telegram names (:class:`TelegramClient`, :class:`TelegramPolling`,
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._lazy import lazy_getattr
 from .adapters import Incoming, TelegramAdapter, UpdateAdapter
 from .console import ConsoleClient, ReplyClient
 from .router import Context, Router, RouterError
@@ -36,13 +36,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 __all__ = [
