@@ -20,8 +20,17 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_getattr
 from .adapters import Incoming, TelegramAdapter, UpdateAdapter
 from .console import ConsoleClient, ReplyClient
-from .router import Context, Router, RouterError
-from .session import SessionMiddleware, by_chat, by_user, by_user_in_chat, session
+from .router import Context, PendingSession, Router, RouterError, SessionConflictError
+from .session import (
+    SessionMiddleware,
+    SessionValidationError,
+    by_chat,
+    by_chat_topic,
+    by_user,
+    by_user_in_chat,
+    by_user_in_topic,
+    session,
+)
 
 if TYPE_CHECKING:
     from .telegram import TelegramClient, TelegramError, TelegramUnavailableError
@@ -43,10 +52,13 @@ __all__ = [
     "ConsoleClient",
     "Context",
     "Incoming",
+    "PendingSession",
     "ReplyClient",
     "Router",
     "RouterError",
+    "SessionConflictError",
     "SessionMiddleware",
+    "SessionValidationError",
     "TelegramAdapter",
     "TelegramClient",
     "TelegramError",
@@ -55,7 +67,9 @@ __all__ = [
     "TelegramWebhook",
     "UpdateAdapter",
     "by_chat",
+    "by_chat_topic",
     "by_user",
     "by_user_in_chat",
+    "by_user_in_topic",
     "session",
 ]

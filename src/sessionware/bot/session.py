@@ -298,7 +298,7 @@ class SessionMiddleware:
 
     async def _keyless(self, ctx: Context[Any], next: Next) -> None:
         """An update without a key: an empty, read-only session that is never stored."""
-        empty: Any = NoSession() if self.model is None else self._new_model()
+        empty: Any = NoSession() if self.model is None else self._new_model(self.model)
         before = None if self.model is None else empty.model_dump(mode="json")
         ctx.hang_session(self.property, empty)
         await next()
@@ -376,10 +376,9 @@ class SessionMiddleware:
             await update.quarantine(self.quarantine_key(key), exc)
             value = None
         if value is None:
-            initial = {} if self.initial is None and self.model is None else self._initial_value()
-            value = self._migrated(update.fresh(self._stored_form(initial)), key)
+            value = self._migrated(update.fresh(self._stored_form(self._initial_value())), key)
             if self.model is not None:
-                value = self._validated(value, key)
+                value = self._validated(self.model, value, key)
         return value
 
     def _read(self, update: SessionUpdate, key: str) -> Any:
@@ -387,36 +386,34 @@ class SessionMiddleware:
         if value is None:
             return None
         value = self._migrated(value, key)
-        return value if self.model is None else self._validated(value, key)
+        return value if self.model is None else self._validated(self.model, value, key)
 
     async def _save(self, update: SessionUpdate, value: Any, *, rolling: bool) -> None:
         encoded = self._encoded(value)
         await update.save(None if encoded is None else self._stored_form(encoded), ttl=self.ttl, rolling=rolling)
 
-    def _new_model(self) -> Any:
-        assert self.model is not None
-        initial = self.initial() if self.initial is not None else self.model()
-        return initial if isinstance(initial, self.model) else self.model.model_validate(initial)
+    def _new_model(self, model: type[BaseModel]) -> Any:
+        initial = self.initial() if self.initial is not None else model()
+        return initial if isinstance(initial, model) else model.model_validate(initial)
 
     def _initial_value(self) -> JsonDict:
         """A new session in its stored form (a model's ``model_dump(mode="json")``)."""
-        if self.model is None:
-            assert self.initial is not None
-            value: JsonDict = self.initial()
-            return value
-        dumped: JsonDict = self._new_model().model_dump(mode="json")
-        return dumped
+        if self.model is not None:
+            dumped: JsonDict = self._new_model(self.model).model_dump(mode="json")
+            return dumped
+        value: JsonDict = self.initial() if self.initial is not None else {}
+        return value
 
-    def _validated(self, value: JsonDict, key: str) -> Any:
+    @staticmethod
+    def _validated(model: type[BaseModel], value: JsonDict, key: str) -> Any:
         from pydantic import ValidationError
 
-        assert self.model is not None
         try:
-            return self.model.model_validate(value)
+            return model.model_validate(value)
         except ValidationError as exc:
             first = exc.errors(include_url=False, include_input=False)[0]
             field = ".".join(str(part) for part in first["loc"])
-            raise SessionValidationError(key, self.model.__name__, field, first["msg"]) from None
+            raise SessionValidationError(key, model.__name__, field, first["msg"]) from None
 
     def _encoded(self, value: Any) -> JsonDict | None:
         """What a handler left in the property, as a dict to store (``None``: delete)."""
