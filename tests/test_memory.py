@@ -159,3 +159,80 @@ async def test_a_hand_made_lease_keeps_the_default_clock(store: InMemorySessionS
         await store.commit(impostor, b"{}")
     with pytest.raises(InvalidValueError, match="lease"):
         await store.renew(Lease("k", "", 5))
+
+
+# -- bounded memory: a session is evicted whole, expired keys give way first, expiry keeps sweeping ----------
+
+
+async def test_eviction_takes_a_whole_session_record_history_and_index_entry(clock: FakeClock) -> None:
+    from sessionware import SessionManager
+
+    store = InMemorySessionStore(max_sessions=3, clock=clock)
+    manager = SessionManager(store)
+    made = []
+    for i in range(5):
+        session = await manager.create_session("ada")
+        await manager.add_message(session.id, "user", f"hello {i}")
+        await manager.track_tool_invocation(session.id, "lookup", call_id=f"c{i}")
+        made.append(session.id)
+        clock.advance(1)
+    listed = [s.id for s in (await manager.list_sessions("ada")).sessions]
+    assert sorted(listed) == sorted(made[2:]), "every listed session is live and every live session is listed"
+    for session_id in made[:2]:
+        assert await manager.get_session(session_id) is None
+    for session_id in made[2:]:
+        got = await manager.get_session(session_id, history="all")
+        assert got is not None
+        assert got.message_count == len(got.conversation_history) == 1, "no record outlives its history"
+        assert len(got.tool_invocations) == 1
+    assert await manager.delete_user_data("ada") == 3
+    assert [key async for key in store.scan()] == []
+
+
+async def test_reading_a_session_keeps_it_from_eviction(clock: FakeClock) -> None:
+    store = InMemorySessionStore(max_sessions=2, clock=clock)
+    await store.set("a", {"n": 1})
+    await store.set("b{x}", {"n": 2})
+    await store.log_append("h{x}", [{"m": 1}])  # the same session as b{x}: no room taken
+    await store.get("a")  # now b{x} and h{x} are the least recently used
+    await store.set("c", {"n": 3})
+    assert await store.get("a") == {"n": 1}
+    assert await store.get("c") == {"n": 3}
+    assert await store.get("b{x}") is None
+    assert await store.log_read("h{x}") == [], "the session went whole"
+
+
+async def test_an_expired_session_gives_way_before_a_live_one(clock: FakeClock) -> None:
+    store = InMemorySessionStore(max_sessions=3, clock=clock)
+    await store.set("old-but-live", {"n": 1})
+    await store.set("expiring", {"n": 2}, ttl=1)
+    await store.set("live", {"n": 3})
+    clock.advance(2)
+    await store.set("new", {"n": 4})
+    assert await store.get("old-but-live") == {"n": 1}, "the least recently used live session is kept"
+    assert await store.get("live") == {"n": 3}
+    assert await store.get("new") == {"n": 4}
+
+
+async def test_expired_keys_are_dropped_as_writes_go_on_without_a_purge(clock: FakeClock) -> None:
+    store = InMemorySessionStore(clock=clock)
+    for i in range(20_000):
+        await store.set(f"k{i}", {"i": i}, ttl=0.005)
+        clock.advance(0.001)
+    assert len(store) <= 6, f"{len(store)} records held, of which at most 5 are live"
+    for i in range(2_000):
+        await store.log_append(f"log{i}", [{"i": i}], ttl=0.005)
+        clock.advance(0.001)
+    assert len(store._logs) <= 6
+
+
+async def test_sliding_expiry_does_not_grow_the_expiry_index(clock: FakeClock) -> None:
+    store = InMemorySessionStore(clock=clock)
+    await store.set("k", {"n": 1}, ttl=10)
+    for _ in range(10_000):
+        await store.touch("k", 10)
+        clock.advance(0.01)
+    assert len(store._expiry) <= 1024 + 3
+    assert await store.get("k") == {"n": 1}
+    clock.advance(10)
+    assert await store.get("k") is None

@@ -31,6 +31,17 @@ def check_key(key: object) -> str:
     return key
 
 
+def hash_tag(key: str) -> str:
+    """What Redis Cluster hashes of ``key``: the text between its first ``{`` and the next ``}`` when that is
+    not empty, else the whole key. Keys with one hash tag belong together (one slot, one eviction unit)."""
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return key
+
+
 def derived_key(key: str, suffix: str) -> str:
     """``key + suffix``, with the end of ``key`` replaced by a digest of it when the whole would be too long.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 
 from ..codec import Codec, JsonDict
 from ..errors import InvalidValueError, ValueTooLargeError
-from ..keys import TTL, check_key, ttl_seconds
+from ..keys import TTL, check_key, hash_tag, ttl_seconds
 from ..store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, Versioned
 from ._common import (
     Closed,
@@ -38,9 +39,12 @@ class _Log:
 class InMemorySessionStore(BaseSessionStore):
     """Sessions in this process's memory, encoded exactly as a persistent store would keep them.
 
-    At most ``max_sessions`` live at once; the least recently used is evicted
-    first. Expired sessions are dropped when read and swept in bulk as writes
-    accumulate, so memory stays bounded by the live sessions.
+    At most ``max_sessions`` sessions live at once. A session is every key
+    with one hash tag (``agent:s:{id}``, its history, tool log and index
+    entries are one ``{id}``), else one key; expired sessions give way first,
+    then the least recently used session goes whole, so no record outlives its
+    history or index entry. Expired keys are dropped as soon as a write or read
+    comes after their expiry, so memory stays bounded by the live sessions.
 
     ``clock`` (default :func:`time.monotonic`) is what expiry and leases are
     measured by; tests pass a fake one to step over an expiry without sleeping.
@@ -65,7 +69,12 @@ class InMemorySessionStore(BaseSessionStore):
         self._locks: dict[str, tuple[str, float]] = {}
         self._version = 0
         self._logs: OrderedDict[str, _Log] = OrderedDict()
-        self._writes_since_sweep = 0
+        self._units: OrderedDict[str, set[str] | None] = OrderedDict()
+        """Each session (hash tag, or untagged key) and its keys, least recently used first (``None``: the unit
+        is that one untagged key)."""
+        self._expiry: list[tuple[float, int, str]] = []
+        """A heap of (expiry, version, key) of records and logs; stale entries are skipped when they come up."""
+        self._lock_sweep = 0
 
     def __len__(self) -> int:
         return len(self._data)
@@ -74,7 +83,7 @@ class InMemorySessionStore(BaseSessionStore):
         """Drop every session, log and lease; every later call raises :class:`~sessionware.errors.StoreClosedError`."""
         await super().close()
         closed = Closed(self._closed_error("call"))
-        self._data = self._logs = self._locks = closed  # type: ignore[assignment]
+        self._data = self._logs = self._locks = self._units = closed  # type: ignore[assignment]
 
     def _live(self, key: str) -> tuple[bytes, float | None, int] | None:
         entry = self._data.get(key)
@@ -82,9 +91,9 @@ class InMemorySessionStore(BaseSessionStore):
             check_key(key)
             return None
         if entry[1] is not None and entry[1] <= self._clock():
-            del self._data[key]
+            self._drop_record(key)
             return None
-        self._data.move_to_end(key)
+        self._used(key)
         return entry
 
     async def get_raw(self, key: str) -> bytes | None:
@@ -107,36 +116,114 @@ class InMemorySessionStore(BaseSessionStore):
 
     def _write(self, key: str, data: bytes, ttl: float | None) -> int:
         self._version += 1
-        records = self._data
-        records[key] = (data, None if ttl is None else self._clock() + ttl, self._version)
-        records.move_to_end(key)
-        if self.max_sessions is not None and len(records) > self.max_sessions:
-            records.popitem(last=False)
-        self._writes_since_sweep += 1
-        if self._writes_since_sweep >= 1024 and self._writes_since_sweep >= len(records) + len(self._logs):
-            self._sweep()
+        expires = None if ttl is None else self._clock() + ttl
+        new = key not in self._data
+        self._data[key] = (data, expires, self._version)
+        if expires is not None:
+            self._expires(expires, self._version, key)
+        if new:
+            self._joined(key)
+        else:
+            self._used(key)
+        self._after_write()
         return self._version
 
     async def _delete(self, key: str) -> None:
-        self._data.pop(key, None)
+        self._drop_record(key)
 
-    def _sweep(self) -> int:
+    # -- sessions as eviction units, and expiry ----------------------------------------------------
+
+    def _used(self, key: str) -> None:
+        unit = hash_tag(key)
+        if unit in self._units:
+            self._units.move_to_end(unit)
+
+    def _joined(self, key: str) -> None:
+        """``key`` was added to the records or logs: count it in its session and make room if needed."""
+        unit = hash_tag(key)
+        units = self._units
+        members = units.get(unit)
+        if unit == key and unit not in units:
+            units[unit] = None
+        elif members is not None:
+            members.add(key)
+        elif unit != key:  # the first tagged key of its session, maybe beside an untagged key named like the tag
+            units[unit] = {key, unit} if unit in units else {key}
+        units.move_to_end(unit)
+        if self.max_sessions is not None and len(units) > self.max_sessions:
+            self._drop_expired()
+            while len(units) > self.max_sessions:
+                oldest, members = units.popitem(last=False)
+                for member in (oldest,) if members is None else tuple(members):
+                    self._data.pop(member, None)
+                    self._logs.pop(member, None)
+
+    def _left(self, key: str) -> None:
+        """``key`` is gone from the records or logs: forget its session once it has no key left."""
+        if key in self._data or key in self._logs:
+            return
+        unit = hash_tag(key)
+        members = self._units.get(unit)
+        if members is None:
+            if unit == key:
+                self._units.pop(unit, None)
+            return
+        members.discard(key)
+        if not members:
+            del self._units[unit]
+
+    def _drop_record(self, key: str) -> bool:
+        if self._data.pop(key, None) is None:
+            return False
+        self._left(key)
+        return True
+
+    def _drop_log(self, key: str) -> bool:
+        if self._logs.pop(key, None) is None:
+            return False
+        self._left(key)
+        return True
+
+    def _expires(self, at: float, version: int, key: str) -> None:
+        heapq.heappush(self._expiry, (at, version, key))
+        if len(self._expiry) > 2 * (len(self._data) + len(self._logs)) + 1024:
+            self._expiry = [(exp, v, k) for k, (_, exp, v) in self._data.items() if exp is not None]
+            self._expiry += [(g.expires_at, -1, k) for k, g in self._logs.items() if g.expires_at is not None]
+            heapq.heapify(self._expiry)
+
+    def _drop_expired(self) -> int:
+        """Drop every record and log whose expiry has passed (each found once, from the heap)."""
         now = self._clock()
-        dead = [k for k, (_, exp, _) in self._data.items() if exp is not None and exp <= now]
-        for k in dead:
-            del self._data[k]
-        dead_logs = [k for k, g in self._logs.items() if g.expires_at is not None and g.expires_at <= now]
-        for k in dead_logs:
-            del self._logs[k]
+        heap = self._expiry
+        dropped = 0
+        while heap and heap[0][0] <= now:
+            at, version, key = heapq.heappop(heap)
+            if version >= 0:
+                entry = self._data.get(key)
+                if entry is not None and entry[2] == version and entry[1] == at:
+                    dropped += self._drop_record(key)
+            else:
+                log = self._logs.get(key)
+                if log is not None and log.expires_at == at:
+                    dropped += self._drop_log(key)
+        return dropped
+
+    def _after_write(self) -> None:
+        if self._expiry and self._expiry[0][0] <= self._clock():
+            self._drop_expired()
+        self._lock_sweep += 1
+        if self._lock_sweep >= max(1024, len(self._locks)):
+            self._drop_lapsed_leases()
+
+    def _drop_lapsed_leases(self) -> None:
+        self._lock_sweep = 0
+        now = self._clock()
         for k in [k for k, (_, exp) in self._locks.items() if exp <= now]:
             del self._locks[k]
-        self._writes_since_sweep = 0
-        return len(dead) + len(dead_logs)
 
-    def _count_write(self) -> None:
-        self._writes_since_sweep += 1
-        if self._writes_since_sweep >= max(1024, len(self._data) + len(self._logs)):
-            self._sweep()
+    def _sweep(self) -> int:
+        self._drop_lapsed_leases()
+        return self._drop_expired()
 
     async def expires_in(self, key: str) -> float | None:
         """Seconds until ``key`` expires; ``None`` if it is missing or never expires."""
@@ -151,7 +238,10 @@ class InMemorySessionStore(BaseSessionStore):
         entry = self._live(key)
         if entry is None:
             return False
-        self._data[key] = (entry[0], None if seconds is None else self._clock() + seconds, entry[2])
+        expires = None if seconds is None else self._clock() + seconds
+        self._data[key] = (entry[0], expires, entry[2])
+        if expires is not None:
+            self._expires(expires, entry[2], key)
         return True
 
     async def scan(self, prefix: str = "", *, limit: int | None = None) -> AsyncIterator[str]:
@@ -174,7 +264,7 @@ class InMemorySessionStore(BaseSessionStore):
     def _live_log(self, key: str) -> _Log | None:
         log = self._logs.get(check_key(key))
         if log is not None and log.expires_at is not None and log.expires_at <= self._clock():
-            del self._logs[key]
+            self._drop_log(key)
             return None
         return log
 
@@ -188,7 +278,9 @@ class InMemorySessionStore(BaseSessionStore):
         log = self._live_log(key)
         if log is None:
             log = self._logs[key] = _Log()
-        self._logs.move_to_end(key)
+            self._joined(key)
+        else:
+            self._used(key)
         first = log.last_seq + 1
         log.entries.extend(zip(range(first, first + len(batch.encoded)), batch.encoded, strict=True))
         log.last_seq += len(batch.encoded)
@@ -197,9 +289,8 @@ class InMemorySessionStore(BaseSessionStore):
                 log.entries.popleft()
         if batch.ttl is not None:
             log.expires_at = self._clock() + batch.ttl
-        if self.max_sessions is not None and len(self._logs) > self.max_sessions:
-            self._logs.popitem(last=False)
-        self._count_write()
+            self._expires(log.expires_at, -1, key)
+        self._after_write()
         return list(range(first, log.last_seq + 1))
 
     async def log_read(
@@ -210,7 +301,7 @@ class InMemorySessionStore(BaseSessionStore):
         log = self._live_log(key)
         if window is None or log is None or not log.entries:
             return []
-        self._logs.move_to_end(key)
+        self._used(key)
         lo, hi, limit = window
         entries = log.entries
         first_seq = entries[0][0]
@@ -233,7 +324,7 @@ class InMemorySessionStore(BaseSessionStore):
 
     async def log_delete(self, key: str) -> None:
         """Remove the whole log."""
-        self._logs.pop(check_key(key), None)
+        self._drop_log(check_key(key))
 
     # -- versions and leases ---------------------------------------------------------------------
 
@@ -255,7 +346,7 @@ class InMemorySessionStore(BaseSessionStore):
     async def delete_versioned(self, key: str, *, expected: int | None) -> None:
         """Delete ``key`` if its version is ``expected``."""
         self._check_version(check_key(key), expected)
-        self._data.pop(key, None)
+        self._drop_record(key)
 
     def _holds(self, lease: Lease) -> bool:
         held = self._locks.get(lease.key)
@@ -293,7 +384,7 @@ class InMemorySessionStore(BaseSessionStore):
             return None
         del self._locks[lease.key]
         if data is None:
-            self._data.pop(lease.key, None)
+            self._drop_record(lease.key)
             return 0
         return self._write(lease.key, data, ttl)
 

@@ -106,7 +106,7 @@ from typing import Any
 
 from ...codec import Codec, JsonDict
 from ...errors import InvalidKeyError, InvalidStoreURLError, SessionDecodeError
-from ...keys import TTL, check_key
+from ...keys import TTL, check_key, hash_tag
 from ...store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, Versioned
 from ...urls import redact_url
 from .._common import (
@@ -204,16 +204,6 @@ def _check_prefix(prefix: object) -> str:
 def _bound(value: int | None) -> str:
     """An optional, already validated window bound as a Lua script argument, clamped to what Lua holds exactly."""
     return "" if value is None else str(max(-1, min(value, _SEQ_LIMIT)))
-
-
-def _hashed(name: str) -> str:
-    """What Redis Cluster hashes of ``name``: its hash tag, or the whole name when it has none."""
-    start = name.find("{")
-    if start >= 0:
-        end = name.find("}", start + 1)
-        if end > start + 1:
-            return name[start + 1 : end]
-    return name
 
 
 class RedisSessionStore(BaseSessionStore):
@@ -369,13 +359,13 @@ class RedisSessionStore(BaseSessionStore):
         if not self._cluster:
             return plain
         record = self._key_prefix + key
-        slot = _hashed(record)
-        if _hashed(plain) == slot:
+        slot = hash_tag(record)
+        if hash_tag(plain) == slot:
             return plain
         tagged = f"{self._tagged_lock_prefix}{{{record}}}"
-        if _hashed(tagged) == slot:
+        if hash_tag(tagged) == slot:
             return tagged
-        if _hashed(self._key_prefix) == self._key_prefix and ("{" in self.prefix or "}" in self.prefix):
+        if hash_tag(self._key_prefix) == self._key_prefix and ("{" in self.prefix or "}" in self.prefix):
             why = f"the store's prefix {self.prefix[:40]!r} has a brace outside a valid hash tag"
         else:
             why = "the key has a '}' outside a valid hash tag"
