@@ -165,6 +165,40 @@ def test_parameters_are_the_json_schema_by_alias_without_the_root_title() -> Non
     assert tool.parameters()["properties"], "parameters() must return a copy"
 
 
+async def test_no_call_can_change_the_context_the_next_call_sees() -> None:
+    caller = {"user": {"role": "viewer", "teams": ["a"]}}
+    toolbox = create_toolbox(context={"account": {"role": "viewer", "limits": [1, 2], "flags": {"beta"}}})
+    attempts: list[str] = []
+
+    @create_tool(toolbox=toolbox)
+    async def escalate(*, context: ToolContext) -> str:
+        """Try to change the context."""
+        for name, change in (
+            ("nested dict", lambda: context.account.__setitem__("role", "admin")),
+            ("nested list", lambda: context.account["limits"].append(99)),
+            ("nested set", lambda: context.account["flags"].add("admin")),
+            ("per-call dict", lambda: context.user.__setitem__("role", "admin")),
+            ("per-call list", lambda: context.user["teams"].append("root")),
+        ):
+            try:
+                change()
+            except (TypeError, AttributeError):
+                attempts.append(f"{name} refused")
+        return str(context.account["role"])
+
+    first = await toolbox.execute({"name": "escalate", "arguments": {}}, context=caller)
+    second = await toolbox.execute({"name": "escalate", "arguments": {}}, context=caller)
+    assert first.result == second.result == "viewer"
+    assert (
+        attempts
+        == [
+            f"{name} refused" for name in ("nested dict", "nested list", "nested set", "per-call dict", "per-call list")
+        ]
+        * 2
+    )
+    assert caller == {"user": {"role": "viewer", "teams": ["a"]}}, "the caller's own dict is left as it was"
+
+
 # -- the decorator form ---------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from .errors import ToolDefinitionError
@@ -14,7 +15,9 @@ class ToolContext(Mapping[str, Any]):
     A call's context is the toolbox context, overlaid by the tool's own bound
     values (:func:`~sessionware.tools.with_context`), overlaid by the per-call
     context given to ``toolbox.execute``; middleware may add more (the session
-    middleware adds ``session``).
+    middleware adds ``session``). Plain containers in it are made read-only all
+    the way down (dicts as read-only mappings, lists as tuples, sets as
+    frozensets), so no call can change what the next call sees.
     """
 
     __slots__ = ("_values",)
@@ -29,7 +32,7 @@ class ToolContext(Mapping[str, Any]):
             for key, value in layer.items():
                 if not isinstance(key, str):
                     raise ToolDefinitionError(f"tool context keys must be str, not {type(key).__name__}")
-                merged[key] = value
+                merged[key] = read_only(value)
         self._values = merged
 
     def __getitem__(self, key: str) -> Any:
@@ -57,4 +60,16 @@ class ToolContext(Mapping[str, Any]):
         return ToolContext(self._values, values, **more)
 
 
-__all__ = ["ToolContext"]
+def read_only(value: Any) -> Any:
+    """``value`` with its plain dicts, lists and sets (nested ones too) replaced by read-only equivalents."""
+    kind = type(value)
+    if kind is dict:
+        return MappingProxyType({k: read_only(v) for k, v in value.items()})
+    if kind is list or kind is tuple:
+        return tuple(read_only(v) for v in value)
+    if kind is set:
+        return frozenset(value)
+    return value
+
+
+__all__ = ["ToolContext", "read_only"]
