@@ -8,6 +8,7 @@ import json
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -173,13 +174,14 @@ async def test_no_call_can_change_the_context_the_next_call_sees() -> None:
     @create_tool(toolbox=toolbox)
     async def escalate(*, context: ToolContext) -> str:
         """Try to change the context."""
-        for name, change in (
+        changes: list[tuple[str, Callable[[], object]]] = [
             ("nested dict", lambda: context.account.__setitem__("role", "admin")),
             ("nested list", lambda: context.account["limits"].append(99)),
             ("nested set", lambda: context.account["flags"].add("admin")),
             ("per-call dict", lambda: context.user.__setitem__("role", "admin")),
             ("per-call list", lambda: context.user["teams"].append("root")),
-        ):
+        ]
+        for name, change in changes:
             try:
                 change()
             except (TypeError, AttributeError):
