@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     ConflictError,
+    EncryptionError,
     InvalidKeyError,
     InvalidStoreURLError,
     InvalidValueError,
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
         session,
     )
     from .codec import Codec, JsonCodec
+    from .encryption import EncryptedStore, KeyRing, rotate_keys
     from .isolation import DistributedIsolation, Isolation, LocalIsolation, NoIsolation, make_isolation
     from .store import (
         BaseSessionStore,
@@ -126,6 +128,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "session",
     ),
     ".codec": ("Codec", "JsonCodec"),
+    ".encryption": ("EncryptedStore", "KeyRing", "rotate_keys"),
     ".isolation": ("DistributedIsolation", "Isolation", "LocalIsolation", "NoIsolation", "make_isolation"),
     ".store": (
         "BaseSessionStore",
@@ -196,6 +199,8 @@ __all__ = [
     "ConsoleClient",
     "Context",
     "Decision",
+    "EncryptedStore",
+    "EncryptionError",
     "ErrorInfo",
     "ExpiringStore",
     "InMemorySessionStore",
@@ -210,6 +215,7 @@ __all__ = [
     "LocalIsolation",
     "NoIsolation",
     "JsonCodec",
+    "KeyRing",
     "LeaseExpiredError",
     "LockError",
     "LockingStore",
@@ -263,6 +269,7 @@ __all__ = [
     "create_toolbox",
     "make_isolation",
     "open_store",
+    "rotate_keys",
     "session",
     "session_middleware",
     "to_anthropic_messages",

@@ -71,6 +71,11 @@ class ConflictError(StoreError):
     """A compare-and-set write found that someone else wrote in between."""
 
 
+class EncryptionError(StoreError):
+    """A sealed record or log entry cannot be opened (no key of its id, a wrong key, changed data), or no
+    keys were given; nothing is read as empty and nothing stored is changed."""
+
+
 class LockError(StoreError):
     """A lock could not be taken, or was lost before the write."""
 
@@ -96,6 +101,7 @@ class MissingExtraError(ImportError, SessionwareError):
 
 __all__ = [
     "ConflictError",
+    "EncryptionError",
     "InvalidKeyError",
     "InvalidStoreURLError",
     "InvalidValueError",
