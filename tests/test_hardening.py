@@ -158,3 +158,25 @@ async def test_redis_record_without_frame_is_quarantined() -> None:
             await raw.delete(*keys)
         await raw.aclose()
         await store.close()
+
+
+async def test_a_key_at_the_byte_limit_works_on_every_backend_and_one_over_is_refused(store: BaseSessionStore) -> None:
+    from sessionware.errors import InvalidKeyError
+    from sessionware.keys import MAX_KEY_BYTES
+
+    widest = "会" * (MAX_KEY_BYTES // 3)  # 682 characters, 2,046 bytes: every backend indexes it
+    await store.set(widest, {"n": 1})
+    assert await store.get(widest) == {"n": 1}
+    await store.log_append(widest, [{"m": 1}])  # type: ignore[attr-defined]
+    assert [e.value for e in await store.log_read(widest)] == [{"m": 1}]  # type: ignore[attr-defined]
+    held = await store.lock(widest, lease=5, wait=0)  # type: ignore[attr-defined]
+    await store.commit(held.lease, store.codec.encode({"n": 2}))  # type: ignore[attr-defined]
+    assert await store.get(widest) == {"n": 2}
+    aside = default_quarantine_key(widest)
+    assert check_key(aside) == aside
+    await store.set_raw(aside, b"\xff")
+    assert await store.get_raw(aside) == b"\xff"
+    too_wide = "会" * 1024  # 1,024 characters, but 3,072 bytes
+    for call in (store.set(too_wide, {"n": 1}), store.get(too_wide)):
+        with pytest.raises(InvalidKeyError, match="3072 bytes in UTF-8, over the limit of 2048"):
+            await call

@@ -9,6 +9,10 @@ from datetime import timedelta
 from .errors import InvalidKeyError, InvalidValueError
 
 MAX_KEY_LENGTH = 1024
+"""Characters in a key, at most."""
+
+MAX_KEY_BYTES = 2048
+"""UTF-8 bytes in a key, at most: what every backend indexes (PostgreSQL's btree rows stop near 2,700)."""
 
 TTL = float | int | timedelta | None
 
@@ -25,9 +29,13 @@ def check_key(key: object) -> str:
         raise InvalidKeyError(f"session key {key[:40]!r} contains a NUL character")
     if not key.isascii():
         try:
-            key.encode("utf-8")
+            size = len(key.encode("utf-8"))
         except UnicodeEncodeError as exc:
             raise InvalidKeyError(f"session key {key[:40]!r} is not valid unicode: {exc.reason}") from exc
+        if size > MAX_KEY_BYTES:
+            raise InvalidKeyError(
+                f"session key {key[:20]!r}... is {size} bytes in UTF-8, over the limit of {MAX_KEY_BYTES}"
+            )
     return key
 
 
@@ -49,10 +57,13 @@ def derived_key(key: str, suffix: str) -> str:
     always a valid key when ``key`` is.
     """
     whole = key + suffix
-    if len(whole) <= MAX_KEY_LENGTH:
+    if len(whole) <= MAX_KEY_LENGTH and (whole.isascii() or len(whole.encode("utf-8")) <= MAX_KEY_BYTES):
         return whole
     digest = "~" + hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-    return key[: MAX_KEY_LENGTH - len(suffix) - len(digest)] + digest + suffix
+    head = key[: MAX_KEY_LENGTH - len(suffix) - len(digest)]
+    room = MAX_KEY_BYTES - len((digest + suffix).encode("utf-8"))
+    head = head.encode("utf-8")[:room].decode("utf-8", "ignore")
+    return head + digest + suffix
 
 
 def ttl_seconds(ttl: TTL) -> float | None:
