@@ -801,11 +801,13 @@ class SessionManager:
         lease and saved: the call succeeds rather than report a write that was
         made as refused.
         """
-        begun = asyncio.Event()
+        progress = _Progress(cancel_early=self._updates.name != "distributed")
 
         async def run() -> tuple[R, SessionRecord]:
             async with self._locked(session_id, user_id) as (update, record):
-                begun.set()
+                if progress.abandoned:
+                    raise asyncio.CancelledError
+                progress.begun = True
                 now = time.time()
                 result = await write(record, now)
                 if not count(record, result, now):
@@ -821,7 +823,7 @@ class SessionManager:
                     await self._save(update, record, time.time())
             return result, record
 
-        return await _to_the_end(run(), begun)
+        return await _to_the_end(run(), progress)
 
     def _editable(self, operation: str) -> LogEditStore:
         if not isinstance(self._logs, LogEditStore):
@@ -880,19 +882,36 @@ class SessionManager:
         return self._store
 
 
-async def _to_the_end(work: Coroutine[Any, Any, R], begun: asyncio.Event) -> R:
-    """Await ``work`` in a task of its own that a cancellation of the caller cannot stop once ``begun`` is set.
+class _Progress:
+    """How far a write run by :func:`_to_the_end` got, and whether its caller gave up before it began."""
 
-    Cancelled before that, the task is cancelled too; after, the caller
-    waits for the task to finish and is then cancelled (the task's own
-    outcome is dropped: the caller asked not to hear it).
+    __slots__ = ("abandoned", "begun", "cancel_early")
+
+    def __init__(self, *, cancel_early: bool) -> None:
+        self.cancel_early = cancel_early
+        self.begun = False
+        self.abandoned = False
+
+
+async def _to_the_end(work: Coroutine[Any, Any, R], progress: _Progress) -> R:
+    """Await ``work`` in a task of its own that a cancellation of the caller cannot stop once it has begun.
+
+    A caller cancelled before that cancels the task too where that is safe
+    (``cancel_early``: in-process locks only); else the task is marked
+    abandoned and ends without writing once it holds the session, for a
+    store lease cancelled while being taken could stay taken until it
+    expires. Either way the caller waits for the task to finish and is then
+    cancelled (the task's own outcome is dropped: the caller asked not to hear it).
     """
     task = asyncio.ensure_future(work)
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        if not begun.is_set():
-            task.cancel()
+        if not progress.begun:
+            if progress.cancel_early:
+                task.cancel()
+            else:
+                progress.abandoned = True
         while not task.done():
             try:
                 await asyncio.shield(task)
