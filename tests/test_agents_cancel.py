@@ -11,6 +11,7 @@ expiry of the record with the sliding TTL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections import Counter
 from typing import Any, Literal
@@ -19,7 +20,7 @@ import pytest
 
 from sessionware import BaseSessionStore, InMemorySessionStore, SessionManager
 from sessionware.errors import LeaseExpiredError
-from sessionware.store import ExpiringStore, Lease
+from sessionware.store import ExpiringStore, Lease, LogStore
 
 pytestmark = pytest.mark.slow
 
@@ -152,3 +153,37 @@ async def test_a_write_whose_lease_expired_is_stored_without_error() -> None:
     assert again is not None
     assert "late" not in again.metadata
     assert again.version == got.version
+
+
+async def test_a_cancelled_delete_leaves_the_whole_session_or_nothing(store: BaseSessionStore, backend: str) -> None:
+    manager = SessionManager(store, ttl=TTL)
+    rng = random.Random(f"delete-{backend}")
+    outcomes: Counter[str] = Counter()
+    for _ in range(40):
+        session = await manager.create_session("ada")
+        await manager.add_messages(
+            session.id, [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+        )
+        await manager.track_tool_invocation(session.id, "search")
+        task = asyncio.ensure_future(manager.delete_session(session.id))
+        for _ in range(rng.randrange(16)):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        got = await manager.get_session(session.id)
+        logs = store
+        assert isinstance(logs, LogStore)
+        left = [
+            await logs.log_length(manager.keys.history(session.id)),
+            await logs.log_length(manager.keys.tools(session.id)),
+        ]
+        if got is None:
+            assert left == [0, 0]
+            outcomes["deleted"] += 1
+        else:
+            assert (len(got.conversation_history), len(got.tool_invocations)) == (2, 1)
+            assert left == [2, 1]
+            outcomes["kept"] += 1
+    print(f"{backend}: {dict(outcomes)}")
+    assert outcomes["deleted"] >= 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,7 @@ from sessionware import BaseSessionStore, SessionManager
 from sessionware.agents import MissingCapabilityError, SessionNotFoundError
 from sessionware.store import ExpiringStore, LogEditStore
 
+from .test_agents_lifecycle import twin
 from .test_agents_models import LogsWithoutTtl
 
 TTL = 60.0
@@ -222,3 +224,26 @@ async def test_a_store_without_log_edits_is_named() -> None:
         await manager.pop_message(session.id)
     with pytest.raises(MissingCapabilityError, match="LogEditStore"):
         await manager.clear_history(session.id)
+
+
+async def test_pops_from_two_processes_never_return_one_message_twice(store: BaseSessionStore, tmp_path: Path) -> None:
+    other = twin(store, tmp_path)
+    managers = [SessionManager(s, isolation="distributed") for s in (store, other)]
+    try:
+        session = await managers[0].create_session("ada")
+        await managers[0].add_messages(session.id, [{"role": "user", "content": str(i)} for i in range(30)])
+        popped: list[int] = []
+
+        async def pops(manager: SessionManager) -> None:
+            while (message := await manager.pop_message(session.id)) is not None:
+                popped.append(message.seq)
+
+        await asyncio.gather(pops(managers[0]), pops(managers[1]), pops(managers[1]))
+        assert sorted(popped) == list(range(1, 31))
+        got = await managers[1].get_session(session.id)
+        assert got is not None
+        assert got.message_count == 0
+        assert got.version == session.version + 31  # the append, then each pop
+    finally:
+        if other is not store:
+            await other.close()

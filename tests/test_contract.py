@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any, Protocol, cast
 
 import pytest
@@ -16,7 +16,9 @@ from sessionware.stores.redis import RedisSessionStore
 from sessionware.testing import Advance, FakeClock, StoreContract
 
 from .conftest import unique
-from .redis_cluster import LocalCluster
+from .test_redis_cluster import client, cluster
+
+__all__ = ["client", "cluster"]  # the Redis Cluster fixtures, started once for this module too
 
 
 class TestEveryBackend(StoreContract):
@@ -174,18 +176,18 @@ class TestLogEditOnCluster(LogEditContract):
     """On a Redis Cluster this module starts (3 primaries, 3 replicas); the mark shares its list's hash slot."""
 
     @pytest.fixture
-    async def store(self, cluster_client: Any) -> AsyncIterator[BaseSessionStore]:
+    async def store(self, client: Any) -> AsyncIterator[BaseSessionStore]:
         prefix = unique("cl")
-        opened = RedisSessionStore(cluster_client, prefix)
+        opened = RedisSessionStore(client, prefix)
         yield opened
-        async for name in cluster_client.scan_iter(match=prefix + ":*", count=1000):
-            await cluster_client.delete(name)
+        async for name in client.scan_iter(match=prefix + ":*", count=1000):
+            await client.delete(name)
 
     @pytest.fixture
     def advance(self) -> Advance:
         return asyncio.sleep
 
-    async def test_marks_share_their_lists_slot(self, store: BaseSessionStore, cluster_client: Any) -> None:
+    async def test_marks_share_their_lists_slot(self, store: BaseSessionStore, client: Any) -> None:
         assert isinstance(store, RedisSessionStore)
         for key in ("plain", "user:{42}", "a{b", "k*?[1]"):
             await store.log_append(key, [{"n": 1}, {"n": 2}])
@@ -193,7 +195,7 @@ class TestLogEditOnCluster(LogEditContract):
             assert await store.log_append(key, [{"n": 3}]) == [3]
             await store.log_clear(key)
             assert await store.log_last_seq(key) == 3
-        names = [n async for n in cluster_client.scan_iter(match=store.prefix + ":*")]
+        names = [n async for n in client.scan_iter(match=store.prefix + ":*")]
         assert len(names) == 4
         for key in ("a}b", "x}{y"):
             assert await store.log_append(key, [{"n": 1}]) == [1]
@@ -202,20 +204,3 @@ class TestLogEditOnCluster(LogEditContract):
             with pytest.raises(InvalidKeyError, match="log_clear"):
                 await store.log_clear(key)
             assert await store.log_last_seq(key) == 1
-
-
-@pytest.fixture(scope="module")
-def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(tmp_path_factory.mktemp("cluster"))
-    cluster.start()
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture
-async def cluster_client(local_cluster: LocalCluster) -> AsyncIterator[Any]:
-    from redis.asyncio import RedisCluster
-
-    client = await RedisCluster(host="127.0.0.1", port=local_cluster.port).initialize()
-    yield client
-    await client.aclose()

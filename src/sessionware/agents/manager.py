@@ -348,13 +348,19 @@ class SessionManager:
         """Delete the session, its history and tool invocations.
 
         Raises :class:`SessionNotFoundError` if it is missing or not
-        ``user_id``'s, unless ``missing_ok``.
+        ``user_id``'s, unless ``missing_ok``. Cancelled once it has begun, it
+        finishes first, so no history outlives its record.
         """
         check_session_id(session_id)
         owner = _opt_user(user_id)
-        try:
-            async with self._locked(session_id, owner) as (update, record):
+        progress = self._progress()
+
+        async def erase() -> None:
+            async with self._begin(progress, session_id, owner) as (update, record):
                 await self._erase(update, record.id, record.user_id, record.index)
+
+        try:
+            await _to_the_end(erase(), progress)
         except SessionNotFoundError:
             if not missing_ok:
                 raise
@@ -801,13 +807,10 @@ class SessionManager:
         lease and saved: the call succeeds rather than report a write that was
         made as refused.
         """
-        progress = _Progress(cancel_early=self._updates.name != "distributed")
+        progress = self._progress()
 
         async def run() -> tuple[R, SessionRecord]:
-            async with self._locked(session_id, user_id) as (update, record):
-                if progress.abandoned:
-                    raise asyncio.CancelledError
-                progress.begun = True
+            async with self._begin(progress, session_id, user_id) as (update, record):
                 now = time.time()
                 result = await write(record, now)
                 if not count(record, result, now):
@@ -824,6 +827,21 @@ class SessionManager:
             return result, record
 
         return await _to_the_end(run(), progress)
+
+    def _progress(self) -> _Progress:
+        # A write cancelled while its store lease is being taken could leave the lease taken.
+        return _Progress(cancel_early=self._updates.name != "distributed")
+
+    @asynccontextmanager
+    async def _begin(
+        self, progress: _Progress, session_id: str, user_id: str | None
+    ) -> AsyncIterator[tuple[SessionUpdate, SessionRecord]]:
+        """:meth:`_locked` for a write run by :func:`_to_the_end`: it has begun once this yields."""
+        async with self._locked(session_id, user_id) as held:
+            if progress.abandoned:
+                raise asyncio.CancelledError
+            progress.begun = True
+            yield held
 
     def _editable(self, operation: str) -> LogEditStore:
         if not isinstance(self._logs, LogEditStore):
