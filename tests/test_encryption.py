@@ -264,3 +264,16 @@ def test_without_cryptography_the_module_names_its_extra() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.startswith("crypto ")
     assert "pip install 'sessionware[crypto]'" in done.stdout
+
+
+async def test_popping_and_clearing_a_sealed_history(store: BaseSessionStore) -> None:
+    manager = SessionManager(EncryptedStore(store, ring()))
+    chat = await manager.create_session("ada")
+    await manager.add_message(chat.id, "user", "first")
+    await manager.add_message(chat.id, "assistant", SECRET)
+    popped = await manager.pop_message(chat.id)
+    assert popped is not None
+    assert popped.text == SECRET
+    assert [m.text for m in await manager.history(chat.id)] == ["first"]
+    await manager.clear_history(chat.id)
+    assert await manager.history(chat.id) == []

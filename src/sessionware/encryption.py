@@ -43,6 +43,7 @@ from .store import (
     Lease,
     Locked,
     LockingStore,
+    LogEditStore,
     LogEntry,
     LogStore,
     PinningStore,
@@ -202,6 +203,7 @@ class EncryptedStore(BaseSessionStore):
         needed = {
             "RawStore": RawStore,
             "LogStore": LogStore,
+            "LogEditStore": LogEditStore,
             "VersionedStore": VersionedStore,
             "LockingStore": LockingStore,
             "ExpiringStore": ExpiringStore,
@@ -386,6 +388,17 @@ class EncryptedStore(BaseSessionStore):
         """Remove the whole log."""
         self._check_open("log_delete")
         await self.inner.log_delete(key)
+
+    async def log_pop(self, key: str) -> LogEntry | None:
+        """Remove the newest entry and return it, opened."""
+        self._check_open("log_pop")
+        popped = await self.inner.log_pop(key)
+        return None if popped is None else LogEntry(popped.seq, self._open_entry(key, popped.seq, popped.value))
+
+    async def log_clear(self, key: str) -> int:
+        """Remove every entry, keeping the numbering."""
+        self._check_open("log_clear")
+        return int(await self.inner.log_clear(key))
 
 
 @dataclass

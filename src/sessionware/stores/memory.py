@@ -337,7 +337,8 @@ class InMemorySessionStore(BaseSessionStore):
         if log is None or not log.entries:
             return None
         seq, data = log.entries.pop()
-        self._count_write()
+        self._used(key)
+        self._after_write()
         return LogEntry(seq, self.codec.decode(key, data))
 
     async def log_clear(self, key: str) -> int:
@@ -346,7 +347,8 @@ class InMemorySessionStore(BaseSessionStore):
         if log is None:
             return 0
         log.entries.clear()
-        self._count_write()
+        self._used(key)
+        self._after_write()
         return log.last_seq
 
     async def log_delete(self, key: str) -> None:

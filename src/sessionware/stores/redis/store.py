@@ -580,11 +580,11 @@ class RedisSessionStore(BaseSessionStore):
         top = self._log_top_prefix + key
         if not self._cluster:
             return name, top
-        slot = _hashed(name)
-        if _hashed(top) == slot:
+        slot = hash_tag(name)
+        if hash_tag(top) == slot:
             return name, top
         tagged = f"{self._tagged_log_top_prefix}{{{name}}}"
-        if _hashed(tagged) == slot:
+        if hash_tag(tagged) == slot:
             return name, tagged
         return (name,)
 
