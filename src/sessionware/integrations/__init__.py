@@ -1,1 +1,1 @@
-"""Integrations with the frameworks people run: aiogram, python-telegram-bot."""
+"""Integrations with the frameworks people run: aiogram, python-telegram-bot, the OpenAI Agents SDK."""
