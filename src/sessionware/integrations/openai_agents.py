@@ -4,7 +4,6 @@
 
     import asyncio
 
-    from agents import Agent, Runner
     from sessionware import SessionManager
     from sessionware.integrations.openai_agents import SessionwareSession
 
@@ -13,10 +12,12 @@
         async with SessionManager("sqlite:///agents.db", ttl=7 * 24 * 3600) as manager:
             # user_id comes from your application (who is logged in), never from the model
             session = SessionwareSession("conversation-0001-of-ada", manager, user_id="ada")
-            agent = Agent(name="Assistant", instructions="Reply very concisely.")
-            await Runner.run(agent, "What city is the Golden Gate Bridge in?", session=session)
-            await Runner.run(agent, "What state is it in?", session=session)  # sees the first turn
-            print(await session.get_items(limit=2))
+            # with an agent: await Runner.run(agent, "Weather in Paris?", session=session)
+            await session.add_items([
+                {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": "It is sunny."},
+            ])
+            print(await session.get_items(limit=1))  # [{'role': 'assistant', 'content': 'It is sunny.'}]
 
 
     asyncio.run(main())
@@ -51,6 +52,7 @@ the shape of a sessionware id (22-64 of ``A-Z a-z 0-9 - _``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any, cast
@@ -59,7 +61,7 @@ from ..agents.errors import SessionNotFoundError
 from ..agents.history import check_window
 from ..agents.keyspace import check_session_id
 from ..agents.manager import SessionManager, UserSessions
-from ..agents.records import message_entry, message_from_entry
+from ..agents.records import message_entry, message_from_entry, plain_json
 from ..errors import ConflictError, InvalidValueError, MissingExtraError
 from ..keys import TTL
 from ..providers.common import as_data
@@ -108,6 +110,9 @@ class SessionwareSession:
         elif isinstance(session_settings, SessionSettings):
             self.session_settings = session_settings
         elif isinstance(session_settings, Mapping):
+            unknown = set(session_settings) - {f.name for f in dataclasses.fields(SessionSettings)}
+            if unknown:
+                raise InvalidValueError("session_settings", f"has unknown fields {sorted(map(str, unknown))}")
             self.session_settings = SessionSettings(**session_settings)
         else:
             raise InvalidValueError(
@@ -193,6 +198,7 @@ def _message_of(item: object, index: int) -> dict[str, Any]:
         raise InvalidValueError(
             f"items[{index}]", f"must be a Responses input item (a dict), not {type(item).__name__}"
         )
+    raw = plain_json(raw, f"items[{index}]")
     try:
         message = messages_from_openai_responses(raw)[0]
     except ProviderFormatError:
