@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Protocol, cast
+
 import pytest
 
-from sessionware import InMemorySessionStore
+from sessionware import BaseSessionStore, InMemorySessionStore
+from sessionware.errors import InvalidKeyError
+from sessionware.logs import iter_log
+from sessionware.store import LogEditStore, LogEntry, LogStore
+from sessionware.stores.redis import RedisSessionStore
 from sessionware.testing import Advance, FakeClock, StoreContract
+
+from .conftest import unique
+from .redis_cluster import LocalCluster
 
 
 class TestEveryBackend(StoreContract):
@@ -30,3 +41,181 @@ class TestMemoryOnAFakeClock(StoreContract):
     @pytest.fixture
     def advance(self, clock: FakeClock) -> Advance:
         return clock.sleep
+
+
+class EditableLogs(LogStore, LogEditStore, Protocol):
+    """A store with logs that can be popped and cleared."""
+
+
+def editable(store: object) -> EditableLogs:
+    assert isinstance(store, LogStore)
+    assert isinstance(store, LogEditStore)
+    return cast(EditableLogs, store)
+
+
+class LogEditContract:
+    """``log_pop`` and ``log_clear`` (:class:`~sessionware.store.LogEditStore`): numbers never come back.
+
+    A mixin: the ``store`` fixture decides the backend (every backend below, and the Redis Cluster).
+    """
+
+    async def test_pop_and_clear_of_a_missing_log(self, store: BaseSessionStore) -> None:
+        logs = editable(store)
+        assert await logs.log_pop("log:none") is None
+        assert await logs.log_clear("log:none") == 0
+        assert await logs.log_length("log:none") == 0
+        assert await logs.log_last_seq("log:none") == 0
+        assert await logs.log_append("log:none", [{"n": 1}]) == [1]
+
+    async def test_pop_returns_the_newest_and_never_reuses_its_number(self, store: BaseSessionStore) -> None:
+        logs = editable(store)
+        await logs.log_append("log:p", [{"n": 1}, {"n": 2}, {"n": 3}])
+        assert await logs.log_pop("log:p") == LogEntry(3, {"n": 3})
+        assert await logs.log_length("log:p") == 2
+        assert await logs.log_last_seq("log:p") == 3
+        assert [e.seq for e in await logs.log_read("log:p")] == [1, 2]
+        assert await logs.log_append("log:p", [{"n": 4}, {"n": 5}]) == [4, 5]
+        assert [e.seq for e in await logs.log_read("log:p")] == [1, 2, 4, 5]
+        assert await logs.log_length("log:p") == 4
+        # Windows over the gap left by the pop.
+        assert [e.seq for e in await logs.log_read("log:p", after=2)] == [4, 5]
+        assert [e.seq for e in await logs.log_read("log:p", after=3)] == [4, 5]
+        assert [e.seq for e in await logs.log_read("log:p", before=4)] == [1, 2]
+        assert [e.seq for e in await logs.log_read("log:p", before=5, last=2)] == [2, 4]
+        assert [e.seq for e in await logs.log_read("log:p", last=3)] == [2, 4, 5]
+        assert [e.seq for e in await logs.log_read("log:p", after=1, before=5)] == [2, 4]
+        assert [e.seq async for e in iter_log(logs, "log:p", page=1)] == [1, 2, 4, 5]
+        for expected in (5, 4, 2, 1):
+            popped = await logs.log_pop("log:p")
+            assert popped is not None
+            assert popped.seq == expected
+        assert await logs.log_pop("log:p") is None
+        assert await logs.log_length("log:p") == 0
+        assert await logs.log_last_seq("log:p") == 5
+        assert await logs.log_append("log:p", [{"n": 6}]) == [6]
+
+    async def test_trim_after_a_pop_keeps_max_len_entries(self, store: BaseSessionStore) -> None:
+        logs = editable(store)
+        await logs.log_append("log:tp", [{"n": i} for i in range(1, 6)])
+        await logs.log_pop("log:tp")
+        assert await logs.log_append("log:tp", [{"n": 6}], max_len=3) == [6]
+        assert [e.seq for e in await logs.log_read("log:tp")] == [3, 4, 6]
+        await logs.log_pop("log:tp")
+        await logs.log_pop("log:tp")
+        assert await logs.log_append("log:tp", [{"n": 7}, {"n": 8}, {"n": 9}, {"n": 10}], max_len=3) == [7, 8, 9, 10]
+        assert [e.seq for e in await logs.log_read("log:tp")] == [8, 9, 10]
+        await logs.log_pop("log:tp")
+        assert await logs.log_append("log:tp", [], max_len=1) == []
+        assert [e.seq for e in await logs.log_read("log:tp")] == [9]
+
+    async def test_clear_keeps_numbering(self, store: BaseSessionStore) -> None:
+        logs = editable(store)
+        await logs.log_append("log:c", [{"n": i} for i in range(1, 5)])
+        await logs.log_pop("log:c")
+        assert await logs.log_clear("log:c") == 4
+        assert await logs.log_read("log:c") == []
+        assert await logs.log_length("log:c") == 0
+        assert await logs.log_last_seq("log:c") == 4
+        assert await logs.log_pop("log:c") is None
+        assert await logs.log_clear("log:c") == 4
+        assert await logs.log_append("log:c", [{"n": 5}]) == [5]
+        assert [e.value for e in await logs.log_read("log:c", after=0)] == [{"n": 5}]
+        assert [e.seq async for e in iter_log(logs, "log:c", page=2)] == [5]
+        await logs.log_delete("log:c")
+        assert await logs.log_last_seq("log:c") == 0
+        assert await logs.log_append("log:c", [{"n": 1}]) == [1]
+
+    async def test_pop_and_clear_keep_the_expiry(self, store: BaseSessionStore, advance: Advance) -> None:
+        logs = editable(store)
+        ttl = 0.3
+        await logs.log_append("log:e", [{"n": 1}, {"n": 2}], ttl=ttl)
+        await logs.log_pop("log:e")
+        await logs.log_append("log:f", [{"n": 1}], ttl=ttl)
+        await logs.log_clear("log:f")
+        await logs.log_append("log:f", [], ttl=ttl)  # slides the expiry of the numbering alone
+        await advance(3 * ttl)
+        for key in ("log:e", "log:f"):
+            assert await logs.log_read(key) == []
+            assert await logs.log_last_seq(key) == 0
+        assert await logs.log_append("log:e", [{"n": 1}]) == [1]
+
+    async def test_concurrent_pops_and_appends_lose_nothing(self, store: BaseSessionStore) -> None:
+        logs = editable(store)
+        await logs.log_append("log:x", [{"n": -i} for i in range(1, 41)])
+        popped: list[LogEntry] = []
+        appended: list[int] = []
+
+        async def pop(times: int) -> None:
+            for _ in range(times):
+                entry = await logs.log_pop("log:x")
+                if entry is not None:
+                    popped.append(entry)
+
+        async def append(task: int) -> None:
+            for i in range(15):
+                appended.extend(await logs.log_append("log:x", [{"task": task, "i": i}]))
+
+        await asyncio.gather(pop(25), pop(25), append(0), append(1))
+        assert len(appended) == len(set(appended)) == 30
+        seqs = [e.seq for e in popped]
+        assert len(seqs) == len(set(seqs)) >= 40  # never one popped twice
+        left = [e.seq for e in await logs.log_read("log:x")]
+        assert sorted(left + seqs) == sorted(set(range(1, 41)) | set(appended))
+        assert await logs.log_length("log:x") == len(left) == 70 - len(seqs)
+        assert await logs.log_last_seq("log:x") == 70
+
+
+class TestLogEditEveryBackend(LogEditContract):
+    """Over conftest's ``store``: memory, SQLite, Redis (both clients) and PostgreSQL."""
+
+
+@pytest.mark.slow
+class TestLogEditOnCluster(LogEditContract):
+    """On a Redis Cluster this module starts (3 primaries, 3 replicas); the mark shares its list's hash slot."""
+
+    @pytest.fixture
+    async def store(self, cluster_client: Any) -> AsyncIterator[BaseSessionStore]:
+        prefix = unique("cl")
+        opened = RedisSessionStore(cluster_client, prefix)
+        yield opened
+        async for name in cluster_client.scan_iter(match=prefix + ":*", count=1000):
+            await cluster_client.delete(name)
+
+    @pytest.fixture
+    def advance(self) -> Advance:
+        return asyncio.sleep
+
+    async def test_marks_share_their_lists_slot(self, store: BaseSessionStore, cluster_client: Any) -> None:
+        assert isinstance(store, RedisSessionStore)
+        for key in ("plain", "user:{42}", "a{b", "k*?[1]"):
+            await store.log_append(key, [{"n": 1}, {"n": 2}])
+            await store.log_pop(key)
+            assert await store.log_append(key, [{"n": 3}]) == [3]
+            await store.log_clear(key)
+            assert await store.log_last_seq(key) == 3
+        names = [n async for n in cluster_client.scan_iter(match=store.prefix + ":*")]
+        assert len(names) == 4
+        for key in ("a}b", "x}{y"):
+            assert await store.log_append(key, [{"n": 1}]) == [1]
+            with pytest.raises(InvalidKeyError, match="log_pop"):
+                await store.log_pop(key)
+            with pytest.raises(InvalidKeyError, match="log_clear"):
+                await store.log_clear(key)
+            assert await store.log_last_seq(key) == 1
+
+
+@pytest.fixture(scope="module")
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+async def cluster_client(local_cluster: LocalCluster) -> AsyncIterator[Any]:
+    from redis.asyncio import RedisCluster
+
+    client = await RedisCluster(host="127.0.0.1", port=local_cluster.port).initialize()
+    yield client
+    await client.aclose()

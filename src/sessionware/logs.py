@@ -18,16 +18,39 @@ PLACEHOLDER: JsonDict = {"sessionware": "placeholder"}
 
 
 async def iter_log(store: LogStore, key: str, *, page: int = PAGE) -> AsyncIterator[LogEntry]:
-    """Every entry the log of ``key`` holds now, oldest first, read ``page`` entries at a time."""
+    """Every entry the log of ``key`` holds now, oldest first, read ``page`` entries at a time.
+
+    Numbers may have gaps (trimmed away at the start, cleared, or popped and
+    then appended after): a window that finds nothing is followed by a
+    bisection for the next entry, so a gap costs a few one-entry reads.
+    """
     last = await store.log_last_seq(key)
-    after = last - await store.log_length(key)
+    after = 0
     while after < last:
         entries = await store.log_read(key, after=after, before=after + page + 1)
         if not entries:
-            return
+            following = await _next_seq(store, key, after, last)
+            if following is None:
+                return
+            after = following - 1
+            continue
         for entry in entries:
             yield entry
         after = entries[-1].seq
+
+
+async def _next_seq(store: LogStore, key: str, after: int, last: int) -> int | None:
+    """The number of the first entry after ``after`` (up to ``last``), or ``None`` if there is none."""
+    if not await store.log_read(key, after=after, before=last + 1, last=1):
+        return None
+    low, high = after + 1, last
+    while low < high:
+        middle = (low + high) // 2
+        if await store.log_read(key, after=after, before=middle + 1, last=1):
+            high = middle
+        else:
+            low = middle + 1
+    return low
 
 
 class LogRestore:

@@ -156,6 +156,31 @@ class LogStore(Protocol):
         ...
 
 
+@runtime_checkable
+class LogEditStore(Protocol):
+    """Logs whose newest entry can be taken back and whose entries can all be removed.
+
+    Neither ever lets a sequence number come back: after a pop or a clear,
+    ``log_last_seq`` still answers the highest number ever assigned and the
+    next append continues after it, so a reader's cursor (``after=seq``) never
+    meets a new entry under an old number.
+    """
+
+    async def log_pop(self, key: str) -> LogEntry | None:
+        """Remove the newest entry and return it, atomically; ``None`` if the log holds none.
+
+        Concurrent pops never return the same entry.
+        """
+        ...
+
+    async def log_clear(self, key: str) -> int:
+        """Remove every entry, keeping the numbering and the log's expiry; return ``log_last_seq``.
+
+        A log that does not exist is left so (and 0 returned).
+        """
+        ...
+
+
 class Versioned(NamedTuple):
     """A stored record with its version: an int that changes on every write of the record."""
 
@@ -383,6 +408,7 @@ __all__ = [
     "Lease",
     "Locked",
     "LockingStore",
+    "LogEditStore",
     "LogEntry",
     "LogStore",
     "PinningStore",

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hmac
 import inspect
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from ..errors import ConflictError, InvalidValueError
+from ..errors import ConflictError, InvalidValueError, LeaseExpiredError
 from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, make_isolation
 from ..keys import TTL, ttl_seconds
 from ..migrations import Migration, MigrationError, Migrations
@@ -22,6 +23,7 @@ from ..providers.imports import Provider, messages_from_response
 from ..store import (
     ClosableStore,
     LockingStore,
+    LogEditStore,
     LogEntry,
     LogStore,
     PurgeableStore,
@@ -59,6 +61,8 @@ DEFAULT_HISTORY_WINDOW: int | None = None
 all of them, as the seed's ``getSession`` does."""
 
 MAX_PAGE = 1000
+
+R = TypeVar("R")
 
 Window = int | Literal["all"]
 MetadataEditor = Callable[[dict[str, Any]], "Mapping[str, Any] | Awaitable[Mapping[str, Any] | None] | None"]
@@ -613,13 +617,17 @@ class SessionManager:
             duration=duration,
         )
         key = self._keys.tools(session_id)
-        async with self._locked(session_id, owner) as (update, record):
-            now = time.time()
-            seqs = await self._logs.log_append(key, [entry], ttl=self._log_ttl(record), max_len=self._max_tools)
+
+        async def append(record: SessionRecord, now: float) -> list[int]:
+            return await self._logs.log_append(key, [entry], ttl=self._log_ttl(record), max_len=self._max_tools)
+
+        def count(record: SessionRecord, seqs: list[int], now: float) -> bool:
             record.tools = max(record.tools, seqs[-1])
             if record.ttl is not None:
                 record.until["t"] = now + 2 * record.ttl
-            await self._save(update, record, now)
+            return True
+
+        seqs, _ = await self._logged_write(session_id, owner, append, count)
         return invocation_from_entry(key, LogEntry(seqs[0], entry))
 
     async def tool_invocations(
@@ -638,6 +646,62 @@ class SessionManager:
         if await self._load(session_id, owner) is None:
             raise SessionNotFoundError(session_id)
         return await self._read_tools(session_id, last=last, before=before)
+
+    async def pop_message(self, session_id: str, *, user_id: str | None = None) -> Message | None:
+        """Remove the newest message of the history and return it; ``None`` if the history is empty.
+
+        Like openai-agents' ``pop_item`` (e.g. to retract a user turn before
+        editing it). The removal is atomic in the store: concurrent pops never
+        return the same message, and one racing an append takes either the
+        appended message or the one before it. Its ``seq`` is never given to a
+        later message, so a reader paging with ``seq`` never meets a number
+        twice. ``message_count`` drops by one, ``version`` and ``updated_at``
+        change and the session's expiry slides, as on any write; tool
+        invocations are left as they are. An empty history writes nothing.
+        """
+        check_session_id(session_id)
+        owner = _opt_user(user_id)
+        logs = self._editable("pop_message")
+        key = self._keys.history(session_id)
+
+        async def pop(record: SessionRecord, now: float) -> LogEntry | None:
+            return await logs.log_pop(key)
+
+        def count(record: SessionRecord, entry: LogEntry | None, now: float) -> bool:
+            if entry is None:
+                return False
+            record.messages = max(record.messages, entry.seq)
+            record.messages_removed += 1
+            return True
+
+        entry, _ = await self._logged_write(session_id, owner, pop, count)
+        return None if entry is None else message_from_entry(key, entry)
+
+    async def clear_history(self, session_id: str, *, user_id: str | None = None) -> Session:
+        """Erase the conversation: every message and tool invocation; the session itself stays.
+
+        Like openai-agents' ``clear_session``, except that the session (its
+        id, owner, metadata, ``created_at`` and lifetime) is kept: only the
+        history and the tool log are emptied. ``message_count`` and
+        ``tool_invocation_count`` become 0, ``version`` and ``updated_at``
+        change and the expiry slides. Numbering goes on: the next message gets
+        a ``seq`` above every earlier one. Returns a snapshot without history.
+        """
+        check_session_id(session_id)
+        owner = _opt_user(user_id)
+        logs = self._editable("clear_history")
+        history, tools = self._keys.history(session_id), self._keys.tools(session_id)
+
+        async def clear(record: SessionRecord, now: float) -> tuple[int, int]:
+            return await logs.log_clear(history), await logs.log_clear(tools)
+
+        def count(record: SessionRecord, last: tuple[int, int], now: float) -> bool:
+            record.messages = record.messages_removed = max(record.messages, last[0])
+            record.tools = record.tools_removed = max(record.tools, last[1])
+            return True
+
+        _, record = await self._logged_write(session_id, owner, clear, count)
+        return record.snapshot()
 
     # -- maintenance ---------------------------------------------------------------------------------
 
@@ -698,18 +762,71 @@ class SessionManager:
 
     async def _append_messages(self, session_id: str, user_id: str | None, entries: list[JsonDict]) -> list[Message]:
         key = self._keys.history(session_id)
-        async with self._locked(session_id, user_id) as (update, record):
-            if not entries:
-                return []
-            now = time.time()
+        if not entries:
+            if await self._load(session_id, user_id) is None:
+                raise SessionNotFoundError(session_id)
+            return []
+
+        async def append(record: SessionRecord, now: float) -> list[int]:
             for entry in entries:
                 entry["ts"] = now
-            seqs = await self._logs.log_append(key, entries, ttl=self._log_ttl(record), max_len=self._max_messages)
+            return await self._logs.log_append(key, entries, ttl=self._log_ttl(record), max_len=self._max_messages)
+
+        def count(record: SessionRecord, seqs: list[int], now: float) -> bool:
             record.messages = max(record.messages, seqs[-1])
             if record.ttl is not None:
                 record.until["h"] = now + 2 * record.ttl
-            await self._save(update, record, now)
+            return True
+
+        seqs, _ = await self._logged_write(session_id, user_id, append, count)
         return [message_from_entry(key, LogEntry(seq, entry)) for seq, entry in zip(seqs, entries, strict=True)]
+
+    async def _logged_write(
+        self,
+        session_id: str,
+        user_id: str | None,
+        write: Callable[[SessionRecord, float], Awaitable[R]],
+        count: Callable[[SessionRecord, R, float], bool],
+    ) -> tuple[R, SessionRecord]:
+        """Write a log and then the record, under the session's hold, so that both or neither take effect.
+
+        ``write(record, now)`` changes a log; ``count(record, result, now)``
+        brings the record up to date with what it did (``False``: nothing was
+        done, nothing is saved); it is applied again to a freshly loaded record
+        if the save must be repeated. Once the log write has begun it runs to the
+        end: a caller cancelled meanwhile waits for it (then the cancellation
+        goes on), so a later read never sees the log changed and the record
+        not. A lease lost before the record was saved (distributed isolation)
+        cannot undo the log write, so the record is loaded again under a new
+        lease and saved: the call succeeds rather than report a write that was
+        made as refused.
+        """
+        begun = asyncio.Event()
+
+        async def run() -> tuple[R, SessionRecord]:
+            async with self._locked(session_id, user_id) as (update, record):
+                begun.set()
+                now = time.time()
+                result = await write(record, now)
+                if not count(record, result, now):
+                    return result, record
+                try:
+                    await self._save(update, record, now)
+                except LeaseExpiredError:
+                    pass
+                else:
+                    return result, record
+            async with self._locked(session_id, user_id) as (update, record):
+                if count(record, result, now):
+                    await self._save(update, record, time.time())
+            return result, record
+
+        return await _to_the_end(run(), begun)
+
+    def _editable(self, operation: str) -> LogEditStore:
+        if not isinstance(self._logs, LogEditStore):
+            raise MissingCapabilityError(self._store, "LogEditStore (log_pop / log_clear)", operation)
+        return self._logs
 
     async def _read_tools(self, session_id: str, *, last: int | None, before: int | None) -> list[ToolInvocation]:
         if last == 0:
@@ -761,6 +878,31 @@ class SessionManager:
         if not isinstance(self._store, ScannableStore):
             raise MissingCapabilityError(self._store, "ScannableStore (scan)", operation)
         return self._store
+
+
+async def _to_the_end(work: Coroutine[Any, Any, R], begun: asyncio.Event) -> R:
+    """Await ``work`` in a task of its own that a cancellation of the caller cannot stop once ``begun`` is set.
+
+    Cancelled before that, the task is cancelled too; after, the caller
+    waits for the task to finish and is then cancelled (the task's own
+    outcome is dropped: the caller asked not to hear it).
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not begun.is_set():
+            task.cancel()
+        while not task.done():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                continue
+            except BaseException:  # the task's outcome is not the caller's any more
+                break
+        if not task.cancelled():
+            task.exception()  # retrieved, so it is not reported as never retrieved
+        raise
 
 
 def _owned_record(key: str, data: JsonDict | None, user_id: str | None) -> SessionRecord | None:
@@ -850,6 +992,14 @@ class UserSessions:
     async def tool_invocations(self, session_id: str, **options: Any) -> list[ToolInvocation]:
         """:meth:`SessionManager.tool_invocations` of this user's session."""
         return await self.manager.tool_invocations(session_id, user_id=self.user_id, **options)
+
+    async def pop_message(self, session_id: str) -> Message | None:
+        """:meth:`SessionManager.pop_message` of this user's session."""
+        return await self.manager.pop_message(session_id, user_id=self.user_id)
+
+    async def clear_history(self, session_id: str) -> Session:
+        """:meth:`SessionManager.clear_history` of this user's session."""
+        return await self.manager.clear_history(session_id, user_id=self.user_id)
 
 
 def _version_arg(value: object) -> int | None:

@@ -114,7 +114,8 @@ class Session(_Snapshot):
     history, oldest first, unless :meth:`SessionManager.get_session` was asked
     for a window (``history=N``); both compare equal to lists of the same
     items. ``message_count`` and ``tool_invocation_count`` count every entry
-    ever appended. Read windows of a long history with
+    ever appended (those trimmed by ``max_messages`` too) less those popped
+    or cleared. Read windows of a long history with
     :meth:`SessionManager.history`.
 
     Nothing here can be changed in place: attribute assignment, ``metadata``

@@ -33,6 +33,12 @@ class SessionRecord:
     ``until`` holds the wall-clock expiry this manager last gave the history
     log (``h``), the tool log (``t``) and the user-index entry (``i``); they are
     refreshed only when they would expire before the record does.
+
+    ``messages`` / ``tools`` are the highest sequence number the record has
+    seen in each log (raising them again is harmless, so an update that must
+    be repeated counts nothing twice); ``messages_removed`` / ``tools_removed``
+    how many entries were popped or cleared. The counts a snapshot shows are
+    the differences.
     """
 
     id: str
@@ -48,6 +54,18 @@ class SessionRecord:
     version: int = 1
     until: dict[str, float] = field(default_factory=dict)
     metadata_version: int = 0
+    messages_removed: int = 0
+    tools_removed: int = 0
+
+    @property
+    def message_count(self) -> int:
+        """Messages appended and not popped or cleared (those trimmed by ``max_messages`` included)."""
+        return self.messages - self.messages_removed
+
+    @property
+    def tool_invocation_count(self) -> int:
+        """Tool invocations recorded and not cleared (those trimmed by ``max_tool_invocations`` included)."""
+        return self.tools - self.tools_removed
 
     def to_json(self) -> JsonDict:
         """The dict stored under the record key."""
@@ -66,6 +84,8 @@ class SessionRecord:
             "version": self.version,
             "until": self.until,
             **({"metadata_version": self.metadata_version} if self.metadata_version else {}),
+            **({"messages_removed": self.messages_removed} if self.messages_removed else {}),
+            **({"tools_removed": self.tools_removed} if self.tools_removed else {}),
         }
 
     @classmethod
@@ -91,6 +111,8 @@ class SessionRecord:
                 version=_field(data, "version", int),
                 until={k: float(v) for k, v in _field(data, "until", dict).items()},
                 metadata_version=_field(data, "metadata_version", int) if "metadata_version" in data else 0,
+                messages_removed=_field(data, "messages_removed", int) if "messages_removed" in data else 0,
+                tools_removed=_field(data, "tools_removed", int) if "tools_removed" in data else 0,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SessionDecodeError(key, f"not a session record ({exc})") from exc
@@ -110,8 +132,8 @@ class SessionRecord:
             updated_at=_datetime(self.updated_at),
             expires_at=None if self.expires_at is None else _datetime(self.expires_at),
             ttl=self.ttl,
-            message_count=self.messages,
-            tool_invocation_count=self.tools,
+            message_count=self.message_count,
+            tool_invocation_count=self.tool_invocation_count,
             version=self.version,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,10 @@ from ._common import (
 )
 
 DEFAULT_MAX_SESSIONS = 100_000
+
+
+def _seq_of(entry: tuple[int, bytes]) -> int:
+    return entry[0]
 
 
 @dataclass(slots=True)
@@ -214,8 +219,12 @@ class InMemorySessionStore(BaseSessionStore):
         lo, hi, limit = window
         entries = log.entries
         first_seq = entries[0][0]
-        start = max(0, lo - first_seq + 1)
-        stop = max(0, min(len(entries), hi - first_seq))
+        if entries[-1][0] - first_seq + 1 == len(entries):
+            start = max(0, lo - first_seq + 1)
+            stop = max(0, min(len(entries), hi - first_seq))
+        else:  # numbers with gaps (a pop, then an append)
+            start = bisect_right(entries, lo, key=_seq_of)
+            stop = bisect_left(entries, hi, key=_seq_of)
         if limit is not None:
             start = max(start, stop - limit)
         decode = self.codec.decode
@@ -230,6 +239,24 @@ class InMemorySessionStore(BaseSessionStore):
         """The highest sequence number ever assigned in the log."""
         log = self._live_log(key)
         return 0 if log is None else log.last_seq
+
+    async def log_pop(self, key: str) -> LogEntry | None:
+        """Remove the newest entry and return it; its number is never assigned again."""
+        log = self._live_log(key)
+        if log is None or not log.entries:
+            return None
+        seq, data = log.entries.pop()
+        self._count_write()
+        return LogEntry(seq, self.codec.decode(key, data))
+
+    async def log_clear(self, key: str) -> int:
+        """Remove every entry, keeping the numbering and the expiry; return the highest number assigned."""
+        log = self._live_log(key)
+        if log is None:
+            return 0
+        log.entries.clear()
+        self._count_write()
+        return log.last_seq
 
     async def log_delete(self, key: str) -> None:
         """Remove the whole log."""

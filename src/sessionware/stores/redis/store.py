@@ -77,8 +77,13 @@ A log is one Redis list whose elements are framed as ``b"<seq>:" + encoded``.
 The newest element's frame is the log's counter: appends read it, number the
 new entries after it and push them in one Lua script, so numbering is atomic
 and gap-free across tasks and processes, and trimming (which never removes the
-newest element) can never make a number come back. With no separate counter
-key, the list and its numbering share one expiry and one eviction fate.
+newest element) can never make a number come back. Only a pop or a clear
+(:meth:`~RedisSessionStore.log_pop`, :meth:`~RedisSessionStore.log_clear`,
+one script each) removes the newest element; they leave the highest number
+assigned in a high-water mark, a string at ``<prefix>:\x00logtop:<key>`` with
+the list's expiry (on Redis Cluster sometimes
+``<prefix>:\x00logtopt:{<list name>}``, named like a lease to share the list's
+hash slot), which the next append continues after and then deletes.
 
 Faults
 ------
@@ -135,6 +140,8 @@ SCAN_COUNT = 1000
 _LOG_KIND = "\x00log:"
 _LOCK_KIND = "\x00lock:"
 _TAGGED_LOCK_KIND = "\x00lockt:"
+_LOG_TOP_KIND = "\x00logtop:"
+_TAGGED_LOG_TOP_KIND = "\x00logtopt:"
 _BAD_LOG = "SESSIONWARE_BADLOG"
 _BAD_RECORD = "SESSIONWARE_BADRECORD"
 _SEQ_LIMIT = 2**53  # Lua numbers are doubles: sequence numbers stay exact below this
@@ -264,8 +271,13 @@ class RedisSessionStore(BaseSessionStore):
         self._log_prefix = self._key_prefix + _LOG_KIND
         self._lock_prefix = self._key_prefix + _LOCK_KIND
         self._tagged_lock_prefix = self._key_prefix + _TAGGED_LOCK_KIND
+        self._log_top_prefix = self._key_prefix + _LOG_TOP_KIND
+        self._tagged_log_top_prefix = self._key_prefix + _TAGGED_LOG_TOP_KIND
         self._append = Script("append")
         self._read = Script("read")
+        self._pop = Script("pop")
+        self._clear = Script("clear")
+        self._last_seq = Script("last_seq")
         self._persist = Script("persist")
         self._cas_set = Script("record", "cas_set")
         self._cas_delete = Script("record", "cas_delete")
@@ -572,6 +584,30 @@ class RedisSessionStore(BaseSessionStore):
     def _log_key(self, key: str) -> str:
         return self._log_prefix + check_key(key)
 
+    def _log_names(self, key: str) -> tuple[str, ...]:
+        """The log's list and its high-water mark; on a cluster, the list alone if no mark can share its slot."""
+        name = self._log_key(key)
+        top = self._log_top_prefix + key
+        if not self._cluster:
+            return name, top
+        slot = _hashed(name)
+        if _hashed(top) == slot:
+            return name, top
+        tagged = f"{self._tagged_log_top_prefix}{{{name}}}"
+        if _hashed(tagged) == slot:
+            return name, tagged
+        return (name,)
+
+    def _log_edit_names(self, key: str, op: str) -> tuple[str, ...]:
+        names = self._log_names(key)
+        if len(names) == 1:
+            raise InvalidKeyError(
+                f"log {key[:80]!r} cannot be edited by {op} on Redis Cluster: the key has a '}}' outside a valid "
+                "hash tag, so no high-water mark can share its list's slot; use keys without braces or with one "
+                "hash tag such as 'user:{42}'"
+            )
+        return names
+
     async def log_append(
         self, key: str, entries: Sequence[JsonDict], *, ttl: TTL = None, max_len: int | None = None
     ) -> list[int]:
@@ -582,13 +618,13 @@ class RedisSessionStore(BaseSessionStore):
         twice: one that ends in :class:`~sessionware.errors.StoreUnavailableError`
         (a timeout, a lost connection) may have been applied once, or not at all.
         """
-        name = self._log_key(key)
+        names = self._log_names(key)
         encoded = encode_log_entries(self.codec, self.max_size, entries, max_len)
         seconds = store_ttl(ttl)
         if not encoded and seconds is None and max_len is None:
             return []
         args = ("" if seconds is None else _ms(seconds), "" if max_len is None else max_len, *encoded)
-        before = await self._run("log_append", self._eval(self._append, key, (name,), args, safe=False))
+        before = await self._run("log_append", self._eval(self._append, key, names, args, safe=False))
         first = int(before) + 1
         return list(range(first, first + len(encoded)))
 
@@ -611,12 +647,33 @@ class RedisSessionStore(BaseSessionStore):
 
     async def log_last_seq(self, key: str) -> int:
         """The highest sequence number assigned in the log (0 if it does not exist)."""
-        tail = await self._run("log_last_seq", self._safe("LINDEX", self._log_key(key), -1))
+        names = self._log_names(key)
+        if len(names) == 2:
+            return int(await self._run("log_last_seq", self._eval(self._last_seq, key, names, (), safe=True)))
+        tail = await self._run("log_last_seq", self._safe("LINDEX", names[0], -1))
         return 0 if tail is None else self._seq(key, tail)[0]
 
     async def log_delete(self, key: str) -> None:
-        """Remove the whole log; nothing happens if it is missing."""
-        await self._run("log_delete", self._once("DEL", self._log_key(key)))
+        """Remove the whole log (and its high-water mark); nothing happens if it is missing."""
+        await self._run("log_delete", self._once("DEL", *self._log_names(key)))
+
+    async def log_pop(self, key: str) -> LogEntry | None:
+        """Remove the newest entry and return it, in one script; ``None`` if the log holds none.
+
+        Never sent twice: one that ends in
+        :class:`~sessionware.errors.StoreUnavailableError` may have removed the entry.
+        """
+        names = self._log_edit_names(key, "log_pop")
+        raw = await self._run("log_pop", self._eval(self._pop, key, names, (), safe=False))
+        return None if raw is None else self._unframe_entry(key, raw)
+
+    async def log_clear(self, key: str) -> int:
+        """Remove every entry in one script, keeping the numbering and the expiry; return the highest number.
+
+        Never sent twice (a repeat could remove an entry appended in between).
+        """
+        names = self._log_edit_names(key, "log_clear")
+        return int(await self._run("log_clear", self._eval(self._clear, key, names, (), safe=False)))
 
     @staticmethod
     def _seq(key: str, raw: bytes) -> tuple[int, bytes]:

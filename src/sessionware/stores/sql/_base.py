@@ -276,18 +276,26 @@ class SQLStatements:
         self.purge_locks = stmt(f"DELETE FROM {n.locks} WHERE expires_at <= {d.clock}")
         self.purge_logs = stmt(f"DELETE FROM {n.logs} WHERE expires_at <= {d.now} RETURNING key")
         self.log_clear = stmt(f"DELETE FROM {n.log} WHERE key = :key")
-        self.log_trim = stmt(f"DELETE FROM {n.log} WHERE key = :key AND seq <= :upto")
+        # By position, not by number: a pop leaves a gap in the numbers, never in the entries kept.
+        self.log_trim = stmt(
+            f"DELETE FROM {n.log} WHERE key = :key"
+            f" AND seq <= (SELECT seq FROM {n.log} WHERE key = :key ORDER BY seq DESC LIMIT 1 OFFSET :keep)"
+        )
         self.log_drop = stmt(f"DELETE FROM {n.logs} WHERE key = :key")
         self.log_read = stmt(
             f"SELECT seq, {d.value} FROM {n.log} WHERE key = :key AND seq > :lo AND seq < :hi"
             f" AND EXISTS (SELECT 1 FROM {n.logs} WHERE key = :key AND {live}) ORDER BY seq DESC LIMIT {d.limit}"
         )
         self.log_last_seq = stmt(f"SELECT last_seq FROM {n.logs} WHERE key = :key AND {live}")
-        # A log's entries are always one contiguous run of numbers (appends add at the end,
-        # trims cut the start), so its length is last_seq - min(seq) + 1: two index lookups.
+        # Counted: numbers have gaps where a pop was followed by an append, and last_seq (never lowered)
+        # is above the newest entry's number after a pop or a clear.
         self.log_length = stmt(
-            f"SELECT last_seq - (SELECT min(seq) FROM {n.log} WHERE key = :key) + 1"
-            f" FROM {n.logs} WHERE key = :key AND {live}"
+            f"SELECT (SELECT count(*) FROM {n.log} WHERE key = :key) FROM {n.logs} WHERE key = :key AND {live}"
+        )
+        # Run after the head was found live (and, on PostgreSQL, locked) in the same transaction.
+        self.log_pop = stmt(
+            f"DELETE FROM {n.log} WHERE key = :key AND seq = (SELECT max(seq) FROM {n.log} WHERE key = :key)"
+            f" RETURNING seq, {d.value}"
         )
 
     def statement(self, text: str) -> Statement:
@@ -428,6 +436,14 @@ class SQLSessionStore(BaseSessionStore, Generic[S]):
     async def _drop_log(self, key: str) -> None:
         """Delete a log's head and entries in one transaction."""
 
+    @abstractmethod
+    async def _pop(self, key: str) -> Row | None:
+        """Delete the newest entry of a live log and return its ``(seq, data)`` row, in one transaction."""
+
+    @abstractmethod
+    async def _clear(self, key: str) -> int | None:
+        """Delete every entry of a live log in one transaction; its ``last_seq``, or ``None`` if it is not live."""
+
     # -- records ---------------------------------------------------------------------------------
 
     async def _get(self, key: str) -> bytes | None:
@@ -513,6 +529,20 @@ class SQLSessionStore(BaseSessionStore, Generic[S]):
     async def log_delete(self, key: str) -> None:
         """Remove the whole log; nothing happens if it is missing."""
         await self._run("log_delete", self._drop_log(check_key(key)))
+
+    async def log_pop(self, key: str) -> LogEntry | None:
+        """Remove the newest entry and return it, in one transaction; ``None`` if the log holds none.
+
+        The log's head keeps ``last_seq``, so the number is never assigned
+        again. Never repeated once sent (like an append).
+        """
+        row = await self._run("log_pop", self._pop(check_key(key)))
+        return None if row is None else LogEntry(int(row[0]), self.codec.decode(key, bytes(row[1])))
+
+    async def log_clear(self, key: str) -> int:
+        """Remove every entry in one transaction, keeping the head (numbering, expiry); return ``last_seq``."""
+        last = await self._run("log_clear", self._clear(check_key(key)))
+        return 0 if last is None else int(last)
 
     # -- versions (compare-and-set) --------------------------------------------------------------
 

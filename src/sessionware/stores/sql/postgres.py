@@ -103,6 +103,9 @@ class _Statements(SQLStatements):
             " SELECT (SELECT held FROM released), 0::bigint"
         )
         self.purge_log = self.statement(f"DELETE FROM {n.log} WHERE key = ANY(:keys::text[])")
+        # Taken before a pop or a clear: waits for an append holding the head, blocks the next one until
+        # commit, and the statements after it see every entry committed before.
+        self.log_lock_head = self.statement(self.log_last_seq.text + " FOR UPDATE")
         # Claims numbers under the per-log row lock, held until the transaction commits; an
         # expired log starts again from 1 (its stale entries are cleared before inserting).
         self.log_claim = self.statement(
@@ -130,7 +133,8 @@ class _Statements(SQLStatements):
         self.log_insert = self.statement(insert)
         # The trim only reaches rows older than the ones inserted, so the two cannot collide.
         self.log_insert_trim = self.statement(
-            f"WITH ins AS ({insert}) DELETE FROM {n.log} WHERE key = :key AND seq <= :upto::bigint"
+            f"WITH ins AS ({insert}) DELETE FROM {n.log} WHERE key = :key AND seq <= (SELECT seq FROM {n.log}"
+            " WHERE key = :key ORDER BY seq DESC LIMIT 1 OFFSET :keep::bigint)"
         )
 
 
@@ -488,6 +492,29 @@ class PostgresSessionStore(SQLSessionStore[_Statements]):
             await conn.execute(self._sql.log_drop.sql, key)
             await conn.execute(self._sql.log_clear.sql, key)
 
+    async def _pop(self, key: str) -> asyncpg.Record | None:
+        return await self._attempts(lambda conn: self._pop_on(conn, key), safe=False)
+
+    async def _pop_on(self, conn: Connection, key: str) -> asyncpg.Record | None:
+        sql = self._sql
+        async with conn.transaction():
+            if await conn.fetchrow(sql.log_lock_head.sql, key) is None:
+                return None
+            return await conn.fetchrow(sql.log_pop.sql, key)
+
+    async def _clear(self, key: str) -> int | None:
+        # Not repeated once sent: a repeat could remove an entry appended in between.
+        return await self._attempts(lambda conn: self._clear_on(conn, key), safe=False)
+
+    async def _clear_on(self, conn: Connection, key: str) -> int | None:
+        sql = self._sql
+        async with conn.transaction():
+            head = await conn.fetchrow(sql.log_lock_head.sql, key)
+            if head is None:
+                return None
+            await conn.execute(sql.log_clear.sql, key)
+            return int(head[0])
+
     async def _append(self, key: str, batch: Batch, max_len: int | None) -> list[int]:
         return await self._attempts(lambda conn: self._append_on(conn, key, batch, max_len), safe=False)
 
@@ -506,7 +533,8 @@ class PostgresSessionStore(SQLSessionStore[_Statements]):
                 # A new log or one that expired: whatever entries remain under the key are stale.
                 await conn.execute(sql.log_clear.sql, key)
             kept = encoded if max_len is None else encoded[-max_len:]
-            values.update(entries=kept, start=last - len(kept), upto=last - (max_len or 0))
+            # The trim sees the rows from before the insert: of those, max_len - len(kept) stay.
+            values.update(entries=kept, start=last - len(kept), keep=(max_len or 0) - len(kept))
             if kept:
                 stmt = sql.log_insert if max_len is None else sql.log_insert_trim
                 await conn.execute(stmt.sql, *stmt.args(values))

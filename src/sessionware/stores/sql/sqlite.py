@@ -353,6 +353,25 @@ class SQLiteSessionStore(SQLSessionStore[_Statements]):
         _cursor(conn, self._sql.log_drop, values)
         _cursor(conn, self._sql.log_clear, values)
 
+    async def _pop(self, key: str) -> Any:
+        return await self._write(self._pop_row, {"key": key})
+
+    def _pop_row(self, conn: sqlite3.Connection, values: Values) -> Any:
+        # The write transaction holds the file: no append or pop comes in between.
+        if _fetch_one(conn, self._sql.log_last_seq, values) is None:
+            return None
+        return _fetch_one(conn, self._sql.log_pop, values)
+
+    async def _clear(self, key: str) -> int | None:
+        return await self._write(self._clear_rows, {"key": key})
+
+    def _clear_rows(self, conn: sqlite3.Connection, values: Values) -> int | None:
+        head = _fetch_one(conn, self._sql.log_last_seq, values)
+        if head is None:
+            return None
+        _cursor(conn, self._sql.log_clear, values)
+        return int(head[0])
+
     async def _append(self, key: str, batch: Batch, max_len: int | None) -> list[int]:
         return await self._write(self._append_rows, key, batch, max_len)
 
@@ -372,7 +391,7 @@ class SQLiteSessionStore(SQLSessionStore[_Statements]):
         first_kept = new_last - len(kept) + 1
         conn.executemany(sql.log_insert.sql, [(key, first_kept + i, data) for i, data in enumerate(kept)])
         if max_len is not None:
-            _cursor(conn, sql.log_trim, {"key": key, "upto": new_last - max_len})
+            _cursor(conn, sql.log_trim, {"key": key, "keep": max_len})
         return list(range(last + 1, new_last + 1))
 
     # -- leases ----------------------------------------------------------------------------------
