@@ -18,7 +18,7 @@ import sys
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -106,6 +106,22 @@ async def manager(store: BaseSessionStore) -> AsyncIterator[SessionManager]:
     m = SessionManager(store)
     yield m
     await m.close()
+
+
+Item = dict[str, Any]
+
+
+async def add(session: SessionwareSession, items: Any) -> None:
+    """``session.add_items`` with items typed loosely (the tests also pass items the SDK's types forbid)."""
+    await session.add_items(items)
+
+
+async def items_of(session: SessionwareSession, limit: int | None = None) -> list[Item]:
+    return cast(list[Item], await session.get_items(limit=limit))
+
+
+async def pop(session: SessionwareSession) -> Item | None:
+    return cast(Item | None, await session.pop_item())
 
 
 def user(text: str) -> dict[str, Any]:
@@ -224,10 +240,10 @@ async def test_runner_turns_with_a_tool_call(manager: SessionManager, store: Bas
     assert first.final_output == "It is sunny in Paris."
     second = await Runner.run(agent, "What did I ask?", session=session)
     assert second.final_output == "You asked about Paris."
-    third = await Runner.run(agent, [user("And Rome?")], session=session)
+    third = await Runner.run(agent, cast(Any, [user("And Rome?")]), session=session)
     assert third.final_output == "Rome is sunny too."
 
-    items = await session.get_items()
+    items = await items_of(session)
     kinds = [item.get("type", "message") for item in items]
     assert kinds == [
         "message", "reasoning", "function_call", "function_call_output", "message",  # turn 1
@@ -251,7 +267,7 @@ async def test_runner_turns_with_a_tool_call(manager: SessionManager, store: Bas
     other_store = twin(store, tmp_path)
     try:
         again = SessionwareSession(ID, SessionManager(other_store), user_id="ada")
-        assert await again.get_items() == items
+        assert await items_of(again) == items
     finally:
         if other_store is not store:
             await other_store.close()
@@ -270,8 +286,8 @@ async def test_runner_with_a_limit_from_the_run_config(manager: SessionManager) 
             "content": [{"type": "output_text", "text": "Sunny.", "annotations": []}],
         },
     ]
-    await session.add_items(history)  # type: ignore[arg-type]
-    assert await session.get_items(limit=2) == history[-2:]
+    await add(session, history)
+    assert await items_of(session, limit=2) == history[-2:]
     model = ScriptedModel([say("Tomorrow too.", 1)], [say("Hi.", 2)], [say("All.", 3)])
     agent = Agent(name="a", model=model)
     limited = RunConfig(session_settings=SessionSettings(limit=2))
@@ -288,13 +304,13 @@ async def test_runner_with_a_limit_from_the_run_config(manager: SessionManager) 
 
 async def test_every_kind_of_item_comes_back_exactly(manager: SessionManager) -> None:
     session = SessionwareSession(ID, manager, user_id="ada")
-    await session.add_items(EVERY_KIND[:5])  # type: ignore[arg-type]
-    await session.add_items(EVERY_KIND[5:])  # type: ignore[arg-type]
-    got = await session.get_items()
+    await add(session, EVERY_KIND[:5])
+    await add(session, EVERY_KIND[5:])
+    got = await items_of(session)
     assert got == EVERY_KIND
     assert json.dumps(got) == json.dumps(EVERY_KIND)  # same key order, None kept, no key added
     for n in range(len(EVERY_KIND) + 2):
-        assert await session.get_items(limit=n) == (EVERY_KIND[-n:] if n else [])
+        assert await items_of(session, limit=n) == (EVERY_KIND[-n:] if n else [])
     # the history holds them as messages the other surfaces read
     history = await manager.history(ID, user_id="ada")
     assert len(history) == len(EVERY_KIND)
@@ -306,28 +322,28 @@ async def test_every_kind_of_item_comes_back_exactly(manager: SessionManager) ->
 
 async def test_get_items_order_and_limit(manager: SessionManager) -> None:
     session = SessionwareSession(ID, manager, user_id="ada")
-    assert await session.get_items() == []
+    assert await items_of(session) == []
     items = [m for i in range(1, 4) for m in (user(f"Message {i}"), assistant(f"Response {i}"))]
-    await session.add_items(items)  # type: ignore[arg-type]
-    assert await session.get_items() == items
-    assert await session.get_items(limit=2) == items[4:]
-    assert await session.get_items(limit=4) == items[2:]
-    assert await session.get_items(limit=10) == items
-    assert await session.get_items(limit=0) == []
+    await add(session, items)
+    assert await items_of(session) == items
+    assert await items_of(session, limit=2) == items[4:]
+    assert await items_of(session, limit=4) == items[2:]
+    assert await items_of(session, limit=10) == items
+    assert await items_of(session, limit=0) == []
     with pytest.raises(InvalidValueError, match="limit"):
-        await session.get_items(limit=-1)
+        await items_of(session, limit=-1)
 
 
 async def test_session_settings_give_the_default_limit(manager: SessionManager) -> None:
     items = [user(f"Message {i}") for i in range(10)]
     three = SessionwareSession(ID, manager, user_id="ada", session_settings=SessionSettings(limit=3))
-    await three.add_items(items)  # type: ignore[arg-type]
-    assert await three.get_items() == items[-3:]
-    assert await three.get_items(limit=2) == items[-2:]  # an explicit limit wins
+    await add(three, items)
+    assert await items_of(three) == items[-3:]
+    assert await items_of(three, limit=2) == items[-2:]  # an explicit limit wins
     as_dict = SessionwareSession(ID, manager, user_id="ada", session_settings={"limit": 0})
     assert isinstance(as_dict.session_settings, SessionSettings)
-    assert await as_dict.get_items() == []
-    assert await as_dict.get_items(limit=1) == items[-1:]
+    assert await items_of(as_dict) == []
+    assert await items_of(as_dict, limit=1) == items[-1:]
     with pytest.raises(InvalidValueError, match="limitt"):
         SessionwareSession(ID, manager, user_id="ada", session_settings={"limitt": 1})
 
@@ -335,10 +351,10 @@ async def test_session_settings_give_the_default_limit(manager: SessionManager) 
 async def test_isolation_between_ids(manager: SessionManager) -> None:
     one = SessionwareSession(ID, manager, user_id="ada")
     two = SessionwareSession(OTHER, manager, user_id="ada")
-    await one.add_items([user("Session 1 message")])  # type: ignore[list-item]
-    await two.add_items([user("Session 2 message 1"), user("Session 2 message 2")])  # type: ignore[list-item]
-    assert await one.get_items() == [user("Session 1 message")]
-    assert await two.get_items() == [user("Session 2 message 1"), user("Session 2 message 2")]
+    await add(one, [user("Session 1 message")])
+    await add(two, [user("Session 2 message 1"), user("Session 2 message 2")])
+    assert await items_of(one) == [user("Session 1 message")]
+    assert await items_of(two) == [user("Session 2 message 1"), user("Session 2 message 2")]
     sessions = (await manager.list_sessions("ada")).sessions
     assert sorted(s.id for s in sessions) == sorted([ID, OTHER])
 
@@ -355,10 +371,10 @@ async def test_concurrent_adds_keep_every_batch_whole_and_in_order(
         async def write(w: int) -> None:
             for b in range(5):
                 batch = [user(f"w{w} b{b} {k}") for k in range(3)]
-                await writers[w].add_items(batch)  # type: ignore[arg-type]
+                await add(writers[w], batch)
 
         await asyncio.gather(*(write(w) for w in range(len(writers))))
-        got = [item["content"] for item in await writers[0].get_items()]
+        got = [item["content"] for item in await items_of(writers[0])]
         assert len(got) == len(writers) * 5 * 3
         assert sorted(got) == sorted(f"w{w} b{b} {k}" for w in range(len(writers)) for b in range(5) for k in range(3))
         for start in range(0, len(got), 3):
@@ -374,17 +390,102 @@ async def test_concurrent_adds_keep_every_batch_whole_and_in_order(
             await other_store.close()
 
 
+async def test_pop_item_takes_the_newest_item_back(manager: SessionManager) -> None:
+    session = SessionwareSession(ID, manager, user_id="ada")
+    assert await pop(session) is None  # nothing yet (and the session is not created by it)
+    assert await manager.get_session(ID) is None
+    await add(session, [user("Hello"), assistant("Hi there!"), user("How are you?")])
+    assert await pop(session) == user("How are you?")
+    assert await items_of(session) == [user("Hello"), assistant("Hi there!")]
+    assert await pop(session) == assistant("Hi there!")
+    assert await pop(session) == user("Hello")
+    assert await pop(session) is None
+    assert await items_of(session) == []
+    # items of every kind come back exactly, newest first
+    await add(session, EVERY_KIND)
+    popped = [await pop(session) for _ in EVERY_KIND]
+    assert popped == EVERY_KIND[::-1]
+    assert await pop(session) is None
+
+
+async def test_pop_item_only_affects_its_session(manager: SessionManager) -> None:
+    one = SessionwareSession(ID, manager, user_id="ada")
+    two = SessionwareSession(OTHER, manager, user_id="ada")
+    await add(one, [user("Session 1 message")])
+    await add(two, [user("Session 2 message 1"), user("Session 2 message 2")])
+    assert await pop(two) == user("Session 2 message 2")
+    assert await items_of(one) == [user("Session 1 message")]
+    assert await items_of(two) == [user("Session 2 message 1")]
+
+
+async def test_concurrent_pops_never_return_the_same_item(
+    manager: SessionManager, store: BaseSessionStore, tmp_path: Path
+) -> None:
+    other_store = twin(store, tmp_path)
+    other = SessionManager(other_store)
+    try:
+        added = [user(f"Message {i}") for i in range(12)]
+        await add(SessionwareSession(ID, manager, user_id="ada"), added)
+        poppers = [SessionwareSession(ID, m, user_id="ada") for m in (manager, other) for _ in range(8)]
+        popped = await asyncio.gather(*(pop(p) for p in poppers))
+        taken = [item for item in popped if item is not None]
+        assert len(taken) == len(added)
+        assert sorted(json.dumps(item) for item in taken) == sorted(json.dumps(item) for item in added)
+        assert await items_of(poppers[0]) == []
+    finally:
+        await other.close()
+        if other_store is not store:
+            await other_store.close()
+
+
+async def test_clear_session_empties_the_history_and_keeps_the_session(manager: SessionManager) -> None:
+    session = SessionwareSession(ID, manager, user_id="ada", metadata={"app": "demo"})
+    await session.clear_session()  # nothing to clear: no error, nothing created
+    assert await manager.get_session(ID) is None
+    await add(session, [user("Hello"), assistant("Hi there!")])
+    other = SessionwareSession(OTHER, manager, user_id="ada")
+    await add(other, [user("stays")])
+    await session.clear_session()
+    assert await items_of(session) == []
+    assert await pop(session) is None
+    assert await items_of(other) == [user("stays")]
+    kept = await manager.get_session(ID, user_id="ada")
+    assert kept is not None
+    assert kept.metadata == {"app": "demo"}
+    assert kept.message_count == 0
+    await add(session, [user("Again")])
+    assert await items_of(session) == [user("Again")]
+
+
+async def test_runner_after_a_retracted_turn(manager: SessionManager) -> None:
+    """The SDK's pattern for correcting a question: pop the answer and the question, then run again."""
+    model = ScriptedModel([say("Paris.", 1)], [say("Rome.", 2)])
+    agent = Agent(name="a", model=model)
+    session = SessionwareSession(ID, manager, user_id="ada")
+    await Runner.run(agent, "Capital of France?", session=session)
+    answer = await pop(session)
+    assert answer is not None
+    assert answer["content"][0]["text"] == "Paris."
+    assert await pop(session) == user("Capital of France?")
+    result = await Runner.run(agent, "Capital of Italy?", session=session)
+    assert result.final_output == "Rome."
+    assert model.inputs[-1] == [user("Capital of Italy?")]
+    assert [item.get("role") for item in await items_of(session)] == ["user", "assistant"]
+
+
 # -- ownership, bad input, other writers ----------------------------------------------------------
 
 
 async def test_another_users_session_is_invisible_and_refused(manager: SessionManager) -> None:
     ada = SessionwareSession(ID, manager, user_id="ada")
-    await ada.add_items([user("secret plans")])  # type: ignore[list-item]
+    await add(ada, [user("secret plans")])
     bob = SessionwareSession(ID, manager, user_id="bob")
-    assert await bob.get_items() == []
+    assert await items_of(bob) == []
     with pytest.raises(SessionNotFoundError):
-        await bob.add_items([user("let me in")])  # type: ignore[list-item]
-    assert await ada.get_items() == [user("secret plans")]
+        await add(bob, [user("let me in")])
+    assert await pop(bob) is None
+    await bob.clear_session()
+    assert await items_of(ada) == [user("secret plans")]
     stored = await manager.get_session(ID)
     assert stored is not None
     assert stored.user_id == "ada"
@@ -399,26 +500,26 @@ async def test_bad_input_is_refused_and_nothing_is_stored(manager: SessionManage
     with pytest.raises(InvalidValueError, match="manager"):
         SessionwareSession(ID, "memory://", user_id="ada")  # type: ignore[arg-type]
     session = SessionwareSession(ID, manager, user_id="ada")
-    await session.add_items([user("kept")])  # type: ignore[list-item]
+    await add(session, [user("kept")])
     with pytest.raises(InvalidValueError, match="items"):
-        await session.add_items(user("not a list"))  # type: ignore[arg-type]
+        await add(session, user("not a list"))
     with pytest.raises(InvalidValueError, match=r"items\[1\]"):
-        await session.add_items([user("fine"), "not an item"])  # type: ignore[list-item]
+        await add(session, [user("fine"), "not an item"])
     with pytest.raises(InvalidValueError, match=r"items\[1\]"):
-        await session.add_items([user("fine"), {"role": "user", "content": "x", "score": math.nan}])  # type: ignore[list-item]
+        await add(session, [user("fine"), {"role": "user", "content": "x", "score": math.nan}])
     with pytest.raises(InvalidValueError, match=r"items\[0\]"):
-        await session.add_items([{"type": "function_call", "call_id": "c", "name": "f", "arguments": object()}])  # type: ignore[list-item]
+        await add(session, [{"type": "function_call", "call_id": "c", "name": "f", "arguments": object()}])
     await session.add_items([])
-    assert await session.get_items() == [user("kept")]
+    assert await items_of(session) == [user("kept")]
 
 
 async def test_messages_added_by_the_manager_come_back_as_items(manager: SessionManager) -> None:
     session = SessionwareSession(ID, manager, user_id="ada")
-    await session.add_items([user("hi")])  # type: ignore[list-item]
+    await add(session, [user("hi")])
     await manager.add_message(ID, "assistant", None, tool_calls=[{"id": "c1", "name": "f", "arguments": {"a": 1}}])
     await manager.add_message(ID, "tool", "done", tool_call_id="c1")
     await manager.add_message(ID, "assistant", "Finished.")
-    assert await session.get_items() == [
+    assert await items_of(session) == [
         user("hi"),
         {"type": "function_call", "call_id": "c1", "name": "f", "arguments": '{"a": 1}'},
         {"type": "function_call_output", "call_id": "c1", "output": "done"},
@@ -428,7 +529,7 @@ async def test_messages_added_by_the_manager_come_back_as_items(manager: Session
 
 async def test_the_first_add_uses_the_ttl_and_metadata_given(manager: SessionManager) -> None:
     session = SessionwareSession(ID, manager, user_id="ada", ttl=3600, metadata={"app": "demo"})
-    await session.add_items([user("hi")])  # type: ignore[list-item]
+    await add(session, [user("hi")])
     stored = await manager.get_session(ID)
     assert stored is not None
     assert stored.ttl == 3600

@@ -63,6 +63,7 @@ from ..agents.keyspace import check_session_id
 from ..agents.manager import SessionManager, UserSessions
 from ..agents.records import message_entry, message_from_entry, plain_json
 from ..errors import ConflictError, InvalidValueError, MissingExtraError
+from ..frozen import thaw
 from ..keys import TTL
 from ..providers.common import as_data
 from ..providers.errors import ProviderFormatError
@@ -166,12 +167,31 @@ class SessionwareSession:
             await self._append(messages)
 
     async def pop_item(self) -> TResponseInputItem | None:
-        """Remove the newest item and return it as it was added; ``None`` if there is none."""
-        raise NotImplementedError
+        """Remove the newest item and return it as it was added; ``None`` if there is none.
+
+        Atomic in the store: concurrent pops never return the same item.
+        ``None`` too for a session that does not exist or is someone else's.
+        """
+        try:
+            message = await self.sessions.pop_message(self.session_id)
+        except SessionNotFoundError:
+            return None
+        if message is None:
+            return None
+        source = message.source
+        if source is not None and source.provider == RESPONSES and isinstance(source.item, Mapping):
+            return cast(TResponseInputItem, thaw(source.item))
+        # A message added by other means that converts to several items is removed whole: return the newest.
+        converted = to_openai_responses_items(message, unsupported="drop")
+        return cast(TResponseInputItem, converted[-1]) if converted else None
 
     async def clear_session(self) -> None:
-        """Remove every item; the session itself (owner, metadata, lifetime) stays."""
-        raise NotImplementedError
+        """Remove every item; the session itself (owner, metadata, lifetime) stays.
+
+        Nothing happens for a session that does not exist or is someone else's.
+        """
+        with suppress(SessionNotFoundError):
+            await self.sessions.clear_history(self.session_id)
 
     async def _append(self, messages: list[dict[str, Any]]) -> None:
         try:
