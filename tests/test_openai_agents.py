@@ -108,6 +108,15 @@ async def manager(store: BaseSessionStore) -> AsyncIterator[SessionManager]:
     await m.close()
 
 
+@pytest.fixture
+async def other(store: BaseSessionStore, tmp_path: Path) -> AsyncIterator[SessionManager]:
+    """A second manager on the same data over its own store instance (its own connections), as another process."""
+    other_store = twin(store, tmp_path)
+    yield SessionManager(other_store)
+    if other_store is not store:
+        await other_store.close()
+
+
 Item = dict[str, Any]
 
 
@@ -225,7 +234,7 @@ def test_it_is_an_sdk_session() -> None:
     assert session.session_settings.limit is None
 
 
-async def test_runner_turns_with_a_tool_call(manager: SessionManager, store: BaseSessionStore, tmp_path: Path) -> None:
+async def test_runner_turns_with_a_tool_call(manager: SessionManager, other: SessionManager) -> None:
     model = ScriptedModel(
         think_and_call("Paris", 1),
         [say("It is sunny in Paris.", 1)],
@@ -264,13 +273,8 @@ async def test_runner_turns_with_a_tool_call(manager: SessionManager, store: Bas
     assert [m.role for m in stored.conversation_history][:5] == ["user", "assistant", "assistant", "tool", "assistant"]
     assert stored.conversation_history[2].tool_calls[0].arguments == {"city": "Paris"}
     assert stored.conversation_history[4].text == "It is sunny in Paris."
-    other_store = twin(store, tmp_path)
-    try:
-        again = SessionwareSession(ID, SessionManager(other_store), user_id="ada")
-        assert await items_of(again) == items
-    finally:
-        if other_store is not store:
-            await other_store.close()
+    again = SessionwareSession(ID, other, user_id="ada")
+    assert await items_of(again) == items
 
 
 async def test_runner_with_a_limit_from_the_run_config(manager: SessionManager) -> None:
@@ -360,34 +364,27 @@ async def test_isolation_between_ids(manager: SessionManager) -> None:
 
 
 async def test_concurrent_adds_keep_every_batch_whole_and_in_order(
-    manager: SessionManager, store: BaseSessionStore, tmp_path: Path
+    manager: SessionManager, other: SessionManager
 ) -> None:
     """Many writers at once, the first of them creating the session: nothing lost, each batch contiguous."""
-    other_store = twin(store, tmp_path)
-    other = SessionManager(other_store)
-    try:
-        writers = [SessionwareSession(ID, m, user_id="ada") for m in (manager, other) for _ in range(4)]
+    writers = [SessionwareSession(ID, m, user_id="ada") for m in (manager, other) for _ in range(4)]
 
-        async def write(w: int) -> None:
-            for b in range(5):
-                batch = [user(f"w{w} b{b} {k}") for k in range(3)]
-                await add(writers[w], batch)
+    async def write(w: int) -> None:
+        for b in range(5):
+            batch = [user(f"w{w} b{b} {k}") for k in range(3)]
+            await add(writers[w], batch)
 
-        await asyncio.gather(*(write(w) for w in range(len(writers))))
-        got = [item["content"] for item in await items_of(writers[0])]
-        assert len(got) == len(writers) * 5 * 3
-        assert sorted(got) == sorted(f"w{w} b{b} {k}" for w in range(len(writers)) for b in range(5) for k in range(3))
-        for start in range(0, len(got), 3):
-            w, b, _ = got[start].split()
-            assert got[start : start + 3] == [f"{w} {b} {k}" for k in range(3)]
-        for w in range(len(writers)):
-            mine = [c for c in got if c.startswith(f"w{w} ")]
-            assert mine == [f"w{w} b{b} {k}" for b in range(5) for k in range(3)]
-        assert [s.id for s in (await manager.list_sessions("ada")).sessions] == [ID]
-    finally:
-        await other.close()
-        if other_store is not store:
-            await other_store.close()
+    await asyncio.gather(*(write(w) for w in range(len(writers))))
+    got = [item["content"] for item in await items_of(writers[0])]
+    assert len(got) == len(writers) * 5 * 3
+    assert sorted(got) == sorted(f"w{w} b{b} {k}" for w in range(len(writers)) for b in range(5) for k in range(3))
+    for start in range(0, len(got), 3):
+        w, b, _ = got[start].split()
+        assert got[start : start + 3] == [f"{w} {b} {k}" for k in range(3)]
+    for w in range(len(writers)):
+        mine = [c for c in got if c.startswith(f"w{w} ")]
+        assert mine == [f"w{w} b{b} {k}" for b in range(5) for k in range(3)]
+    assert [s.id for s in (await manager.list_sessions("ada")).sessions] == [ID]
 
 
 async def test_pop_item_takes_the_newest_item_back(manager: SessionManager) -> None:
@@ -418,24 +415,15 @@ async def test_pop_item_only_affects_its_session(manager: SessionManager) -> Non
     assert await items_of(two) == [user("Session 2 message 1")]
 
 
-async def test_concurrent_pops_never_return_the_same_item(
-    manager: SessionManager, store: BaseSessionStore, tmp_path: Path
-) -> None:
-    other_store = twin(store, tmp_path)
-    other = SessionManager(other_store)
-    try:
-        added = [user(f"Message {i}") for i in range(12)]
-        await add(SessionwareSession(ID, manager, user_id="ada"), added)
-        poppers = [SessionwareSession(ID, m, user_id="ada") for m in (manager, other) for _ in range(8)]
-        popped = await asyncio.gather(*(pop(p) for p in poppers))
-        taken = [item for item in popped if item is not None]
-        assert len(taken) == len(added)
-        assert sorted(json.dumps(item) for item in taken) == sorted(json.dumps(item) for item in added)
-        assert await items_of(poppers[0]) == []
-    finally:
-        await other.close()
-        if other_store is not store:
-            await other_store.close()
+async def test_concurrent_pops_never_return_the_same_item(manager: SessionManager, other: SessionManager) -> None:
+    added = [user(f"Message {i}") for i in range(12)]
+    await add(SessionwareSession(ID, manager, user_id="ada"), added)
+    poppers = [SessionwareSession(ID, m, user_id="ada") for m in (manager, other) for _ in range(8)]
+    popped = await asyncio.gather(*(pop(p) for p in poppers))
+    taken = [item for item in popped if item is not None]
+    assert len(taken) == len(added)
+    assert sorted(json.dumps(item) for item in taken) == sorted(json.dumps(item) for item in added)
+    assert await items_of(poppers[0]) == []
 
 
 async def test_clear_session_empties_the_history_and_keeps_the_session(manager: SessionManager) -> None:
