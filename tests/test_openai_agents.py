@@ -117,6 +117,18 @@ async def other(store: BaseSessionStore, tmp_path: Path) -> AsyncIterator[Sessio
         await other_store.close()
 
 
+@pytest.fixture(params=["local", "distributed"])
+async def writers(
+    request: pytest.FixtureRequest, manager: SessionManager, other: SessionManager
+) -> AsyncIterator[list[SessionManager]]:
+    """The managers concurrent writers use: one (local isolation, one process), or two over their own store
+    instances with distributed isolation, as two processes would run."""
+    if request.param == "local":
+        yield [manager]
+        return
+    yield [SessionManager(m.store, isolation="distributed", lease=5) for m in (manager, other)]
+
+
 Item = dict[str, Any]
 
 
@@ -364,24 +376,24 @@ async def test_isolation_between_ids(manager: SessionManager) -> None:
 
 
 async def test_concurrent_adds_keep_every_batch_whole_and_in_order(
-    manager: SessionManager, other: SessionManager
+    manager: SessionManager, writers: list[SessionManager]
 ) -> None:
     """Many writers at once, the first of them creating the session: nothing lost, each batch contiguous."""
-    writers = [SessionwareSession(ID, m, user_id="ada") for m in (manager, other) for _ in range(4)]
+    sessions = [SessionwareSession(ID, m, user_id="ada") for m in writers for _ in range(8 // len(writers))]
 
     async def write(w: int) -> None:
         for b in range(5):
             batch = [user(f"w{w} b{b} {k}") for k in range(3)]
-            await add(writers[w], batch)
+            await add(sessions[w], batch)
 
-    await asyncio.gather(*(write(w) for w in range(len(writers))))
-    got = [item["content"] for item in await items_of(writers[0])]
-    assert len(got) == len(writers) * 5 * 3
-    assert sorted(got) == sorted(f"w{w} b{b} {k}" for w in range(len(writers)) for b in range(5) for k in range(3))
+    await asyncio.gather(*(write(w) for w in range(len(sessions))))
+    got = [item["content"] for item in await items_of(sessions[0])]
+    assert len(got) == len(sessions) * 5 * 3
+    assert sorted(got) == sorted(f"w{w} b{b} {k}" for w in range(len(sessions)) for b in range(5) for k in range(3))
     for start in range(0, len(got), 3):
         w, b, _ = got[start].split()
         assert got[start : start + 3] == [f"{w} {b} {k}" for k in range(3)]
-    for w in range(len(writers)):
+    for w in range(len(sessions)):
         mine = [c for c in got if c.startswith(f"w{w} ")]
         assert mine == [f"w{w} b{b} {k}" for b in range(5) for k in range(3)]
     assert [s.id for s in (await manager.list_sessions("ada")).sessions] == [ID]
@@ -415,10 +427,12 @@ async def test_pop_item_only_affects_its_session(manager: SessionManager) -> Non
     assert await items_of(two) == [user("Session 2 message 1")]
 
 
-async def test_concurrent_pops_never_return_the_same_item(manager: SessionManager, other: SessionManager) -> None:
+async def test_concurrent_pops_never_return_the_same_item(
+    manager: SessionManager, writers: list[SessionManager]
+) -> None:
     added = [user(f"Message {i}") for i in range(12)]
     await add(SessionwareSession(ID, manager, user_id="ada"), added)
-    poppers = [SessionwareSession(ID, m, user_id="ada") for m in (manager, other) for _ in range(8)]
+    poppers = [SessionwareSession(ID, m, user_id="ada") for m in writers for _ in range(16 // len(writers))]
     popped = await asyncio.gather(*(pop(p) for p in poppers))
     taken = [item for item in popped if item is not None]
     assert len(taken) == len(added)
@@ -485,6 +499,10 @@ async def test_bad_input_is_refused_and_nothing_is_stored(manager: SessionManage
         SessionwareSession("short", manager, user_id="ada")
     with pytest.raises(InvalidValueError, match="user_id"):
         SessionwareSession(ID, manager, user_id="")
+    with pytest.raises(InvalidValueError, match="ttl"):
+        SessionwareSession(ID, manager, user_id="ada", ttl=-1)
+    with pytest.raises(InvalidValueError, match="metadata"):
+        SessionwareSession(ID, manager, user_id="ada", metadata=["not", "a", "mapping"])  # type: ignore[arg-type]
     with pytest.raises(InvalidValueError, match="manager"):
         SessionwareSession(ID, "memory://", user_id="ada")  # type: ignore[arg-type]
     session = SessionwareSession(ID, manager, user_id="ada")

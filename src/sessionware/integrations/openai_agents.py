@@ -61,10 +61,10 @@ from ..agents.errors import SessionNotFoundError
 from ..agents.history import check_window
 from ..agents.keyspace import check_session_id
 from ..agents.manager import SessionManager, UserSessions
-from ..agents.records import message_entry, message_from_entry, plain_json
+from ..agents.records import message_entry, message_from_entry, metadata_dict, plain_json
 from ..errors import ConflictError, InvalidValueError, MissingExtraError
 from ..frozen import thaw
-from ..keys import TTL
+from ..keys import TTL, ttl_seconds
 from ..providers.common import as_data
 from ..providers.errors import ProviderFormatError
 from ..providers.openai import RESPONSES, messages_from_openai_responses, to_openai_responses_items
@@ -119,8 +119,9 @@ class SessionwareSession:
             raise InvalidValueError(
                 "session_settings", f"must be a SessionSettings, a dict or None, not {type(session_settings).__name__}"
             )
+        ttl_seconds(ttl)  # checked now rather than at the first add_items
         self._ttl = ttl
-        self._metadata = metadata
+        self._metadata = None if metadata is None else metadata_dict(metadata)
         self._key = manager.keys.history(self.session_id)
         self._logs = cast(LogStore, manager.store)  # a SessionManager's store is always a LogStore
 
