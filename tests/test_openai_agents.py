@@ -13,9 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import subprocess
-import sys
-import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
@@ -43,6 +40,7 @@ from sessionware import BaseSessionStore, InvalidValueError, SessionManager  # n
 from sessionware.agents import InvalidSessionIdError, SessionNotFoundError  # noqa: E402
 from sessionware.integrations.openai_agents import SessionwareSession  # noqa: E402
 
+from .helpers import import_without, run_module_example  # noqa: E402
 from .test_agents_lifecycle import twin  # noqa: E402
 
 set_tracing_disabled(True)
@@ -546,27 +544,12 @@ async def test_the_first_add_uses_the_ttl_and_metadata_given(manager: SessionMan
 
 
 def test_without_the_sdk_the_integration_names_its_extra() -> None:
-    code = textwrap.dedent(
-        """
-        import sys
-        sys.modules["agents"] = None
-        from sessionware import MissingExtraError
-        try:
-            import sessionware.integrations.openai_agents
-        except MissingExtraError as e:
-            print(e.extra, e)
-        """
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert done.stdout.startswith("openai-agents ")
-    assert "pip install 'sessionware[openai-agents]'" in done.stdout
+    out = import_without("agents", "sessionware.integrations.openai_agents")
+    assert out.startswith("openai-agents ")
+    assert "pip install 'sessionware[openai-agents]'" in out
 
 
 def test_the_module_example_runs_as_written(tmp_path: Path) -> None:
-    doc = integration.__doc__ or ""
-    example = textwrap.dedent(doc.split("::\n", 1)[1].split("\n:class:", 1)[0])
-    done = subprocess.run(
-        [sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
-    )
+    done = run_module_example(integration, tmp_path)
     assert done.returncode == 0, done.stderr
     assert "sunny" in done.stdout
