@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from sessionware import BaseSessionStore
@@ -97,3 +102,28 @@ class Calls:
         """The calls of each method since the last take."""
         counts, self.counts = self.counts, {}
         return counts
+
+
+def import_without(blocked: str, module: str) -> str:
+    """What a fresh interpreter prints importing ``module`` while package ``blocked`` is missing:
+    ``"<extra> <message>"`` of the :class:`~sessionware.MissingExtraError` it raised."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules[{blocked!r}] = None
+        from sessionware import MissingExtraError
+        try:
+            import {module}
+        except MissingExtraError as e:
+            print(e.extra, e)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout
+
+
+def run_module_example(module: ModuleType, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the example of ``module``'s docstring (the ``::`` block before the first ``:class:`` paragraph)."""
+    doc = module.__doc__ or ""
+    example = textwrap.dedent(doc.split("::\n", 1)[1].split("\n:class:", 1)[0])
+    return subprocess.run([sys.executable, "-c", example], cwd=cwd, capture_output=True, text=True, timeout=timeout)

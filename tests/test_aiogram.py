@@ -17,7 +17,6 @@ import itertools
 import json
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -43,7 +42,7 @@ from sessionware.integrations.aiogram import SessionwareEventIsolation, Sessionw
 from sessionware.isolation import shared_locks
 from sessionware.store import ExpiringStore, LockingStore, VersionedStore
 from sessionware.testing import Advance, FakeClock
-from tests.helpers import SeedStyleStore
+from tests.helpers import SeedStyleStore, import_without, run_module_example
 from tests.telegram_api import TOKEN, BotAPI, callback_update, message_update
 
 REPO = Path(__file__).resolve().parents[1]
@@ -739,26 +738,13 @@ async def test_a_bot_long_polling_the_bot_api_keeps_its_state(store: BaseSession
 
 
 def test_without_aiogram_the_integration_names_its_extra() -> None:
-    code = textwrap.dedent(
-        """
-        import sys
-        sys.modules["aiogram"] = None
-        from sessionware import MissingExtraError
-        try:
-            import sessionware.integrations.aiogram
-        except MissingExtraError as e:
-            print(e.extra, e)
-        """
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert done.stdout.startswith("aiogram ")
-    assert "pip install 'sessionware[aiogram]'" in done.stdout
+    out = import_without("aiogram", "sessionware.integrations.aiogram")
+    assert out.startswith("aiogram ")
+    assert "pip install 'sessionware[aiogram]'" in out
 
 
 def test_the_module_example_runs_as_written(tmp_path: Path) -> None:
-    doc = integration.__doc__ or ""
-    example = textwrap.dedent(doc.split("::\n", 1)[1].split("\n:class:", 1)[0])
-    done = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    done = run_module_example(integration, tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "bot.db").exists()
 

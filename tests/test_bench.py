@@ -30,6 +30,7 @@ from benchmarks.harness.workloads import (
     W2_BASELINES,
     W2_LABELS,
     W2_MIN_RATIOS,
+    W2_OURS,
     W2_QUICK,
     ScaleRow,
     TurnGroup,
@@ -180,7 +181,7 @@ async def test_tiny_w2_on_memory_and_sqlite(tmp_path: Path) -> None:
     w2 = await run_w2(config, workdir, NoProgress(), W2_TINY)
 
     sizes = [group.messages for group in W2_TINY.groups]
-    kinds = {backend: ("ours", *W2_BASELINES[backend]) for backend in ("memory", "sqlite")}
+    kinds = {backend: (*W2_OURS[backend], *W2_BASELINES[backend]) for backend in ("memory", "sqlite")}
     # Rows come size by size within each backend: every subject at 24 messages, then every one at 60.
     assert [(row.backend, row.subject) for row in w2.rows] == [
         (backend, f"{kind}@{size}") for backend in ("memory", "sqlite") for size in sizes for kind in kinds[backend]
@@ -191,9 +192,10 @@ async def test_tiny_w2_on_memory_and_sqlite(tmp_path: Path) -> None:
         assert isinstance(row, TurnRow)
         kind, _, size = row.subject.partition("@")
         group = next(g for g in W2_TINY.groups if g.messages == int(size))
-        assert (row.workload, row.ours, row.messages, row.concurrency) == ("w2", kind == "ours", group.messages, 4)
+        is_ours = kind in W2_OURS[row.backend]
+        assert (row.workload, row.ours, row.messages, row.concurrency) == ("w2", is_ours, group.messages, 4)
         assert row.label == f"{W2_LABELS[kind]}, {group.messages} msgs"
-        if kind.startswith("openai") and not have_agents:
+        if "openai" in kind and not have_agents:
             assert (row.status, row.note.split(":")[0]) == ("error", "ModuleNotFoundError")
             continue
         assert row.status == "ok", row.note
@@ -217,15 +219,17 @@ async def test_tiny_w2_on_memory_and_sqlite(tmp_path: Path) -> None:
                 continue
             assert large.cost_ratio == small.ops_per_s / large.ops_per_s
             assert large.target.startswith(f"60/24 cost {large.cost_ratio:.2f}x")
-            if kind == "ours":
+            if kind in W2_OURS[backend]:
                 assert large.target.endswith("≤1.2x")
                 assert large.met == (large.cost_ratio <= 1.2)
             else:
                 assert large.met is None
 
     # Ratios pair ours with each baseline of the same backend at the same size only.
+    # (the openai-agents session over ours only with the SDK's own sessions)
     assert sorted((r.backend, r.ours, r.baseline) for r in w2.ratios) == sorted(
-        ("sqlite", f"ours@{size}", f"{kind}@{size}") for size in sizes for kind in W2_BASELINES["sqlite"]
+        [("sqlite", f"ours@{size}", f"{kind}@{size}") for size in sizes for kind in W2_BASELINES["sqlite"]]
+        + [("sqlite", f"ours-openai@{size}", f"openai-sqlite@{size}") for size in sizes]
     )
     for ratio in w2.ratios:
         ours, base = rows[(ratio.backend, ratio.ours)], rows[(ratio.backend, ratio.baseline)]
@@ -256,7 +260,9 @@ async def test_w2_on_an_unreachable_server_gives_error_rows(tmp_path: Path) -> N
     config = tiny(backends=("postgres",), postgres_url="postgresql://postgres@127.0.0.1:1/test")
     w2 = await run_w2(config, tmp_path, NoProgress(), W2_TINY)
     assert [row.subject for row in w2.rows] == [
-        f"{kind}@{group.messages}" for group in W2_TINY.groups for kind in ("ours", *W2_BASELINES["postgres"])
+        f"{kind}@{group.messages}"
+        for group in W2_TINY.groups
+        for kind in (*W2_OURS["postgres"], *W2_BASELINES["postgres"])
     ]
     for row in w2.rows:
         assert row.status == "error"
@@ -266,7 +272,7 @@ async def test_w2_on_an_unreachable_server_gives_error_rows(tmp_path: Path) -> N
     assert w2.rows[0].note.startswith("StoreUnavailableError: ")
     ours_large = next(row for row in w2.rows if row.subject == "ours@60")
     assert (ours_large.target, ours_large.met) == ("60/24 cost ≤1.2x", None)
-    assert len(w2.ratios) == 4
+    assert len(w2.ratios) == 6  # ours with both baselines, the openai-agents session over ours with the SDK's
     assert all(ratio.ratio is None and ratio.met is None and ratio.note for ratio in w2.ratios)
 
 

@@ -229,6 +229,37 @@ class OpenAIRedis(OpenAIAgentsTurns):
             await self.client.aclose()
 
 
+class OursOpenAITurns(OpenAIAgentsTurns):
+    """sessionware's openai-agents ``SessionwareSession`` on one of our stores, one per conversation, one manager.
+
+    A turn is the SDK's: ``add_items`` then ``get_items(limit=window)``, each checking that the session is the user's.
+    """
+
+    kind = "ours-openai"
+
+    async def open(self) -> None:
+        """Open our store and a manager on it."""
+        from sessionware.agents import SessionManager
+        from sessionware.integrations.openai_agents import SessionwareSession
+
+        self.session_class: Any = SessionwareSession
+        self.spec = self.recipe.store_spec()
+        self.store: BaseSessionStore = self.spec.open()
+        self.manager = SessionManager(self.store)
+
+    async def create(self, number: int) -> Any:
+        """``SessionwareSession("conversation-<number>-...", manager, user_id="user-<number>")``, created by its
+        first ``add_items``."""
+        return self.session_class(f"conversation-{number:08d}-w2", self.manager, user_id=f"user-{number}")
+
+    async def close(self, *, drop: bool) -> None:
+        """Close the store, dropping its namespace first if asked."""
+        if drop:
+            await self.spec.drop(self.store)
+        else:
+            await self.store.close()
+
+
 def asyncpg_url(url: str) -> str:
     """A ``postgresql://`` URL in SQLAlchemy's spelling for the asyncpg driver."""
     scheme, sep, rest = url.partition("://")
@@ -445,5 +476,14 @@ class RawAsyncpgTurns(TurnSubject[str]):
 
 TURN_SUBJECTS: dict[str, type[TurnSubject[Any]]] = {
     cls.kind: cls
-    for cls in (OursTurns, OpenAISqlite, OpenAIRedis, OpenAISQLAlchemy, RawSqliteTurns, RawRedisTurns, RawAsyncpgTurns)
+    for cls in (
+        OursTurns,
+        OursOpenAITurns,
+        OpenAISqlite,
+        OpenAIRedis,
+        OpenAISQLAlchemy,
+        RawSqliteTurns,
+        RawRedisTurns,
+        RawAsyncpgTurns,
+    )
 }

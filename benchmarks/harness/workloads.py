@@ -68,6 +68,7 @@ W2_QUICK = TurnPlan((TurnGroup(50, 32, 5), TurnGroup(5_000, 8, 20)), concurrency
 
 W2_LABELS = {
     "ours": "sessionware SessionManager",
+    "ours-openai": "sessionware SessionwareSession (openai-agents)",
     "openai-sqlite": "openai-agents SQLiteSession",
     "openai-redis": "openai-agents RedisSession",
     "openai-sqlalchemy": "openai-agents SQLAlchemySession",
@@ -82,6 +83,15 @@ W2_BASELINES: dict[str, tuple[str, ...]] = {
     "postgres": ("openai-sqlalchemy", "asyncpg"),
 }
 """The subjects W2 measures next to ours on each backend."""
+W2_OURS: dict[str, tuple[str, ...]] = {
+    "memory": ("ours",),
+    "sqlite": ("ours", "ours-openai"),
+    "redis": ("ours", "ours-openai"),
+    "postgres": ("ours", "ours-openai"),
+}
+"""Our subjects of W2 on each backend: the manager, and the openai-agents session over it beside the SDK's own."""
+W2_PEERS = {"ours": None, "ours-openai": "openai-"}
+"""Which baselines each of ours is compared with: all (``None``), or those whose kind starts so."""
 W2_MIN_RATIOS = {"openai-sqlite": 2.0, "openai-redis": 2.0, "openai-sqlalchemy": 5.0}
 W2_COST_LIMIT = 1.2
 """Ours' time per turn at the largest size may be at most this many times its time at the smallest."""
@@ -95,12 +105,19 @@ def turn_subject(kind: str, messages: int) -> str:
 def w2_targets(plan: TurnPlan) -> list[Target]:
     """W2's throughput targets against openai-agents, at every size of ``plan``."""
     return [
-        Target("w2", backend, turn_subject("ours", group.messages), turn_subject(kind, group.messages), minimum)
+        Target("w2", backend, turn_subject(ours, group.messages), turn_subject(kind, group.messages), minimum)
         for backend, kinds in W2_BASELINES.items()
+        for ours in W2_OURS[backend]
         for kind in kinds
-        if (minimum := W2_MIN_RATIOS.get(kind)) is not None
+        if _w2_compared(ours, kind) and (minimum := W2_MIN_RATIOS.get(kind)) is not None
         for group in plan.groups
     ]
+
+
+def _w2_compared(ours: str, kind: str) -> bool:
+    """Whether W2 compares our subject ``ours`` with baseline ``kind``."""
+    prefix = W2_PEERS[ours]
+    return prefix is None or kind.startswith(prefix)
 
 
 TARGETS = [
@@ -651,14 +668,14 @@ async def run_w2(
     report = WorkloadReport("w2", WORKLOADS["w2"].title)
     for backend in config.backends:
         entries: list[tuple[list[Row], GroupMeasure]] = []
-        for kind in ("ours", *W2_BASELINES[backend]):
+        for kind in (*W2_OURS[backend], *W2_BASELINES[backend]):
             rows: list[Row] = [
                 TurnRow(
                     "w2",
                     backend,
                     turn_subject(kind, group.messages),
                     f"{W2_LABELS[kind]}, {group.messages:,} msgs",
-                    kind == "ours",
+                    kind in W2_PEERS,
                     plan.concurrency,
                     messages=group.messages,
                 )
@@ -674,9 +691,11 @@ async def run_w2(
             _turn_costs(rows)
         report.rows.extend(row for position in range(len(plan.groups)) for rows in measured for row in [rows[position]])
     pairs = [
-        (turn_subject("ours", group.messages), turn_subject(kind, group.messages))
-        for kinds in W2_BASELINES.values()
+        (turn_subject(ours, group.messages), turn_subject(kind, group.messages))
+        for backend, kinds in W2_BASELINES.items()
+        for ours in W2_OURS[backend]
         for kind in kinds
+        if _w2_compared(ours, kind)
         for group in plan.groups
     ]
     report.ratios = compute_ratios(report, pairs, w2_targets(plan))

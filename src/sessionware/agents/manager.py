@@ -235,6 +235,10 @@ class SessionManager:
         async with self._updates.open(key) as update:
             if update.existed:
                 raise ConflictError(f"session {session_id!r} already exists")
+            # Logs left by an expired session of the same id (they outlive its record) are not this session's.
+            # Removed before the record appears, under the session's lock: once it is there, writers may append.
+            await self._logs.log_delete(self._keys.history(session_id))
+            await self._logs.log_delete(self._keys.tools(session_id))
             store = self._store
             if isinstance(store, VersionedStore) and isinstance(store, RawStore):
                 try:
@@ -243,9 +247,6 @@ class SessionManager:
                     raise ConflictError(f"session {session_id!r} already exists") from None
             else:
                 await update.save(record.to_json(), ttl=ttl)
-        # Logs left by an expired session of the same id (they outlive its record) are not this session's.
-        await self._logs.log_delete(self._keys.history(session_id))
-        await self._logs.log_delete(self._keys.tools(session_id))
 
     async def get_session(
         self,

@@ -1,1 +1,1 @@
-"""Integrations with the frameworks people run: aiogram, python-telegram-bot, Pydantic AI."""
+"""Integrations with the frameworks people run: aiogram, python-telegram-bot, Pydantic AI, the OpenAI Agents SDK."""

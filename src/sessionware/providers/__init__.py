@@ -59,6 +59,7 @@ from .openai import (
     to_openai_chat_tools,
     to_openai_messages,
     to_openai_responses_input,
+    to_openai_responses_items,
     to_openai_responses_tool_outputs,
     to_openai_responses_tools,
 )
@@ -101,6 +102,7 @@ __all__ = [
     "to_openai_chat_tools",
     "to_openai_messages",
     "to_openai_responses_input",
+    "to_openai_responses_items",
     "to_openai_responses_tool_outputs",
     "to_openai_responses_tools",
 ]

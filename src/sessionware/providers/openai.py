@@ -682,6 +682,18 @@ def to_openai_responses_input(
     return out
 
 
+def to_openai_responses_items(message: HistoryMessage, *, unsupported: Unsupported = "error") -> list[JsonDict]:
+    """One history message as Responses input items, converted from its content (its source is not used).
+
+    Unlike :func:`to_openai_responses_input`, calls and results are not paired
+    across messages: a tool result gives its ``function_call_output`` and an
+    assistant message its ``message``, ``reasoning`` and ``function_call``
+    items, whatever else the history holds.
+    """
+    _check_policy(unsupported)
+    return _to_responses(message, unsupported)
+
+
 def _in_history_order(history: Sequence[HistoryMessage], kept: Sequence[HistoryMessage]) -> list[HistoryMessage]:
     """``kept`` (from :func:`paired`, a result right after its call) with each result back where it was in
     ``history``, which is always after its call; a synthetic result stays right after its call."""
@@ -844,6 +856,7 @@ __all__ = [
     "to_openai_chat_tools",
     "to_openai_messages",
     "to_openai_responses_input",
+    "to_openai_responses_items",
     "to_openai_responses_tool_outputs",
     "to_openai_responses_tools",
 ]
