@@ -451,4 +451,4 @@ def _heads(history: list[Message]) -> list[Any]:
     return items
 
 
-__all__ = ["PROVIDER", "STALE_MESSAGE", "SessionwareSessionService", "event_entries"]
+__all__ = ["PROVIDER", "STALE_MESSAGE", "SessionwareSessionService", "StaleSessionError", "event_entries"]
