@@ -35,6 +35,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Literal
 from urllib.parse import unquote
 
+from ..agents.errors import MissingCapabilityError
 from ..agents.errors import SessionNotFoundError as _MissingSession
 from ..agents.keyspace import escape_user_id
 from ..agents.manager import SessionManager
@@ -45,6 +46,7 @@ from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, Isolation, make_isolat
 from ..keys import TTL
 from ..providers.errors import ProviderFormatError
 from ..providers.gemini import messages_from_gemini
+from ..store import ScannableStore
 from ._ids import session_id_for
 
 try:
@@ -235,7 +237,7 @@ class SessionwareSessionService(BaseSessionService):
                 raise StaleSessionError(STALE_MESSAGE) from None
             except _MissingSession:
                 raise SessionNotFoundError(f"Session {session.id} not found.") from None
-            await self._write_shared(session.app_name, session.user_id, deltas)
+            await self._write_shared(session.app_name, session.user_id, deltas, read=False)
             await self.manager.add_messages(stored_id, entries, user_id=owner)
         session._storage_update_marker = str(expected + 2)  # the metadata edit, then the event's message
         session.last_update_time = updated
@@ -256,14 +258,14 @@ class SessionwareSessionService(BaseSessionService):
 
     async def _revision(self, session: Session, stored_id: str, owner: str) -> int:
         """The stored revision, which ``session`` must be at (else ``StaleSessionError``)."""
+        marker = session._storage_update_marker
+        if isinstance(marker, str) and marker.isdigit() and int(marker) >= 1:
+            return int(marker)  # checked by the metadata edit, which writes only at this revision
         stored = await self.manager.get_session(stored_id, user_id=owner, history=0, tool_invocations=0)
         if stored is None:
             raise SessionNotFoundError(f"Session {session.id} not found.")
-        marker = session._storage_update_marker
         if marker is not None:
-            if marker != str(stored.version):
-                raise StaleSessionError(STALE_MESSAGE)
-            return stored.version
+            raise StaleSessionError(STALE_MESSAGE)
         # A Session made by hand (no revision): current only if its newest event is the stored newest one.
         newest = await self._events(stored, GetSessionConfig(num_recent_events=1))
         mine = session.events[-1].id if session.events else None
@@ -297,14 +299,12 @@ class SessionwareSessionService(BaseSessionService):
 
     async def _owners(self, app_name: str) -> list[str]:
         """The owners (``app_name`` + separator + user id) with sessions in the app, from the manager's index."""
-        scanner = self.manager.store
-        prefix = f"{self.manager.keys.namespace}:u:{escape_user_id(app_name + _SEP)}"
-        scan = getattr(scanner, "scan", None)
-        if scan is None:
-            raise InvalidValueError("user_id", "is needed: this store cannot list the sessions of every user")
+        store = self.manager.store
+        if not isinstance(store, ScannableStore):
+            raise MissingCapabilityError(store, "ScannableStore (scan)", "listing the sessions of every user")
+        base = self.manager.keys.user_prefix(app_name + _SEP)[: -len(escape_user_id(app_name + _SEP)) - 1]
         owners: set[str] = set()
-        base = f"{self.manager.keys.namespace}:u:"
-        async for key in scan(prefix):
+        async for key in store.scan(base + escape_user_id(app_name + _SEP)):
             escaped = key[len(base) :].partition(":")[0]
             owners.add(unquote(escaped, encoding="utf-8", errors="surrogatepass"))
         return sorted(owners)
@@ -326,16 +326,17 @@ class SessionwareSessionService(BaseSessionService):
         )
 
     async def _write_shared(
-        self, app_name: str, user_id: str, deltas: dict[str, dict[str, Any]]
+        self, app_name: str, user_id: str, deltas: dict[str, dict[str, Any]], *, read: bool = True
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Merge the app and user deltas into their records (each under its own hold); return both states."""
+        """Merge the app and user deltas into their records (each under its own hold); return both states
+        (those without a delta read only if ``read``)."""
         out: list[dict[str, Any]] = []
         for key, delta in (
             (self._app_key(app_name), deltas["app"]),
             (self._user_key(app_name, user_id), deltas["user"]),
         ):
             if not delta:
-                out.append(await self._read_state(key))
+                out.append(await self._read_state(key) if read else {})
                 continue
             async with self._holds.open(key) as update:
                 data = update.load() or {}
