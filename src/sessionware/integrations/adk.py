@@ -24,6 +24,11 @@ the stored one raises ADK's ``StaleSessionError`` and writes nothing.
 :meth:`SessionwareSessionService.turn` holds a session for a whole run
 (with ``isolation="distributed"``, across processes by a store lease), so
 runs of one session from several processes never interleave.
+
+An event is written in two steps under the session's hold: its state
+delta with the revision check (nothing is written if that fails), then the
+event itself; a process that dies between the two leaves the state one
+event ahead of the events, and ``Session`` objects read before it stale.
 """
 
 from __future__ import annotations
