@@ -48,6 +48,7 @@ PROVIDER = "pydantic-ai"
 _CONTINUED = {"kind": "continued"}
 """The ``source.item`` of the second and later history messages made from one ``ModelMessage``."""
 
+
 class Turn:
     """One turn of a conversation held by :meth:`PydanticAIHistory.turn`: the history it started from and what
     it adds (appended atomically when the turn ends without an error)."""
