@@ -44,14 +44,13 @@ from ..agents.errors import MissingCapabilityError
 from ..agents.errors import SessionNotFoundError as _MissingSession
 from ..agents.keyspace import escape_user_id
 from ..agents.manager import SessionManager
-from ..agents.models import Message
 from ..agents.models import Session as _Stored
 from ..errors import ConflictError, InvalidValueError, MissingExtraError
 from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, Isolation, make_isolation
 from ..keys import TTL
 from ..providers.errors import ProviderFormatError
 from ..providers.gemini import messages_from_gemini
-from ..store import ScannableStore
+from ..store import LogEntry, LogStore, ScannableStore
 from ._ids import session_id_for
 
 try:
@@ -283,16 +282,20 @@ class SessionwareSessionService(BaseSessionService):
         after = None if config is None else config.after_timestamp
         if limit == 0:
             return []
+        log = self.manager.store
+        if not isinstance(log, LogStore):  # pragma: no cover - a SessionManager's store always keeps logs
+            raise MissingCapabilityError(log, "LogStore", "events")
+        key = self.manager.keys.history(stored.id)
         if limit is None or after is not None:
-            items = _heads(await self.manager.history(stored.id, user_id=stored.user_id))
+            items = _heads(await log.log_read(key))
         else:
-            # A window may leave out tool results at its start (their call is outside it), so read more than
-            # ``limit`` messages, widening until ``limit`` whole events are in it or the window is everything.
-            window = 4 * limit + 4
+            # One event may make several history messages: read more than ``limit``, widening until
+            # ``limit`` events are in the window or it holds the whole history.
+            window = 2 * limit + 2
             while True:
-                messages = await self.manager.history(stored.id, user_id=stored.user_id, last=window)
-                items = _heads(messages)
-                if len(items) > limit or window >= stored.message_count:
+                entries = await log.log_read(key, last=window)
+                items = _heads(entries)
+                if len(items) >= limit or len(entries) < window:
                     break
                 window *= 4
         events = [Event.model_validate(item) for item in items]
@@ -445,13 +448,13 @@ def event_entries(event: Event) -> list[dict[str, Any]]:
     return made
 
 
-def _heads(history: list[Message]) -> list[Any]:
-    """The stored events (JSON) of a history, oldest first: the first message made from each."""
+def _heads(entries: list[LogEntry]) -> list[Any]:
+    """The stored events (JSON) of history log entries, oldest first: the first message made from each."""
     items: list[Any] = []
-    for message in history:
-        source = message.source
-        if source is not None and source.provider == PROVIDER:
-            item = _plain(source.item)
+    for entry in entries:
+        source = entry.value.get("source")
+        if isinstance(source, Mapping) and source.get("provider") == PROVIDER:
+            item = source.get("item")
             if item != _CONTINUED:
                 items.append(item)
     return items
