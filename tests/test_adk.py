@@ -258,11 +258,41 @@ async def test_events_round_trip_losslessly(store: BaseSessionStore) -> None:
     assert got.events[0].grounding_metadata == grounding
     assert got.events[1] == complete
 
+    answers = Event(
+        invocation_id="invocation",
+        author="agent",
+        content=types.Content(
+            role="user",
+            parts=[
+                types.Part.from_function_response(name="a", response={"x": 1}),
+                types.Part.from_function_response(name="b", response={"y": 2}),
+            ],
+        ),
+    )
+    odd = Event(  # no valid Gemini content (a function response from the model): stored all the same
+        invocation_id="invocation",
+        author="agent",
+        content=types.Content(role="model", parts=[types.Part.from_function_response(name="c", response={})]),
+    )
+    await service.append_event(session, answers)
+    await service.append_event(session, odd)
+    newest = await service.get_session(
+        app_name=APP, user_id="user", session_id=session.id, config=GetSessionConfig(num_recent_events=2)
+    )
+    assert newest is not None
+    assert newest.events == [answers, odd], "an event of two tool results is one event"
+    await service.append_event(session, text_event("later"))
+    newest = await service.get_session(
+        app_name=APP, user_id="user", session_id=session.id, config=GetSessionConfig(num_recent_events=3)
+    )
+    assert newest is not None
+    assert newest.events == session.events[-3:]
+
     partial = text_event("streaming...", partial=True)
     assert await service.append_event(session, partial) is partial
     got = await service.get_session(app_name=APP, user_id="user", session_id=session.id)
     assert got is not None
-    assert len(got.events) == 2, "a partial event is not stored"
+    assert len(got.events) == 5, "a partial event is not stored"
 
 
 async def test_appending_to_a_stale_session_is_refused_and_writes_nothing(store: BaseSessionStore) -> None:
@@ -312,6 +342,20 @@ async def test_another_user_never_sees_or_changes_a_session(store: BaseSessionSt
     assert got is not None
     assert got.events == []
     assert got.state == {"secret": 1}
+
+
+async def test_a_users_data_in_an_app_is_deleted_with_their_state(store: BaseSessionStore) -> None:
+    service = SessionwareSessionService(SessionManager(store))
+    for session_id in ("a", "b"):
+        await service.create_session(app_name=APP, user_id="ada", session_id=session_id, state={"user:plan": "pro"})
+    await service.create_session(app_name=APP, user_id="bob", session_id="a", state={"user:plan": "free"})
+    await service.create_session(app_name="other_app", user_id="ada", session_id="a", state={"user:plan": "max"})
+    assert await service.delete_user_data(app_name=APP, user_id="ada") == 2
+    assert (await service.list_sessions(app_name=APP, user_id="ada")).sessions == []
+    assert await service.get_user_state(app_name=APP, user_id="ada") == {}
+    assert await service.get_user_state(app_name=APP, user_id="bob") == {"plan": "free"}, "other users keep theirs"
+    assert await service.get_user_state(app_name="other_app", user_id="ada") == {"plan": "max"}, "other apps too"
+    assert [s.id for s in (await service.list_sessions(app_name=APP)).sessions] == ["a"]
 
 
 async def test_sessions_expire_and_are_purged(store: BaseSessionStore, advance: Advance) -> None:

@@ -258,6 +258,13 @@ class SessionwareSessionService(BaseSessionService):
         async with self._holds.open(self.manager.keys.record(stored_id) + ":adk-turn", load=False):
             yield
 
+    async def delete_user_data(self, *, app_name: str, user_id: str) -> int:
+        """Delete every session of the user in the app and the user's state there; return how many sessions."""
+        deleted = await self.manager.delete_user_data(_owner(app_name, user_id))
+        async with self._holds.open(self._user_key(app_name, user_id)) as update:
+            await update.delete()
+        return deleted
+
     # -- internals ---------------------------------------------------------------------------------------------
 
     async def _revision(self, session: Session, stored_id: str, owner: str) -> int:
