@@ -23,10 +23,7 @@ one conversation never interleave.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any, Literal
@@ -37,6 +34,7 @@ from ..agents.models import Message
 from ..errors import ConflictError, InvalidValueError, MissingExtraError
 from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, Isolation, make_isolation
 from ..keys import TTL
+from ._ids import session_id_for
 
 try:
     from pydantic_ai import messages as pai
@@ -49,19 +47,6 @@ PROVIDER = "pydantic-ai"
 
 _CONTINUED = {"kind": "continued"}
 """The ``source.item`` of the second and later history messages made from one ``ModelMessage``."""
-
-_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{22,64}")
-
-
-def session_id_for(conversation_id: str) -> str:
-    """The session id of an application's conversation id: the id itself when it has a session id's shape,
-    else a digest of it (so any string can name a conversation)."""
-    if not isinstance(conversation_id, str) or not conversation_id:
-        raise InvalidValueError("conversation_id", f"must be a non-empty str, not {conversation_id!r:.60}")
-    if _SESSION_ID.fullmatch(conversation_id):
-        return conversation_id
-    digest = hashlib.sha256(conversation_id.encode("utf-8", "surrogatepass")).digest()
-    return "c" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 class Turn:
