@@ -37,7 +37,7 @@ from openai.types.responses.response_reasoning_item import Summary  # noqa: E402
 
 import sessionware.integrations.openai_agents as integration  # noqa: E402
 from sessionware import BaseSessionStore, InvalidValueError, SessionManager  # noqa: E402
-from sessionware.agents import InvalidSessionIdError, SessionNotFoundError  # noqa: E402
+from sessionware.agents import SessionNotFoundError  # noqa: E402
 from sessionware.integrations.openai_agents import SessionwareSession  # noqa: E402
 
 from .helpers import import_without, run_module_example  # noqa: E402
@@ -492,9 +492,19 @@ async def test_another_users_session_is_invisible_and_refused(manager: SessionMa
     assert [s.id for s in (await manager.list_sessions("bob")).sessions] == []
 
 
+async def test_any_string_names_a_session_as_the_sdk_allows(manager: SessionManager) -> None:
+    short = SessionwareSession("conversation_123", manager, user_id="ada")
+    other = SessionwareSession("conversation_124", manager, user_id="ada")
+    await add(short, [user("hello")])
+    assert short.session_id == "conversation_123"
+    assert await short.get_items() == [user("hello")]
+    assert await other.get_items() == []
+    assert await SessionwareSession("conversation_123", manager, user_id="ada").get_items() == [user("hello")]
+
+
 async def test_bad_input_is_refused_and_nothing_is_stored(manager: SessionManager) -> None:
-    with pytest.raises(InvalidSessionIdError):
-        SessionwareSession("short", manager, user_id="ada")
+    with pytest.raises(InvalidValueError, match="conversation_id"):
+        SessionwareSession("", manager, user_id="ada")
     with pytest.raises(InvalidValueError, match="user_id"):
         SessionwareSession(ID, manager, user_id="")
     with pytest.raises(InvalidValueError, match="ttl"):

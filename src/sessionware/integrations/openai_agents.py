@@ -46,8 +46,10 @@ means (``manager.add_message``) come back converted to Responses items.
 
 Ownership: a session id that belongs to another user is invisible
 (``get_items`` returns ``[]``, ``pop_item`` ``None``) and refused for writes
-(:class:`~sessionware.agents.SessionNotFoundError`). ``session_id`` must have
-the shape of a sessionware id (22-64 of ``A-Z a-z 0-9 - _``).
+(:class:`~sessionware.agents.SessionNotFoundError`). Any non-empty string
+is a ``session_id``: one without the shape of a sessionware id (22-64 of
+``A-Z a-z 0-9 - _``) names the session under a digest of it
+(:func:`sessionware.integrations._ids.session_id_for`).
 """
 
 from __future__ import annotations
@@ -59,7 +61,6 @@ from typing import Any, cast
 
 from ..agents.errors import SessionNotFoundError
 from ..agents.history import check_window
-from ..agents.keyspace import check_session_id
 from ..agents.manager import SessionManager, UserSessions
 from ..agents.records import message_entry, message_from_entry, metadata_dict, plain_json
 from ..errors import ConflictError, InvalidValueError, MissingExtraError
@@ -69,6 +70,7 @@ from ..providers.common import as_data
 from ..providers.errors import ProviderFormatError
 from ..providers.openai import RESPONSES, messages_from_openai_responses, to_openai_responses_items
 from ..store import LogEntry, LogStore
+from ._ids import session_id_for
 
 try:
     from agents.items import TResponseInputItem
@@ -102,7 +104,8 @@ class SessionwareSession:
     ) -> None:
         if not isinstance(manager, SessionManager):
             raise InvalidValueError("manager", f"must be a SessionManager, not {type(manager).__name__}")
-        self.session_id = check_session_id(session_id)
+        self.session_id = session_id
+        self._sid = session_id_for(session_id)
         self.manager = manager
         self.sessions: UserSessions = manager.for_user(user_id)
         self.user_id = self.sessions.user_id
@@ -122,7 +125,7 @@ class SessionwareSession:
         ttl_seconds(ttl)  # checked now rather than at the first add_items
         self._ttl = ttl
         self._metadata = None if metadata is None else metadata_dict(metadata)
-        self._key = manager.keys.history(self.session_id)
+        self._key = manager.keys.history(self._sid)
         self._logs = cast(LogStore, manager.store)  # a SessionManager's store is always a LogStore
 
     def __repr__(self) -> str:
@@ -139,7 +142,7 @@ class SessionwareSession:
         last = check_window(limit, "limit")
         if last == 0:
             return []
-        if await self.sessions.get_session(self.session_id, history=0, tool_invocations=0) is None:
+        if await self.sessions.get_session(self._sid, history=0, tool_invocations=0) is None:
             return []
         entries = await self._logs.log_read(self._key, last=last)
         items: list[TResponseInputItem] = []
@@ -164,7 +167,7 @@ class SessionwareSession:
         except SessionNotFoundError:
             # A ConflictError: created meanwhile by another writer, or someone else's; the second append tells which.
             with suppress(ConflictError):
-                await self.sessions.create_session(session_id=self.session_id, ttl=self._ttl, metadata=self._metadata)
+                await self.sessions.create_session(session_id=self._sid, ttl=self._ttl, metadata=self._metadata)
             await self._append(messages)
 
     async def pop_item(self) -> TResponseInputItem | None:
@@ -174,7 +177,7 @@ class SessionwareSession:
         ``None`` too for a session that does not exist or is someone else's.
         """
         try:
-            message = await self.sessions.pop_message(self.session_id)
+            message = await self.sessions.pop_message(self._sid)
         except SessionNotFoundError:
             return None
         if message is None:
@@ -192,17 +195,17 @@ class SessionwareSession:
         Nothing happens for a session that does not exist or is someone else's.
         """
         with suppress(SessionNotFoundError):
-            await self.sessions.clear_history(self.session_id)
+            await self.sessions.clear_history(self._sid)
 
     async def _append(self, messages: list[dict[str, Any]]) -> None:
         try:
-            await self.sessions.add_messages(self.session_id, messages)
+            await self.sessions.add_messages(self._sid, messages)
         except InvalidValueError:
             # Rare: an item the history cannot read as a message. Keep each such item whole, as a provider part.
             kept = [_checked(message, i) for i, message in enumerate(messages)]
             if kept == messages:
                 raise
-            await self.sessions.add_messages(self.session_id, kept)
+            await self.sessions.add_messages(self._sid, kept)
 
     def _items_of(self, entry: LogEntry) -> list[TResponseInputItem]:
         source = entry.value.get("source")
