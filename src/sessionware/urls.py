@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,50 @@ def _int(url: str, name: str, raw: str) -> int:
         return int(raw)
     except ValueError:
         raise InvalidStoreURLError(f"{name} in {redact_url(url)!r} must be an integer, not {raw!r}") from None
+
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+_NONE = ("none", "null", "off", "")
+
+
+def url_int(url: str, name: str, raw: str, *, minimum: int = 0) -> int:
+    """The integer query parameter ``name`` of a store URL, at least ``minimum``; else :class:`InvalidStoreURLError`."""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise InvalidStoreURLError(
+            f"{name} in {redact_url(url)!r} must be an integer of at least {minimum}, not {raw!r}"
+        ) from None
+    return value
+
+
+def url_seconds(url: str, name: str, raw: str, *, zero: bool = False) -> float | None:
+    """A query parameter of seconds (``none`` or empty: no limit); else :class:`InvalidStoreURLError` naming it."""
+    if raw.strip().lower() in _NONE:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        kind = "non-negative" if zero else "positive"
+        raise InvalidStoreURLError(
+            f"{name} in {redact_url(url)!r} must be a {kind} number of seconds or none, not {raw!r}"
+        )
+    return value
+
+
+def url_bool(url: str, name: str, raw: str) -> bool:
+    """A true/false query parameter; else :class:`InvalidStoreURLError` naming it."""
+    flag = raw.strip().lower()
+    if flag in _TRUE:
+        return True
+    if flag in _FALSE:
+        return False
+    raise InvalidStoreURLError(f"{name} in {redact_url(url)!r} must be true or false, not {raw!r}")
 
 
 def _no_leftovers(url: str, query: dict[str, str]) -> None:
