@@ -61,6 +61,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import ssl
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from importlib import resources
@@ -173,7 +174,7 @@ class RespDriver(RedisDriver):
 
     not_run = (_resp.ConnectError, _resp.ServerNotReadyError)
     unavailable = (_resp.ConnectionFailedError, _resp.ServerNotReadyError, OSError)
-    never_retry = (_resp.AuthenticationError, _resp.ClientClosedError)
+    never_retry = (_resp.AuthenticationError, _resp.ClientClosedError, _resp.TLSVerificationError)
     reply_errors = (_resp.ReplyError,)
     no_script = (_resp.NoScriptError,)
 
@@ -201,7 +202,7 @@ class _RedisPyErrors(RedisDriver):
         redis_errors.TimeoutError,
         OSError,
     )
-    never_retry = (redis_errors.AuthenticationError,)
+    never_retry = (redis_errors.AuthenticationError, _resp.TLSVerificationError)
     reply_errors = (redis_errors.ResponseError,)
     no_script = (redis_errors.NoScriptError,)
 
@@ -213,6 +214,11 @@ def _not_connected(where: str, exc: BaseException) -> NoReturn:
     """Raise the error of a connection that could not be made (nothing was sent); bad credentials stay as they are."""
     if isinstance(exc, redis_errors.AuthenticationError):
         raise exc
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is not None:
+        raise _resp.TLSVerificationError(f"Redis{where} failed TLS verification: {cause}") from exc
     raise _resp.ConnectError(f"cannot connect to Redis{where}: {exc}") from exc
 
 
