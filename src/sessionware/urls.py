@@ -11,7 +11,8 @@ from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 from .errors import InvalidStoreURLError
 from .store import BaseSessionStore
 
-SCHEMES = ("memory", "sqlite", "redis", "rediss", "unix", "postgresql", "postgres")
+SCHEMES = ("memory", "sqlite", "redis", "rediss", "redis+sentinel", "unix", "postgresql", "postgres")
+_SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 
 _SECRET_PARAM = re.compile(r"(?i)((?:^|[?&;])(?:password|passwd|pass|secret|token)=)[^&;#]*")
 
@@ -53,11 +54,22 @@ def open_store(url: str, **options: Any) -> BaseSessionStore:
     ``memory://?max_sessions=1000``; ``sqlite:///relative.db`` or
     ``sqlite:////absolute/path.db`` (``?table=`` names the table);
     ``redis://host:6379/0?prefix=session`` (``?cluster=true`` for Redis Cluster,
-    any node's address); ``postgresql://user@host/db?table=…``.
+    any node's address), ``rediss://`` for TLS,
+    ``redis+sentinel://host:26379,host:26380/mymaster?db=0`` through Sentinel;
+    ``postgresql://user@host/db?table=…``.
     Nothing is connected until the store is first used.
     """
     if not isinstance(url, str) or "://" not in url:
         raise InvalidStoreURLError(f"not a store URL: {redact_url(url)!r}; expected one of {', '.join(SCHEMES)}://…")
+    if url.partition("://")[0].lower() in _SENTINEL_SCHEMES:
+        # Several sentinel addresses in one netloc: the Redis driver parses them itself.
+        from .stores.redis import RedisSessionStore
+
+        head, _, query_text = url.partition("?")
+        query = dict(parse_qsl(query_text, keep_blank_values=True))
+        if "prefix" in query:
+            options.setdefault("prefix", query.pop("prefix"))
+        return RedisSessionStore.from_url(f"{head}?{urlencode(query)}" if query else head, **options)
     parts = split_url(url)
     scheme = parts.scheme.lower()
     if scheme in ("postgresql+asyncpg", "postgres+asyncpg"):
