@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from sessionware import PostgresSessionStore, SessionManager, open_store
+from sessionware import PostgresSessionStore, open_store
 from sessionware.errors import InvalidStoreURLError, InvalidValueError, StoreError, StoreUnavailableError
-from sessionware.testing import Advance, StoreContract
+from sessionware.testing import StoreContract
 
+from . import test_multiprocess as multiprocess
 from .conftest import require_server, unique
 from .pgbouncer import LocalPgBouncer
-from .test_multiprocess import PROCESSES, TASKS, UPDATES, run_workers
 
 
 @pytest.fixture(scope="module")
@@ -67,13 +67,6 @@ class TestContractThroughPgBouncer(StoreContract):
         yield s
         await s.drop_tables()
         await s.close()
-
-    @pytest.fixture
-    def advance(self) -> Advance:
-        async def sleep(seconds: float) -> None:
-            await asyncio.sleep(seconds)
-
-        return sleep
 
 
 async def test_transactions_of_one_client_connection_run_on_several_server_connections(
@@ -156,49 +149,31 @@ async def test_leases_and_logs_under_concurrency_through_the_bouncer(bouncer: Lo
         await store.close()
 
 
-@pytest.mark.slow
-async def test_cross_process_counter_through_the_bouncer(bouncer: LocalPgBouncer) -> None:
-    """4 processes x 25 tasks x 20 increments of one counter, every worker through the bouncer: exactly 2,000."""
+@pytest.fixture
+async def bounced_table_url(bouncer: LocalPgBouncer) -> AsyncIterator[str]:
+    """The URL of a fresh table through the bouncer (``?pgbouncer=true``), dropped afterwards."""
     url = bounced_url(bouncer, unique("sessionware_pgb_"))
-    try:
-        run_workers({"url": url, "mode": "counter", "tasks": TASKS, "updates": UPDATES, "isolation": "distributed"})
-        store: Any = open_store(url)
-        assert await store.get("1") == {"n": PROCESSES * TASKS * UPDATES}
-        await store.unlock((await store.lock("1", lease=1, wait=0)).lease)  # every lease was released
-        await store.close()
-    finally:
-        store = open_store(url)
-        await store.drop_tables()
-        await store.close()
+    yield url
+    store = open_store(url)
+    await store.drop_tables()  # type: ignore[attr-defined]
+    await store.close()
 
 
 @pytest.mark.slow
-async def test_add_message_from_many_processes_through_the_bouncer(bouncer: LocalPgBouncer) -> None:
-    url = bounced_url(bouncer, unique("sessionware_pgb_"))
-    manager = SessionManager(url, isolation="distributed")
-    try:
-        s = await manager.create_session("worker-user")
-        run_workers(
-            {
-                "url": url,
-                "mode": "messages",
-                "tasks": TASKS,
-                "updates": UPDATES,
-                "isolation": "distributed",
-                "session_id": s.id,
-            }
-        )
-        total = PROCESSES * TASKS * UPDATES
-        history = await manager.history(s.id, last=total)
-        assert [m.seq for m in history] == list(range(1, total + 1))
-        snapshot = await manager.get_session(s.id, history=0)
-        assert snapshot is not None
-        assert snapshot.message_count == total
-    finally:
-        await manager.close()
-        store = open_store(url)
-        await store.drop_tables()  # type: ignore[attr-defined]
-        await store.close()
+async def test_cross_process_counter_through_the_bouncer(bounced_table_url: str) -> None:
+    """4 processes x 25 tasks x 20 increments of one counter through the bouncer: exactly 2,000 with
+    distributed isolation, updates lost with local isolation (tests/test_multiprocess.py's test)."""
+    await multiprocess.test_counter_through_middleware(bounced_table_url)
+
+
+@pytest.mark.slow
+async def test_add_message_from_many_processes_through_the_bouncer(bounced_table_url: str) -> None:
+    await multiprocess.test_add_message_from_many_processes(bounced_table_url)
+
+
+@pytest.mark.slow
+async def test_log_appends_from_many_processes_through_the_bouncer(bounced_table_url: str) -> None:
+    await multiprocess.test_log_appends_and_writes_from_many_processes(bounced_table_url)
 
 
 # -- pool settings through the URL and the constructor -------------------------------------------

@@ -22,7 +22,7 @@ import pytest
 from sessionware import RedisSessionStore, open_store
 from sessionware.errors import InvalidStoreURLError, StoreError
 from sessionware.stores.redis.drivers import SentinelDriver
-from sessionware.testing import Advance, StoreContract
+from sessionware.testing import StoreContract
 
 from .conftest import unique
 from .redis_sentinel import LocalSentinel
@@ -48,13 +48,6 @@ class TestContractThroughSentinel(StoreContract):
         assert isinstance(s.driver, SentinelDriver)
         yield s
         await s.close()
-
-    @pytest.fixture
-    def advance(self) -> Advance:
-        async def sleep(seconds: float) -> None:
-            await asyncio.sleep(seconds)
-
-        return sleep
 
 
 async def test_writes_reach_the_replicas_before_they_are_acknowledged(deployment: LocalSentinel) -> None:

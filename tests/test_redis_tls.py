@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ import redis.asyncio as aioredis
 
 from sessionware import RedisSessionStore, SessionManager, open_store
 from sessionware.errors import InvalidStoreURLError, StoreTLSError, StoreUnavailableError
-from sessionware.testing import Advance, StoreContract
+from sessionware.testing import StoreContract
 
 from .conftest import unique
 from .redis_tls import LocalTLSRedis, make_certificates
@@ -30,10 +29,6 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTLSRedi
         server.stop()
 
 
-async def _real_sleep(seconds: float) -> None:
-    await asyncio.sleep(seconds)
-
-
 class TestContractOverTLS(StoreContract):
     """The contract suite through the store's own client, every byte over TLS."""
 
@@ -44,10 +39,6 @@ class TestContractOverTLS(StoreContract):
         yield s
         await s.close()
 
-    @pytest.fixture
-    def advance(self) -> Advance:
-        return _real_sleep
-
 
 class TestContractOverTLSThroughRedisPy(StoreContract):
     """The same through a redis-py client the user made for ``rediss://`` (its own TLS settings)."""
@@ -57,10 +48,6 @@ class TestContractOverTLSThroughRedisPy(StoreContract):
         client = aioredis.from_url(tls_redis.url())
         yield RedisSessionStore(client, unique("tlspy-"))
         await client.aclose()
-
-    @pytest.fixture
-    def advance(self) -> Advance:
-        return _real_sleep
 
 
 async def test_the_session_really_travels_over_tls(tls_redis: LocalTLSRedis) -> None:

@@ -526,11 +526,11 @@ def open_sentinel_url(url: str, **options: Any) -> SentinelDriver:
         if colon:
             kwargs["password"] = unquote(password)
     if len(names) == 2:
-        kwargs["db"] = _query_int("database", names[1])
+        kwargs["db"] = _resp._int("database", names[1])
     wait: dict[str, Any] = {}
     for name, raw in parse_qsl(query_text, keep_blank_values=True):
         if name == "db":
-            kwargs["db"] = _query_int(name, raw)
+            kwargs["db"] = _resp._int(name, raw)
         elif name in ("sentinel_password", "sentinel_username"):
             sentinel_kwargs[name.removeprefix("sentinel_")] = raw
         elif name in ("connect_timeout", "socket_timeout"):
@@ -538,7 +538,7 @@ def open_sentinel_url(url: str, **options: Any) -> SentinelDriver:
             key = "socket_connect_timeout" if name == "connect_timeout" else name
             kwargs[key] = sentinel_kwargs[key] = seconds
         elif name == "wait_replicas":
-            wait[name] = _query_int(name, raw)
+            wait[name] = _resp._int(name, raw)
         elif name == "wait_timeout":
             wait[name] = _query_seconds(name, raw)
         elif name == "client_name" or (name.startswith("ssl_") and scheme == "rediss+sentinel"):
@@ -561,20 +561,10 @@ def _host_port(item: str) -> tuple[str, int]:
         host, _, port_text = item.partition(":")
     if not host:
         raise ValueError(f"a sentinel address needs a host, not {item!r}")
-    port = _query_int("port", port_text) if port_text else 26379
+    port = _resp._int("port", port_text) if port_text else 26379
     if not 0 < port < 65536:
         raise ValueError(f"port {port} of sentinel {host!r} is out of range")
     return unquote(host), port
-
-
-def _query_int(name: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, not {raw!r}") from None
-    if value < 0:
-        raise ValueError(f"{name} must not be negative, not {value}")
-    return value
 
 
 def _query_seconds(name: str, raw: str) -> float:
