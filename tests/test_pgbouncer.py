@@ -129,6 +129,36 @@ async def test_first_use_from_many_stores_at_once_creates_the_schema_once(bounce
             await s.close()
 
 
+async def test_no_advisory_lock_outlives_its_transaction(bouncer: LocalPgBouncer, admin: Any) -> None:
+    """After schema creation, writes, leases and a drop, the server holds no advisory lock of the store's."""
+    store = PostgresSessionStore.from_url(bounced_url(bouncer, unique("sessionware_pgb_")))
+    lock_id = store._lock_id
+    classid, objid = (lock_id >> 32) & 0xFFFFFFFF, lock_id & 0xFFFFFFFF
+
+    async def held() -> int:
+        return int(
+            await admin.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = $1"
+                " AND objid::bigint = $2",
+                classid,
+                objid,
+            )
+        )
+
+    async with admin.transaction():  # the query sees the store's lock when one is held
+        await admin.execute("SELECT pg_advisory_xact_lock($1)", lock_id)
+        assert await held() == 1
+    try:
+        await asyncio.gather(*(store.set(f"k{i}", {"i": i}) for i in range(20)))
+        locked = await store.lock("k0", lease=5, wait=5)
+        await store.commit(locked.lease, store.codec.encode({"i": -1}))
+        assert await held() == 0
+    finally:
+        await store.drop_tables()
+        assert await held() == 0
+        await store.close()
+
+
 async def test_leases_and_logs_under_concurrency_through_the_bouncer(bouncer: LocalPgBouncer) -> None:
     """100 concurrent read-modify-writes under leases and 100 concurrent appends: nothing lost, no gaps."""
     store = PostgresSessionStore.from_url(bounced_url(bouncer, unique("sessionware_pgb_")))

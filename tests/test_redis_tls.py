@@ -45,7 +45,7 @@ class TestContractOverTLSThroughRedisPy(StoreContract):
 
     @pytest.fixture
     async def store(self, tls_redis: LocalTLSRedis) -> AsyncIterator[RedisSessionStore]:
-        client = aioredis.from_url(tls_redis.url())
+        client = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(tls_redis.url(), max_connections=16))
         yield RedisSessionStore(client, unique("tlspy-"))
         await client.aclose()
 

@@ -258,10 +258,13 @@ class RedisPyDriver(_RedisPyErrors):
 
     async def script(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """As every driver runs a script; with ``wait_replicas``, a script that writes waits for the replicas."""
-        wait = bool(self.wait_replicas) and not script.readonly
+        if not self.wait_replicas:
+            return await super().script(script, keys, args)
+        wait = not script.readonly
         try:
             return await self._send(("EVALSHA", script.sha, len(keys), *keys, *args), wait=wait)
         except self.no_script:
+            script.sha = script.digest
             return await self._send(("EVAL", script.source, len(keys), *keys, *args), wait=wait)
 
     async def _send(self, args: tuple[Any, ...], *, wait: bool) -> Any:
