@@ -141,3 +141,43 @@ async def test_redis_paused_server_times_out_then_recovers(own_redis: int, clien
         if client == "redis-py":
             await store.client.aclose()
         await store.close()
+
+
+# -- the deadline every store call runs under ----------------------------------------------------
+
+
+async def test_deadlines_of_different_lengths_each_fire_on_time() -> None:
+    from sessionware._deadline import within
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    async def slow(seconds: float, limit: float) -> float:
+        try:
+            await within(limit, asyncio.sleep(seconds))
+        except TimeoutError:
+            return loop.time() - started
+        return -1.0
+
+    # A long deadline first, then shorter ones: the one timer is moved earlier for them.
+    results = await asyncio.gather(slow(5, 1.0), slow(5, 0.2), slow(0.05, 0.5), slow(5, 0.4))
+    assert results[2] == -1.0  # finished before its deadline
+    for limit, got in zip((1.0, 0.2, 0.4), (results[0], results[1], results[3]), strict=True):
+        assert limit <= got < limit + 0.3, (limit, got)
+
+
+async def test_a_cancellation_from_outside_stays_a_cancellation() -> None:
+    from sessionware._deadline import within
+
+    task = asyncio.create_task(within(10, asyncio.sleep(5)))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # And a timed-out call leaves its task uncancelled: the caller goes on awaiting normally.
+    with pytest.raises(TimeoutError):
+        await within(0.05, asyncio.sleep(5))
+    current = asyncio.current_task()
+    assert current is not None
+    assert current.cancelling() == 0
+    await asyncio.sleep(0.01)
