@@ -19,6 +19,13 @@ class StoreTimeoutError(StoreUnavailableError):
     """A store operation did not finish within its configured timeout."""
 
 
+class StoreTLSError(StoreUnavailableError):
+    """The store's server failed TLS verification (unknown CA, wrong host name, expired certificate).
+
+    Never retried: it is a setting to fix, not a passing fault.
+    """
+
+
 class StoreClosedError(StoreError):
     """The store was closed; it refuses every further call (open a new one)."""
 
@@ -114,6 +121,7 @@ __all__ = [
     "SessionwareError",
     "StoreClosedError",
     "StoreError",
+    "StoreTLSError",
     "StoreTimeoutError",
     "StoreUnavailableError",
     "ValueTooLargeError",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from abc import ABC, abstractmethod
@@ -10,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Seque
 from dataclasses import dataclass, field
 from typing import ClassVar, NamedTuple, Protocol, TypeVar, runtime_checkable
 
+from ._deadline import within
 from .codec import DEFAULT_CODEC, Codec, JsonDict
 from .errors import (
     SessionwareError,
@@ -371,8 +371,7 @@ class BaseSessionStore(ABC):
         try:
             if self.timeout is None:
                 return await aw
-            async with asyncio.timeout(self.timeout):
-                return await aw
+            return await within(self.timeout, aw)
         except SessionwareError:
             raise
         except TimeoutError as exc:

@@ -47,6 +47,15 @@ def retry_backoff(attempt: int) -> float:
     return RETRY_BACKOFF * 2.0**attempt * (0.5 + random.random() / 2)
 
 
+DEFAULT_OPERATION_TIMEOUT = 30.0
+"""Seconds a call of a networked store (PostgreSQL, Redis) may take, retries included, unless told otherwise."""
+
+
+def check_timeout(timeout: object) -> float | None:
+    """Validate a store's ``timeout`` option: positive seconds, or ``None`` for no limit."""
+    return None if timeout is None else check_seconds("timeout", timeout)
+
+
 def check_retries(retries: object) -> int:
     """Validate a store's ``retries`` option."""
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:

@@ -61,11 +61,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import ssl
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, ClassVar, NoReturn
-from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from ...errors import MissingExtraError
 
@@ -90,6 +91,16 @@ Call = Callable[..., Awaitable[Any]]
 
 _MAX_REDIRECTS = 16
 
+_READONLY_SCRIPTS = frozenset({"read"})
+"""Scripts that write nothing: no replica acknowledgement to wait for."""
+_READS = frozenset({"GET", "PTTL", "LINDEX", "LLEN", "SCAN", "EXISTS", "PING"})
+"""The plain commands the store sends that write nothing."""
+
+
+class NotReplicatedError(redis_errors.ConnectionError):
+    """A write ran on the master but too few replicas acknowledged it in time (``WAIT``); it may not survive a
+    failover, so it is reported as not acknowledged (it may or may not persist)."""
+
 
 class Script:
     """A Lua script of ``scripts/``, run with EVALSHA and sent whole with EVAL when the server lacks it.
@@ -98,9 +109,10 @@ class Script:
     prelude (``record`` defines the record helpers).
     """
 
-    __slots__ = ("digest", "sha", "source")
+    __slots__ = ("digest", "readonly", "sha", "source")
 
     def __init__(self, *names: str) -> None:
+        self.readonly = all(name in _READONLY_SCRIPTS for name in names)
         self.source = "".join(_script_source(name) for name in names)
         self.digest = hashlib.sha1(self.source.encode()).hexdigest()
         self.sha = self.digest
@@ -173,7 +185,7 @@ class RespDriver(RedisDriver):
 
     not_run = (_resp.ConnectError, _resp.ServerNotReadyError)
     unavailable = (_resp.ConnectionFailedError, _resp.ServerNotReadyError, OSError)
-    never_retry = (_resp.AuthenticationError, _resp.ClientClosedError)
+    never_retry = (_resp.AuthenticationError, _resp.ClientClosedError, _resp.TLSVerificationError)
     reply_errors = (_resp.ReplyError,)
     no_script = (_resp.NoScriptError,)
 
@@ -201,7 +213,7 @@ class _RedisPyErrors(RedisDriver):
         redis_errors.TimeoutError,
         OSError,
     )
-    never_retry = (redis_errors.AuthenticationError,)
+    never_retry = (redis_errors.AuthenticationError, _resp.TLSVerificationError)
     reply_errors = (redis_errors.ResponseError,)
     no_script = (redis_errors.NoScriptError,)
 
@@ -213,6 +225,11 @@ def _not_connected(where: str, exc: BaseException) -> NoReturn:
     """Raise the error of a connection that could not be made (nothing was sent); bad credentials stay as they are."""
     if isinstance(exc, redis_errors.AuthenticationError):
         raise exc
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is not None:
+        raise _resp.TLSVerificationError(f"Redis{where} failed TLS verification: {cause}") from exc
     raise _resp.ConnectError(f"cannot connect to Redis{where}: {exc}") from exc
 
 
@@ -223,26 +240,92 @@ class RedisPyDriver(_RedisPyErrors):
     passes in is never closed by the store.
     """
 
-    def __init__(self, client: aioredis.Redis, *, owns: bool = False) -> None:
+    def __init__(
+        self, client: aioredis.Redis, *, owns: bool = False, wait_replicas: int = 0, wait_timeout: float = 1.0
+    ) -> None:
         _check_bytes(client.connection_pool.connection_kwargs)
+        if isinstance(wait_replicas, bool) or not isinstance(wait_replicas, int) or wait_replicas < 0:
+            raise ValueError(f"wait_replicas must be a non-negative int, not {wait_replicas!r}")
+        if isinstance(wait_timeout, bool) or not isinstance(wait_timeout, int | float) or not wait_timeout > 0:
+            raise ValueError(f"wait_timeout must be a positive number of seconds, not {wait_timeout!r}")
         super().__init__(client, owns=owns)
         self.pool = client.connection_pool
+        self.wait_replicas = wait_replicas
+        self._wait = ("WAIT", wait_replicas, max(1, round(wait_timeout * 1000)))
 
     async def execute(self, *args: Any) -> Any:
+        return await self._send(args, wait=bool(self.wait_replicas) and args[0] not in _READS)
+
+    async def script(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """As every driver runs a script; with ``wait_replicas``, a script that writes waits for the replicas."""
+        if not self.wait_replicas:
+            return await super().script(script, keys, args)
+        wait = not script.readonly
+        try:
+            return await self._send(("EVALSHA", script.sha, len(keys), *keys, *args), wait=wait)
+        except self.no_script:
+            script.sha = script.digest
+            return await self._send(("EVAL", script.source, len(keys), *keys, *args), wait=wait)
+
+    async def _send(self, args: tuple[Any, ...], *, wait: bool) -> Any:
         pool = self.pool
         try:
             conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
             _not_connected("", exc)
         try:
-            await conn.send_command(*args)
-            return await conn.read_response(disable_decoding=True)
+            if not wait:
+                await conn.send_command(*args)
+                return await conn.read_response(disable_decoding=True)
+            # WAIT on the same connection: it counts the replicas that have this connection's last write.
+            await conn.send_packed_command(conn.pack_commands([args, self._wait]))
+            try:
+                reply = await conn.read_response(disable_decoding=True)
+            except redis_errors.ResponseError:
+                await conn.read_response(disable_decoding=True)
+                raise
+            acknowledged = int(await conn.read_response(disable_decoding=True))
+            if acknowledged < self.wait_replicas:
+                raise NotReplicatedError(
+                    f"{args[0]} ran on the master but {acknowledged} of the {self.wait_replicas} replica(s) asked for"
+                    f" acknowledged it within {self._wait[2]} ms (wait_replicas); it may or may not persist"
+                )
+            return reply
         except redis_errors.ConnectionError as exc:
             if isinstance(exc.__context__, redis_errors.ReadOnlyError):  # Sentinel: the master was demoted
                 raise redis_errors.ReadOnlyError(f"{exc}: {exc.__context__}") from exc
             raise
         finally:
             await pool.release(conn)
+
+
+class SentinelDriver(RedisPyDriver):
+    """A redis-py client on the master a set of Sentinels names (``Sentinel(...).master_for(service)``).
+
+    Each new connection asks the sentinels where the master is; a connection
+    to a master that was demoted is dropped on its first ``READONLY`` reply and
+    the command reported as not run. No more commands are in flight than the
+    pool has connections (``max_connections``, redis-py's 100 unless given as
+    an option): further callers wait for one. Closing closes the sentinel
+    connections too.
+    """
+
+    def __init__(
+        self, client: aioredis.Redis, sentinel: Any, *, wait_replicas: int = 0, wait_timeout: float = 1.0
+    ) -> None:
+        super().__init__(client, owns=True, wait_replicas=wait_replicas, wait_timeout=wait_timeout)
+        self.sentinel = sentinel
+        # Callers beyond the pool's size wait for a free connection instead of failing.
+        self._limit = asyncio.Semaphore(self.pool.max_connections)
+
+    async def _send(self, args: tuple[Any, ...], *, wait: bool) -> Any:
+        async with self._limit:
+            return await super()._send(args, wait=wait)
+
+    async def _close(self) -> None:
+        await self.client.aclose()
+        for node in self.sentinel.sentinels:
+            await node.aclose()
 
 
 class RedisClusterDriver(_RedisPyErrors):
@@ -404,12 +487,107 @@ _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no")
 
 
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+
+
+def open_sentinel_url(url: str, **options: Any) -> SentinelDriver:
+    """A driver on the master of ``redis+sentinel://[[user]:password@]host:port[,host:port…]/service[/db]``.
+
+    The hosts are sentinels (port 26379 unless given); user and password are
+    the master's. Query parameters: ``db``, ``sentinel_username`` and
+    ``sentinel_password`` (the sentinels' own, if they ask for one),
+    ``connect_timeout`` and ``socket_timeout`` (seconds, for the master and the
+    sentinels), ``client_name``, ``wait_replicas`` (after each write, ``WAIT``
+    for that many replicas: a write is acknowledged only once a replica has
+    it, so a failover keeps it) and ``wait_timeout`` (seconds, default 1).
+    ``rediss+sentinel://`` speaks TLS to the master, with the ``ssl_*``
+    parameters of redis-py. ``options`` go to redis-py's connections.
+    Raises ``ValueError`` for a URL it cannot use.
+    """
+    from redis.asyncio.sentinel import Sentinel
+
+    scheme, _, rest = url.partition("://")
+    netloc, _, tail = rest.partition("/")
+    path, _, query_text = tail.partition("?")
+    userinfo, at, hostlist = netloc.rpartition("@")
+    if not at:
+        hostlist = netloc
+    hosts: list[tuple[str, int]] = []
+    for item in hostlist.split(","):
+        host, port = _host_port(item.strip())
+        hosts.append((host, port))
+    names = [unquote(part) for part in path.split("/") if part]
+    if not names or len(names) > 2:
+        raise ValueError("a Sentinel URL names the master's service: redis+sentinel://host:port/mymaster[/db]")
+    service = names[0]
+    kwargs: dict[str, Any] = {}
+    sentinel_kwargs: dict[str, Any] = {}
+    if at:
+        user, colon, password = userinfo.partition(":")
+        if user:
+            kwargs["username"] = unquote(user)
+        if colon:
+            kwargs["password"] = unquote(password)
+    if len(names) == 2:
+        kwargs["db"] = _resp._int("database", names[1])
+    wait: dict[str, Any] = {}
+    for name, raw in parse_qsl(query_text, keep_blank_values=True):
+        if name == "db":
+            kwargs["db"] = _resp._int(name, raw)
+        elif name in ("sentinel_password", "sentinel_username"):
+            sentinel_kwargs[name.removeprefix("sentinel_")] = raw
+        elif name in ("connect_timeout", "socket_timeout"):
+            seconds = _query_seconds(name, raw)
+            key = "socket_connect_timeout" if name == "connect_timeout" else name
+            kwargs[key] = sentinel_kwargs[key] = seconds
+        elif name == "wait_replicas":
+            wait[name] = _resp._int(name, raw)
+        elif name == "wait_timeout":
+            wait[name] = _query_seconds(name, raw)
+        elif name == "client_name" or (name.startswith("ssl_") and scheme == "rediss+sentinel"):
+            kwargs[name] = raw
+        else:
+            raise ValueError(f"unknown URL parameter {name!r}")
+    if scheme == "rediss+sentinel":
+        kwargs["ssl"] = True
+    kwargs.update(options)
+    sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs or None, **kwargs)  # type: ignore[no-untyped-call]
+    client = sentinel.master_for(service)
+    return SentinelDriver(client, sentinel, **wait)
+
+
+def _host_port(item: str) -> tuple[str, int]:
+    if item.startswith("["):
+        host, _, port_text = item[1:].partition("]")
+        port_text = port_text.removeprefix(":")
+    else:
+        host, _, port_text = item.partition(":")
+    if not host:
+        raise ValueError(f"a sentinel address needs a host, not {item!r}")
+    port = _resp._int("port", port_text) if port_text else 26379
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} of sentinel {host!r} is out of range")
+    return unquote(host), port
+
+
+def _query_seconds(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{name} must be a positive number of seconds, not {raw!r}")
+    return value
+
+
 def open_url(url: str, **options: Any) -> RedisDriver:
     """A driver owning a new client for ``url``: a :class:`~.resp.RespClient`, or with ``?cluster=true`` a
     ``redis.asyncio.RedisCluster`` (``RedisCluster.from_url``), ``options`` going to that client.
 
     Raises ``ValueError`` for a URL it cannot use.
     """
+    if url.partition("://")[0].lower() in SENTINEL_SCHEMES:
+        return open_sentinel_url(url, **options)
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     flags = [value.lower() for name, value in query if name == "cluster"]
@@ -439,8 +617,12 @@ __all__ = [
     "RedisClusterDriver",
     "RedisDriver",
     "RedisPyDriver",
+    "NotReplicatedError",
     "RespDriver",
+    "SENTINEL_SCHEMES",
     "Script",
+    "SentinelDriver",
     "driver_for",
+    "open_sentinel_url",
     "open_url",
 ]

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ...errors import MissingExtraError
+from ...errors import MissingExtraError, StoreTLSError
 
 try:
     import hiredis
@@ -69,6 +69,10 @@ class ConnectError(ConnectionFailedError):
 
 class AuthenticationError(ConnectError):
     """The server refused the credentials (or the database) of the connection."""
+
+
+class TLSVerificationError(ConnectError, StoreTLSError):
+    """The server's certificate failed verification; no command was sent, and trying again will not help."""
 
 
 class ClientClosedError(ConnectionFailedError):
@@ -285,8 +289,10 @@ class RespClient:
         ``unix://[[user]:password@]/path/to/socket[?db=N]``.
 
         Query parameters ``db``, ``client_name``, ``connect_timeout`` and
-        ``stall_timeout`` are read too; keyword ``options`` win over the URL.
-        Raises ``ValueError`` for anything it cannot use.
+        ``stall_timeout`` are read too, and for ``rediss://`` the TLS settings
+        of :func:`tls_context` (``ssl_ca_certs``, ``ssl_certfile``,
+        ``ssl_keyfile``, ``ssl_cert_reqs``, ``ssl_check_hostname``); keyword
+        ``options`` win over the URL. Raises ``ValueError`` for anything it cannot use.
         """
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
@@ -314,8 +320,11 @@ class RespClient:
             db_path = parts.path.lstrip("/")
             if db_path:
                 found["db"] = _int("database", db_path)
-            if scheme == "rediss":
-                found["ssl"] = True
+        tls = {name: query.pop(name) for name in TLS_PARAMETERS if name in query}
+        if tls and scheme != "rediss":
+            raise ValueError(f"{', '.join(sorted(tls))} need a rediss:// URL (TLS)")
+        if scheme == "rediss":
+            found["ssl"] = tls_context(**tls)
         if "db" in query:
             found["db"] = _int("db", query.pop("db"))
         if "client_name" in query:
@@ -389,6 +398,11 @@ class RespClient:
                 conn.fail(str(exc), ConnectError, abort=True)
             if isinstance(exc, ConnectError):
                 raise
+            if isinstance(exc, _ssl.SSLCertVerificationError):
+                raise TLSVerificationError(
+                    f"Redis at {where} failed TLS verification: {exc.verify_message or exc}"
+                    " (check ssl_ca_certs and the server's certificate)"
+                ) from exc
             raise ConnectError(f"cannot connect to Redis at {where}: {exc}") from exc
         except BaseException:
             if conn is not None:
@@ -458,6 +472,48 @@ class RespClient:
                 return
 
 
+TLS_PARAMETERS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
+"""The TLS query parameters of a ``rediss://`` URL (redis-py's names)."""
+
+_CERT_REQS = {"none": _ssl.CERT_NONE, "optional": _ssl.CERT_OPTIONAL, "required": _ssl.CERT_REQUIRED}
+
+
+def tls_context(
+    *,
+    ssl_ca_certs: str | None = None,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    ssl_cert_reqs: str = "required",
+    ssl_check_hostname: str | bool | None = None,
+) -> _ssl.SSLContext:
+    """An ``ssl.SSLContext`` for a Redis server: trust ``ssl_ca_certs`` (a PEM file; default: the system's CAs),
+    present ``ssl_certfile``/``ssl_keyfile`` as a client certificate, verify the server as ``ssl_cert_reqs``
+    says (``required``, ``optional`` or ``none``) and its host name unless ``ssl_check_hostname`` is false
+    (or nothing is verified). ``ValueError`` names a bad setting or an unreadable file."""
+    reqs = _CERT_REQS.get(str(ssl_cert_reqs).lower())
+    if reqs is None:
+        raise ValueError(f"ssl_cert_reqs must be none, optional or required, not {ssl_cert_reqs!r}")
+    if isinstance(ssl_check_hostname, str):
+        flag = ssl_check_hostname.lower()
+        if flag not in ("true", "1", "yes", "false", "0", "no"):
+            raise ValueError(f"ssl_check_hostname must be true or false, not {ssl_check_hostname!r}")
+        ssl_check_hostname = flag in ("true", "1", "yes")
+    try:
+        context = _ssl.create_default_context(cafile=ssl_ca_certs)
+    except (OSError, _ssl.SSLError) as exc:
+        raise ValueError(f"ssl_ca_certs {ssl_ca_certs!r} cannot be read as PEM certificates: {exc}") from None
+    context.check_hostname = reqs != _ssl.CERT_NONE and ssl_check_hostname is not False
+    context.verify_mode = reqs
+    if ssl_certfile is not None or ssl_keyfile is not None:
+        if ssl_certfile is None:
+            raise ValueError("ssl_keyfile needs ssl_certfile")
+        try:
+            context.load_cert_chain(ssl_certfile, ssl_keyfile)
+        except (OSError, _ssl.SSLError) as exc:
+            raise ValueError(f"ssl_certfile {ssl_certfile!r} cannot be loaded: {exc}") from None
+    return context
+
+
 def _int(name: str, raw: str) -> int:
     try:
         value = int(raw)
@@ -486,4 +542,6 @@ __all__ = [
     "ReplyError",
     "RespClient",
     "ServerNotReadyError",
+    "TLSVerificationError",
+    "tls_context",
 ]

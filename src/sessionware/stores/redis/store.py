@@ -108,13 +108,15 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import aclosing
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from ...codec import Codec, JsonDict
 from ...errors import InvalidKeyError, InvalidStoreURLError, SessionDecodeError
 from ...keys import TTL, check_key, hash_tag
 from ...store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, Versioned
-from ...urls import redact_url
+from ...urls import redact_url, url_int, url_seconds
 from .._common import (
+    DEFAULT_OPERATION_TIMEOUT,
     DEFAULT_RETRIES,
     check_expected,
     check_lease,
@@ -122,6 +124,7 @@ from .._common import (
     check_prefix,
     check_record,
     check_retries,
+    check_timeout,
     check_window,
     conflict,
     encode_log_entries,
@@ -208,6 +211,23 @@ def _check_prefix(prefix: object) -> str:
     return prefix
 
 
+def _store_query(url: str) -> tuple[str, dict[str, Any]]:
+    """Take the store's own query parameters (``timeout``, ``retries``) out of a Redis URL."""
+    head, sep, query = url.partition("?")
+    if not sep:
+        return url, {}
+    found: dict[str, Any] = {}
+    rest: list[tuple[str, str]] = []
+    for name, raw in parse_qsl(query, keep_blank_values=True):
+        if name == "timeout":
+            found[name] = url_seconds(url, name, raw)
+        elif name == "retries":
+            found[name] = url_int(url, name, raw)
+        else:
+            rest.append((name, raw))
+    return (f"{head}?{urlencode(rest)}" if rest else head), found
+
+
 def _bound(value: int | None) -> str:
     """An optional, already validated window bound as a Lua script argument, clamped to what Lua holds exactly."""
     return "" if value is None else str(max(-1, min(value, _SEQ_LIMIT)))
@@ -227,8 +247,9 @@ class RedisSessionStore(BaseSessionStore):
     own (``SET ... PX``); setting without a TTL clears it. Versions
     (compare-and-set), leases and logs are Lua scripts, one round trip each.
     ``retries`` bounds how often a call that is safe to repeat is retried
-    after a connection failure; ``timeout`` (seconds, or ``None``) bounds each
-    call.
+    after a connection failure; ``timeout`` (seconds, 30 unless given;
+    ``None``: no limit) bounds each call and raises
+    :class:`~sessionware.errors.StoreTimeoutError` past it.
     """
 
     backend = "redis"
@@ -241,14 +262,12 @@ class RedisSessionStore(BaseSessionStore):
         prefix: str = "session",
         *,
         retries: int = DEFAULT_RETRIES,
-        timeout: float | None = None,
+        timeout: float | None = DEFAULT_OPERATION_TIMEOUT,
         codec: Codec | None = None,
         max_size: int = DEFAULT_MAX_SIZE,
     ) -> None:
         check_retries(retries)
-        if timeout is not None:
-            seconds_arg("timeout", timeout, zero=False)
-        super().__init__(codec=codec, max_size=max_size, timeout=timeout)
+        super().__init__(codec=codec, max_size=max_size, timeout=check_timeout(timeout))
         self.driver = client if isinstance(client, RedisDriver) else driver_for(client)
         self.client = self.driver.client
         self.retries = retries
@@ -286,7 +305,15 @@ class RedisSessionStore(BaseSessionStore):
         :class:`~sessionware.stores.redis.resp.RespClient`, also as URL query
         parameters) ``connect_timeout`` (seconds, default 5), ``stall_timeout``
         (drop a connection that sent no reply for this long, default 30),
-        ``client_name``. ``?cluster=true`` opens a Redis Cluster instead
+        ``client_name``, and for ``rediss://`` (TLS) ``ssl_ca_certs``,
+        ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs`` and
+        ``ssl_check_hostname``; the store's ``timeout`` (``none``: no limit)
+        and ``retries`` may be query parameters too. A server whose
+        certificate fails verification raises
+        :class:`~sessionware.errors.StoreTLSError` (never retried).
+        ``redis+sentinel://host:port,host:port/service?db=N`` asks the
+        sentinels for the master of ``service`` (see
+        :func:`~.drivers.open_sentinel_url`). ``?cluster=true`` opens a Redis Cluster instead
         (``redis://host:port?cluster=true``, any node as the first to ask):
         the store owns a ``redis.asyncio.RedisCluster`` made by its
         ``from_url``, which takes the other query parameters and client
@@ -296,7 +323,8 @@ class RedisSessionStore(BaseSessionStore):
         if not isinstance(url, str):
             raise InvalidStoreURLError(f"Redis URL must be a str, not {type(url).__name__}")
         _check_prefix(prefix)
-        own = {name: options.pop(name) for name in _STORE_OPTIONS if name in options}
+        url, found = _store_query(url)
+        own = {**found, **{name: options.pop(name) for name in _STORE_OPTIONS if name in options}}
         try:
             driver = open_url(url, **options)
         except ValueError as exc:

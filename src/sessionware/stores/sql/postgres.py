@@ -8,12 +8,22 @@ import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlunsplit
 
 from ...codec import Codec
 from ...errors import InvalidStoreURLError, InvalidValueError, MissingExtraError, StoreError, StoreUnavailableError
+from ...keys import check_seconds
 from ...store import DEFAULT_MAX_SIZE, Versioned
-from ...urls import redact_url, split_url
-from .._common import DEFAULT_RETRIES, Batch, Taken, check_retries, retry_backoff
+from ...urls import redact_url, split_url, url_bool, url_int, url_seconds
+from .._common import (
+    DEFAULT_OPERATION_TIMEOUT,
+    DEFAULT_RETRIES,
+    Batch,
+    Taken,
+    check_retries,
+    check_timeout,
+    retry_backoff,
+)
 from ._base import DEFAULT_TABLE, Dialect, SQLSessionStore, SQLStatements, Statement, TableNames, Values
 
 try:
@@ -22,6 +32,22 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise MissingExtraError("PostgreSQL", "postgres", "asyncpg") from e
 
 T = TypeVar("T")
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+"""Seconds to open one connection (TCP, TLS and the startup handshake) unless ``connect_timeout`` says otherwise."""
+
+POOL_DEFAULTS: Mapping[str, Any] = {
+    "min_size": 1,
+    "max_size": 10,
+    "max_inactive_connection_lifetime": 300.0,
+    "timeout": DEFAULT_CONNECT_TIMEOUT,
+}
+"""What the store's own pool is created with, before ``pool_options`` and the ``pool_*`` settings."""
+
+_URL_INTS = {"pool_min_size": 0, "pool_max_size": 1, "pool_max_queries": 1, "retries": 0}
+"""Integer URL query parameters the store reads (and their least value); the rest of the query goes to asyncpg."""
+_URL_SECONDS = {"pool_max_idle": True, "connect_timeout": False, "timeout": False}
+"""Query parameters of seconds (and whether 0 is allowed)."""
 
 Pool = asyncpg.Pool
 if TYPE_CHECKING:
@@ -217,6 +243,45 @@ _PINS: ContextVar[tuple[_Pin, ...]] = ContextVar("sessionware_postgres_pins", de
 """The pins open in this context, innermost last (one per store at most)."""
 
 
+def _pool_settings(
+    pool_options: Mapping[str, Any] | None,
+    *,
+    pgbouncer: bool,
+    min_size: object,
+    max_size: object,
+    max_idle: object,
+    max_queries: object,
+    connect_timeout: object,
+) -> dict[str, Any]:
+    """The :func:`asyncpg.create_pool` arguments: defaults, then ``pool_options``, then each setting given."""
+    settings: dict[str, Any] = {**POOL_DEFAULTS, "reset": _light_reset, **(pool_options or {})}
+    for name, value, least in (("pool_min_size", min_size, 0), ("pool_max_size", max_size, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise InvalidValueError(name, f"must be an int of at least {least}, not {value!r}")
+    if min_size is not None:
+        settings["min_size"] = min_size
+    if max_size is not None:
+        settings["max_size"] = max_size
+    if max_queries is not None:
+        if isinstance(max_queries, bool) or not isinstance(max_queries, int) or max_queries < 1:
+            raise InvalidValueError("pool_max_queries", f"must be a positive int, not {max_queries!r}")
+        settings["max_queries"] = max_queries
+    if max_idle is not None:
+        settings["max_inactive_connection_lifetime"] = check_seconds("pool_max_idle", max_idle, zero=True)
+    if connect_timeout is not None:
+        settings["timeout"] = check_seconds("connect_timeout", connect_timeout)
+    if settings["min_size"] > settings["max_size"]:
+        name = "pool_min_size" if min_size is not None else "pool_max_size"
+        raise InvalidValueError(
+            name, f"leaves the pool's min_size {settings['min_size']} above its max_size {settings['max_size']}"
+        )
+    if pgbouncer:
+        # PgBouncer in transaction mode hands each transaction to any server connection: a statement
+        # prepared in one is missing in the next. asyncpg then prepares unnamed statements only.
+        settings["statement_cache_size"] = 0
+    return settings
+
+
 class PostgresSessionStore(SQLSessionStore[_Statements]):
     """Sessions and logs in PostgreSQL tables, through an asyncpg pool.
 
@@ -245,7 +310,20 @@ class PostgresSessionStore(SQLSessionStore[_Statements]):
     ``log_append``) are retried only when nothing was sent; once sent, a lost
     connection raises :class:`~sessionware.errors.StoreUnavailableError`
     (the write may or may not have been applied, never twice). ``timeout``
-    bounds each call including its retries (each try of a lease wait).
+    bounds each call including its retries (each try of a lease wait):
+    30 seconds unless given, ``None`` for no limit; past it
+    :class:`~sessionware.errors.StoreTimeoutError` is raised.
+
+    Pool (the store's own, made from a DSN): ``pool_min_size`` (1),
+    ``pool_max_size`` (10), ``pool_max_idle`` (seconds an idle connection is
+    kept, 300; 0 keeps them), ``pool_max_queries`` (queries before a
+    connection is replaced; asyncpg has no limit by age, see PgBouncer's
+    ``server_lifetime``), ``connect_timeout`` (10 seconds); they win over
+    ``pool_options``, which may hold any other :func:`asyncpg.create_pool`
+    argument. ``pgbouncer=True`` for a PgBouncer in transaction (or
+    statement) pooling mode: no statement is prepared to outlive its
+    transaction (asyncpg's ``statement_cache_size=0``). The store itself
+    holds no session state: its locks are rows or transaction-scoped.
     """
 
     backend = "postgres"
@@ -266,12 +344,21 @@ class PostgresSessionStore(SQLSessionStore[_Statements]):
         table: str = DEFAULT_TABLE,
         codec: Codec | None = None,
         max_size: int = DEFAULT_MAX_SIZE,
-        timeout: float | None = None,
+        timeout: float | None = DEFAULT_OPERATION_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
         pool_options: Mapping[str, Any] | None = None,
+        pgbouncer: bool = False,
+        pool_min_size: int | None = None,
+        pool_max_size: int | None = None,
+        pool_max_idle: float | None = None,
+        pool_max_queries: int | None = None,
+        connect_timeout: float | None = None,
     ) -> None:
-        super().__init__(table=table, codec=codec, max_size=max_size, timeout=timeout)
+        super().__init__(table=table, codec=codec, max_size=max_size, timeout=check_timeout(timeout))
         self.retries = check_retries(retries)
+        if not isinstance(pgbouncer, bool):
+            raise InvalidValueError("pgbouncer", f"must be True or False, not {pgbouncer!r}")
+        self.pgbouncer = pgbouncer
         if isinstance(pool_or_dsn, str):
             self._dsn: str | None = pool_or_dsn
             self._pool: Pool | None = None
@@ -282,7 +369,15 @@ class PostgresSessionStore(SQLSessionStore[_Statements]):
             raise InvalidValueError(
                 "pool_or_dsn", f"must be an asyncpg pool or a DSN string, not {type(pool_or_dsn).__name__}"
             )
-        self._pool_options = {"min_size": 1, "max_size": 10, "reset": _light_reset, **(pool_options or {})}
+        self._pool_options = _pool_settings(
+            pool_options,
+            pgbouncer=pgbouncer,
+            min_size=pool_min_size,
+            max_size=pool_max_size,
+            max_idle=pool_max_idle,
+            max_queries=pool_max_queries,
+            connect_timeout=connect_timeout,
+        )
         self._ready = False
         self._open_lock = asyncio.Lock()
         digest = hashlib.blake2b(f"sessionware:{self.names.table}".encode(), digest_size=8).digest()
@@ -291,15 +386,55 @@ class PostgresSessionStore(SQLSessionStore[_Statements]):
     def _statements(self, names: TableNames) -> _Statements:
         return _Statements(names)
 
+    @property
+    def pool_options(self) -> Mapping[str, Any]:
+        """What the store's own pool is (or will be) created with: :func:`asyncpg.create_pool` arguments."""
+        return dict(self._pool_options)
+
     @classmethod
     def from_url(cls, url: str, *, table: str = DEFAULT_TABLE, **options: Any) -> PostgresSessionStore:
-        """A store on ``postgresql://user@host:port/db``; ``options`` go to the constructor."""
+        """A store on ``postgresql://user@host:port/db?…``; ``options`` go to the constructor and win over the URL.
+
+        The query may hold the store's settings: ``table``, ``timeout``
+        (seconds per call, ``none`` for no limit), ``retries``,
+        ``pgbouncer=true``, ``pool_min_size``, ``pool_max_size``,
+        ``pool_max_idle`` (seconds, 0: never close idle connections),
+        ``pool_max_queries`` and ``connect_timeout``. Any other parameter goes
+        to asyncpg (``sslmode``, ``sslrootcert``…; an unknown one becomes a
+        server setting). A bad value raises
+        :class:`~sessionware.errors.InvalidStoreURLError` naming it.
+        """
         if not isinstance(url, str) or not url.startswith(("postgresql://", "postgres://")):
             raise InvalidStoreURLError(
                 f"a PostgreSQL URL starts with postgresql:// or postgres://, not {redact_url(url)!r}"
             )
-        split_url(url)
-        return cls(url, table=table, **options)
+        parts = split_url(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        found: dict[str, Any] = {}
+        rest: list[tuple[str, str]] = []
+        for name, raw in query:
+            if name in _URL_INTS:
+                found[name] = url_int(url, name, raw, minimum=_URL_INTS[name])
+            elif name in _URL_SECONDS:
+                found[name] = url_seconds(url, name, raw, zero=_URL_SECONDS[name])
+            elif name == "pgbouncer":
+                found[name] = url_bool(url, name, raw)
+            elif name == "table":
+                found[name] = raw
+            else:
+                rest.append((name, raw))
+        found.setdefault("table", table)
+        if found.get("pool_max_idle", 0.0) is None:
+            found["pool_max_idle"] = 0.0
+        if "connect_timeout" in found and found["connect_timeout"] is None:
+            raise InvalidStoreURLError(f"connect_timeout in {redact_url(url)!r} must be a number of seconds")
+        dsn = urlunsplit(parts._replace(query=urlencode(rest)))
+        try:
+            return cls(dsn, **{**found, **options})
+        except InvalidValueError as exc:
+            if exc.path in found and exc.path not in options:
+                raise InvalidStoreURLError(f"{exc.path} in {redact_url(url)!r} {exc.reason}") from None
+            raise
 
     # -- pool, schema, errors and retries --------------------------------------------------------
 
