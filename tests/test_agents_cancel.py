@@ -125,6 +125,16 @@ class LeaseLosingStore(InMemorySessionStore):
             await asyncio.sleep(self.delay)
         return await super().log_append(key, entries, ttl=ttl, max_len=max_len)
 
+    async def log_pop(self, key: str) -> Any:
+        if self.slow:
+            await asyncio.sleep(self.delay)
+        return await super().log_pop(key)
+
+    async def log_clear(self, key: str) -> int:
+        if self.slow:
+            await asyncio.sleep(self.delay)
+        return await super().log_clear(key)
+
 
 async def test_a_write_whose_lease_expired_is_stored_without_error() -> None:
     lease = 0.05
@@ -140,6 +150,19 @@ async def test_a_write_whose_lease_expired_is_stored_without_error() -> None:
     assert (got.message_count, got.tool_invocation_count) == (1, 1)
     assert got.version == session.version + 2
     assert got.updated_at >= message.created_at
+    await manager.add_message(session.id, "assistant", "taken back")
+    popped = await manager.pop_message(session.id)
+    assert popped is not None
+    assert popped.content == "taken back"
+    got = await manager.get_session(session.id)
+    assert got is not None
+    assert (got.message_count, len(got.conversation_history), got.version) == (1, 1, session.version + 4)
+    cleared = await manager.clear_history(session.id)
+    assert (cleared.message_count, cleared.tool_invocation_count, cleared.version) == (0, 0, session.version + 5)
+    got = await manager.get_session(session.id)
+    assert got is not None
+    assert len(got.conversation_history) == len(got.tool_invocations) == 0
+    assert got.version == cleared.version
     # A record-only write refused for its lost lease stores nothing and says so.
     store.slow = False
 

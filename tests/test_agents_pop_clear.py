@@ -12,6 +12,7 @@ from sessionware import BaseSessionStore, SessionManager
 from sessionware.agents import MissingCapabilityError, SessionNotFoundError
 from sessionware.store import ExpiringStore, LogEditStore
 
+from .helpers import Calls
 from .test_agents_lifecycle import twin
 from .test_agents_models import LogsWithoutTtl
 
@@ -247,3 +248,21 @@ async def test_pops_from_two_processes_never_return_one_message_twice(store: Bas
     finally:
         if other is not store:
             await other.close()
+
+
+class LogCalls(Calls):
+    NAMES = (*Calls.NAMES, "log_append", "log_read", "log_pop", "log_clear", "log_delete")  # type: ignore[assignment]
+
+
+async def test_round_trips_of_pop_and_clear(store: BaseSessionStore) -> None:
+    calls = LogCalls(store)  # before the manager, which takes the store's methods when it is made
+    manager = SessionManager(store)
+    session = await manager.create_session("ada")
+    await manager.add_messages(session.id, [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])
+    calls.take()
+    await manager.pop_message(session.id)
+    assert calls.take() == {"get_raw": 1, "log_pop": 1, "set_raw": 1}  # load, pop, save
+    await manager.clear_history(session.id)
+    assert calls.take() == {"get_raw": 1, "log_clear": 2, "set_raw": 1}  # load, both logs, save
+    assert await manager.pop_message(session.id) is None
+    assert calls.take() == {"get_raw": 1, "log_pop": 1}  # nothing to save

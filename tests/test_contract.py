@@ -9,8 +9,8 @@ from typing import Any, Protocol, cast
 import pytest
 
 from sessionware import BaseSessionStore, InMemorySessionStore
-from sessionware.errors import InvalidKeyError
-from sessionware.logs import iter_log
+from sessionware.errors import InvalidKeyError, InvalidValueError
+from sessionware.logs import LogRestore, iter_log
 from sessionware.store import LogEditStore, LogEntry, LogStore
 from sessionware.stores.redis import RedisSessionStore
 from sessionware.testing import Advance, FakeClock, StoreContract
@@ -165,6 +165,24 @@ class LogEditContract:
         assert sorted(left + seqs) == sorted(set(range(1, 41)) | set(appended))
         assert await logs.log_length("log:x") == len(left) == 70 - len(seqs)
         assert await logs.log_last_seq("log:x") == 70
+
+    async def test_a_log_with_gaps_is_restored_with_its_numbers(self, store: BaseSessionStore) -> None:
+        logs = editable(store)
+        await logs.log_append("log:g", [{"n": i} for i in range(1, 8)], max_len=5)  # 3..7 kept
+        await logs.log_pop("log:g")
+        await logs.log_pop("log:g")
+        await logs.log_append("log:g", [{"n": 8}, {"n": 9}])
+        await logs.log_pop("log:g")
+        await logs.log_append("log:g", [{"n": 10}])
+        original = [e async for e in iter_log(logs, "log:g", page=2)]
+        assert [e.seq for e in original] == [3, 4, 5, 8, 10]
+        restore = LogRestore(logs, "log:copy", page=2)
+        for entry in original:
+            await restore.add(entry.seq, entry.value)
+        assert await restore.finish() == 5
+        assert await logs.log_read("log:copy") == original
+        with pytest.raises(InvalidValueError, match="goes back"):
+            await restore.add(9, {"n": 9})
 
 
 class TestLogEditEveryBackend(LogEditContract):

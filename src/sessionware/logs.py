@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from .codec import JsonDict
 from .errors import InvalidValueError
-from .store import LogEntry, LogStore
+from .store import LogEditStore, LogEntry, LogStore
 
 PAGE = 1000
 
@@ -58,8 +58,11 @@ class LogRestore:
 
     Numbers are assigned by the store, so a log whose first entry is ``n > 1``
     (its older entries trimmed) starts by advancing the counter past ``n - 1``
-    with placeholders, which the first real append trims away. Entries are
-    appended ``page`` at a time; :meth:`finish` writes what is left.
+    with placeholders, which the first real append trims away. A gap between
+    two entries (left by a pop) is made again on a store that can pop
+    (:class:`~sessionware.store.LogEditStore`): placeholders are appended and
+    popped. Entries are appended ``page`` at a time; :meth:`finish` writes
+    what is left.
     """
 
     def __init__(self, store: LogStore, key: str, *, page: int = PAGE) -> None:
@@ -72,7 +75,7 @@ class LogRestore:
         self._trim_first = False
 
     async def add(self, seq: int, value: JsonDict) -> None:
-        """Add the entry numbered ``seq``; numbers must follow each other without gaps."""
+        """Add the entry numbered ``seq``; numbers must increase, and leave gaps only on a store that can pop."""
         if self.next_seq is None:
             if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
                 raise InvalidValueError("seq", f"must be a positive int, not {seq!r}")
@@ -85,11 +88,27 @@ class LogRestore:
             self._trim_first = seq > 1
             self.next_seq = seq
         if seq != self.next_seq:
-            raise InvalidValueError("seq", f"log {self.key!r} jumps from seq {self.next_seq - 1} to {seq}")
+            if isinstance(seq, bool) or not isinstance(seq, int) or seq < self.next_seq:
+                raise InvalidValueError("seq", f"log {self.key!r} goes back from seq {self.next_seq - 1} to {seq!r}")
+            if not isinstance(self.store, LogEditStore):
+                raise InvalidValueError("seq", f"log {self.key!r} jumps from seq {self.next_seq - 1} to {seq}")
+            await self._skip(self.store, seq - self.next_seq)
+            self.next_seq = seq
         self._pending.append(value)
         self.next_seq += 1
         if len(self._pending) >= self.page:
             await self._flush()
+
+    async def _skip(self, edits: LogEditStore, count: int) -> None:
+        """Use up ``count`` numbers without keeping entries under them."""
+        await self._flush()
+        skipped = 0
+        while skipped < count:
+            batch = min(self.page, count - skipped)
+            await self.store.log_append(self.key, [PLACEHOLDER] * batch)
+            for _ in range(batch):
+                await edits.log_pop(self.key)
+            skipped += batch
 
     async def _flush(self) -> None:
         if not self._pending:

@@ -121,7 +121,8 @@ class LogStore(Protocol):
 
     Sequence numbers start at 1 and are gap-free and strictly increasing per
     log, also under concurrent appends from several tasks or processes. Trimming
-    to ``max_len`` drops the oldest entries but never reuses a number. A log's
+    to ``max_len`` drops the oldest entries but never reuses a number (nor does
+    a pop of :class:`LogEditStore`, which leaves a gap where it took entries). A log's
     keyspace is separate from the session records': ``log_delete(k)`` never
     touches ``get(k)``.
     """

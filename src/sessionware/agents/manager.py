@@ -703,8 +703,12 @@ class SessionManager:
             return await logs.log_clear(history), await logs.log_clear(tools)
 
         def count(record: SessionRecord, last: tuple[int, int], now: float) -> bool:
-            record.messages = record.messages_removed = max(record.messages, last[0])
-            record.tools = record.tools_removed = max(record.tools, last[1])
+            # Every number up to the log's last one is gone; later ones (appended since, when the
+            # record is saved again after a lost lease) stay counted.
+            record.messages = max(record.messages, last[0])
+            record.messages_removed = last[0] or record.messages
+            record.tools = max(record.tools, last[1])
+            record.tools_removed = last[1] or record.tools
             return True
 
         _, record = await self._logged_write(session_id, owner, clear, count)

@@ -284,9 +284,9 @@ class RedisSessionStore(BaseSessionStore):
         self._tagged_log_top_prefix = self._key_prefix + _TAGGED_LOG_TOP_KIND
         self._append = Script("append")
         self._read = Script("read")
-        self._pop = Script("pop")
-        self._clear = Script("clear")
-        self._last_seq = Script("last_seq")
+        self._pop = Script("newest", "pop")
+        self._clear = Script("newest", "clear")
+        self._last_seq = Script("newest", "last_seq")
         self._persist = Script("persist")
         self._cas_set = Script("record", "cas_set")
         self._cas_delete = Script("record", "cas_delete")
