@@ -875,6 +875,22 @@ def _app() -> "typer.Typer":
         """Move agent sessions written by sessionware 0.1 to this release's key layout (bot sessions need nothing)."""
         _run(migrate(store, namespace, dry_run, sys.stdout))
 
+    @app.command("inspect")
+    def inspect_cmd(
+        store: Store,
+        host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: a free one).")] = 0,
+        write: Annotated[bool, typer.Option("--write", help="Allow deleting sessions and editing bot ones.")] = False,
+        namespace: Namespace = "agent",
+    ) -> None:
+        """Serve a local web page to look at the store's sessions; prints the URL to open, with its access token."""
+        from .inspect import serve
+
+        try:
+            _run(serve(store, host=host, port=port, write=write, namespace=namespace))
+        except OSError as exc:
+            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
     @app.command("purge-expired")
     def purge_cmd(store: Store) -> None:
         """Delete expired sessions and logs (SQL stores keep them until purged)."""

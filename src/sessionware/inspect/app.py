@@ -1,0 +1,372 @@
+"""The inspector's Starlette application: the pages, the access token, the read-only guard, the live etag."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from ..agents import SessionManager
+from ..agents.keyspace import AgentKeys
+from ..cli import AGENT, AGENT_INDEX, BOT, CliError, browse, delete_session, describe, kind_of
+from ..errors import SessionDecodeError, SessionwareError
+from ..isolation import Isolation, make_isolation
+from ..keys import check_key
+from ..store import ExpiringStore, LockingStore, RawStore
+from ..update import StoreIO
+from . import pages
+
+COOKIE = "sessionware_inspect"
+READ_ONLY = "The inspector is read-only: start it with --write to delete or edit sessions."
+PAGE_SIZE = 50
+HISTORY_SHOWN = 500
+"""The newest messages and tool calls an agent session's page shows."""
+
+
+@dataclass(slots=True)
+class Inspector:
+    """What every request of one inspector shares."""
+
+    store: Any
+    token: str
+    write: bool
+    namespace: str
+    store_name: str
+    poll_ms: int
+
+    @property
+    def keys(self) -> AgentKeys:
+        """The agent key layout of the namespace."""
+        return AgentKeys(self.namespace)
+
+    def updates(self) -> Isolation:
+        """The update unit edits and deletions go through: under a lease where the store has leases."""
+        leased = isinstance(self.store, LockingStore) and isinstance(self.store, RawStore)
+        return make_isolation(self.store, "distributed" if leased else "local")
+
+
+def new_token() -> str:
+    """A fresh random access token."""
+    return secrets.token_urlsafe(24)
+
+
+def create_app(
+    store: Any,
+    *,
+    token: str,
+    write: bool = False,
+    namespace: str = "agent",
+    store_name: str = "the store",
+    poll_ms: int = 1000,
+) -> Starlette:
+    """The inspector as an ASGI app over ``store`` (which the caller opens and closes).
+
+    Every request must carry ``token``: as ``?token=`` (the first visit; it is then kept in a cookie) or
+    the cookie; without it the answer is 403. Unless ``write``, the routes that change sessions answer 403.
+    ``poll_ms`` is how often a session's page asks whether the session changed.
+    """
+    inspector = Inspector(store, token, write, namespace, store_name, poll_ms)
+
+    def handler(fn: Callable[[Inspector, Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await fn(inspector, request)
+            except (CliError, SessionDecodeError) as exc:
+                return _html(inspector, request, "Cannot show that", str(exc), status=400)
+            except SessionwareError as exc:
+                return _html(inspector, request, "The store failed", f"{type(exc).__name__}: {exc}", status=503)
+
+        return endpoint
+
+    routes = [
+        Route("/", handler(list_page)),
+        Route("/session", handler(session_page)),
+        Route("/api/etag", handler(etag_api)),
+        Route("/delete", handler(delete_page), methods=["GET", "POST"]),
+        Route("/edit", handler(edit_page), methods=["GET", "POST"]),
+    ]
+    return Starlette(routes=routes, middleware=[Middleware(TokenMiddleware, token=token)])
+
+
+class TokenMiddleware(BaseHTTPMiddleware):
+    """Refuses (403) every request without the access token; a first visit with ``?token=`` gets the cookie."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        super().__init__(app)
+        self.token = token
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        given = request.query_params.get("token")
+        if given is not None and _same(given, self.token):
+            if request.method == "GET" and not request.url.path.startswith("/api/"):
+                rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+                target = request.url.path + ("?" + urlencode(rest) if rest else "")
+                response: Response = RedirectResponse(target, status_code=303)
+            else:
+                response = await call_next(request)
+            response.set_cookie(COOKIE, self.token, httponly=True, samesite="strict", path="/")
+            return _secured(response, "")
+        if not _same(request.cookies.get(COOKIE, ""), self.token):
+            return _secured(
+                HTMLResponse(
+                    "<!doctype html><title>403</title><h1>403 Forbidden</h1><p id=message>This inspector needs "
+                    "its access token: open the URL the <code>sessionware inspect</code> command printed.</p>",
+                    status_code=403,
+                ),
+                "",
+            )
+        nonce = secrets.token_urlsafe(12)
+        request.state.nonce = nonce
+        return _secured(await call_next(request), nonce)
+
+
+def _same(given: str, token: str) -> bool:
+    return secrets.compare_digest(given.encode(), token.encode())
+
+
+def _secured(response: Response, nonce: str) -> Response:
+    script = f"'nonce-{nonce}'" if nonce else "'none'"
+    response.headers["content-security-policy"] = (
+        f"default-src 'none'; script-src {script}; style-src 'unsafe-inline'; img-src 'self' data: https: http:; "
+        "media-src data: https: http:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+        "base-uri 'none'"
+    )
+    response.headers["x-content-type-options"] = "nosniff"
+    response.headers["referrer-policy"] = "no-referrer"
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+def _html(
+    inspector: Inspector, request: Request, title: str, body_or_message: str, *, status: int = 200, script: str = ""
+) -> HTMLResponse:
+    body = body_or_message if body_or_message.startswith("<") else pages.message_page(title, body_or_message)
+    nonce = getattr(request.state, "nonce", "")
+    return HTMLResponse(pages.page(title, body, nonce=nonce, write=inspector.write, script=script), status_code=status)
+
+
+def _key(request: Request, form: Any = None) -> str:
+    key = (form if form is not None else request.query_params).get("key")
+    if not isinstance(key, str) or not key:
+        raise CliError("no session key given (?key=...)")
+    try:
+        return check_key(key)
+    except SessionwareError as exc:
+        raise CliError(str(exc)) from exc
+
+
+async def _raw(store: Any, key: str) -> bytes | None:
+    """The stored bytes of ``key`` as the update unit reads them (so etags taken here and there agree)."""
+    return await StoreIO(store).load(key)
+
+
+def etag_of(data: bytes | None) -> str:
+    """What the live pages compare: a digest of the stored record (``gone`` once it is deleted)."""
+    return "gone" if data is None else hashlib.sha256(data).hexdigest()[:20]
+
+
+# -- pages -----------------------------------------------------------------------------------------------
+
+
+async def list_page(inspector: Inspector, request: Request) -> Response:
+    """Every session (bot and agent), filtered by owner, key prefix and kind, a page at a time."""
+    q = request.query_params
+    owner, prefix, kind, cursor = q.get("owner", ""), q.get("prefix", ""), q.get("kind", ""), q.get("cursor")
+    rows, next_cursor = await browse(
+        inspector.store,
+        inspector.namespace,
+        prefix=prefix,
+        kind=kind or None,
+        owner=owner or None,
+        limit=PAGE_SIZE,
+        cursor=cursor,
+    )
+    body = pages.session_list(
+        rows,
+        owner=owner,
+        prefix=prefix,
+        kind=kind,
+        cursor=cursor,
+        next_cursor=next_cursor,
+        store_name=inspector.store_name,
+    )
+    return _html(inspector, request, "Sessions", body)
+
+
+async def session_page(inspector: Inspector, request: Request) -> Response:
+    """A bot session's JSON, or an agent session's transcript; reloads itself when the session changes."""
+    key = _key(request)
+    store, keys = inspector.store, inspector.keys
+    data = await _raw(store, key)
+    row = await describe(store, keys, key)
+    if data is None or row is None:
+        missing = f"No session {key!r} in {inspector.store_name}."
+        return _html(inspector, request, "No such session", missing, status=404)
+    watch = pages.watch_script(key, etag_of(data), reload=True, interval_ms=inspector.poll_ms)
+    kind = kind_of(keys, key)
+    if kind == AGENT:
+        session_id = keys.session_id_of(key)
+        assert session_id is not None
+        manager = SessionManager(store, namespace=inspector.namespace)
+        session = await manager.get_session(session_id, history=HISTORY_SHOWN, tool_invocations=HISTORY_SHOWN)
+        if session is None:
+            return _html(inspector, request, "No such session", f"Agent session {session_id!r} is gone.", status=404)
+        body = pages.agent_session(key, session, row, write=inspector.write)
+        return _html(inspector, request, session.id, body, script=watch)
+    if kind == AGENT_INDEX:
+        body = pages.json_tree(await store.get(key))
+        return _html(inspector, request, key, f"<h1>index entry {pages.text(key)}</h1>{body}", script=watch)
+    value = await store.get(key)
+    body = pages.bot_session(key, row, value, write=inspector.write)
+    return _html(inspector, request, key, body, script=watch)
+
+
+async def etag_api(inspector: Inspector, request: Request) -> Response:
+    """``{"etag": ...}`` of a session, which changes whenever the session is written or deleted."""
+    key = _key(request)
+    return JSONResponse({"key": key, "etag": etag_of(await _raw(inspector.store, key))})
+
+
+def _read_only(inspector: Inspector, request: Request) -> Response | None:
+    if inspector.write:
+        return None
+    return _html(inspector, request, "Read-only", READ_ONLY, status=403)
+
+
+async def _form(inspector: Inspector, request: Request) -> Any:
+    """The posted form, once its token proves it came from an inspector page (not another site)."""
+    form = await request.form()
+    given = form.get("token")
+    if not isinstance(given, str) or not _same(given, inspector.token):
+        raise _Refused("The form did not carry the inspector's token; open the page again and retry.")
+    return form
+
+
+class _Refused(CliError):
+    """A write request the inspector will not carry out."""
+
+
+async def delete_page(inspector: Inspector, request: Request) -> Response:
+    """GET: ask for confirmation; POST (from that page): delete the session under its isolation."""
+    if (refused := _read_only(inspector, request)) is not None:
+        return refused
+    if request.method == "GET":
+        key = _key(request)
+        row = await describe(inspector.store, inspector.keys, key)
+        if row is None:
+            return _html(inspector, request, "No such session", f"No session {key!r}.", status=404)
+        return _html(inspector, request, "Delete?", pages.confirm_delete(key, row, token=inspector.token))
+    try:
+        form = await _form(inspector, request)
+    except _Refused as exc:
+        return _html(inspector, request, "Refused", str(exc), status=403)
+    key = _key(request, form)
+    if kind_of(inspector.keys, key) == AGENT:
+        removed = await delete_session(inspector.store, inspector.namespace, key)
+    else:
+        updates = inspector.updates()
+        try:
+            async with updates.open(key) as update:
+                removed = await update.delete()
+        finally:
+            await updates.close()
+    if not removed:
+        return _html(inspector, request, "No such session", f"No session {key!r}; nothing was deleted.", status=404)
+    return _html(inspector, request, "Deleted", f"Deleted {key!r}.")
+
+
+async def edit_page(inspector: Inspector, request: Request) -> Response:
+    """GET: a bot session's JSON in an editor; POST: store the edited JSON if it is a valid session value,
+    under the session's isolation, keeping its expiry; a session changed since it was opened is not overwritten."""
+    if (refused := _read_only(inspector, request)) is not None:
+        return refused
+    store, keys = inspector.store, inspector.keys
+    if request.method == "GET":
+        key = _key(request)
+        if kind_of(keys, key) != BOT:
+            return _html(inspector, request, "Not editable", _NOT_EDITABLE, status=400)
+        data = await _raw(store, key)
+        if data is None:
+            return _html(inspector, request, "No such session", f"No session {key!r}.", status=404)
+        value = await store.get(key)
+        source = json.dumps(value, indent=2, ensure_ascii=False)
+        return _edit(inspector, request, key, source, etag_of(data))
+    try:
+        form = await _form(inspector, request)
+    except _Refused as exc:
+        return _html(inspector, request, "Refused", str(exc), status=403)
+    key = _key(request, form)
+    source, etag = str(form.get("value", "")), str(form.get("etag", ""))
+    if kind_of(keys, key) != BOT:
+        return _html(inspector, request, "Not editable", _NOT_EDITABLE, status=400)
+    try:
+        value = _parse(store, source)
+    except ValueError as exc:
+        return _edit(inspector, request, key, source, etag, error=f"Not saved: {exc}", status=422)
+    updates = inspector.updates()
+    try:
+        async with updates.open(key) as update:
+            if etag_of(update.stored) != etag:
+                problem = (
+                    "Not saved: the session was deleted since you opened it."
+                    if update.stored is None
+                    else "Not saved: the session changed since you opened it; reload to edit the newest version."
+                )
+                return _edit(inspector, request, key, source, etag, error=problem, status=409)
+            update.load()
+            ttl = await store.expires_in(key) if isinstance(store, ExpiringStore) else None
+            await update.save(value, ttl=ttl)
+    finally:
+        await updates.close()
+    return RedirectResponse(pages.session_link(key).replace("&amp;", "&"), status_code=303)
+
+
+_NOT_EDITABLE = "Only bot sessions can be edited here; change an agent session through its SessionManager."
+
+
+def _edit(
+    inspector: Inspector,
+    request: Request,
+    key: str,
+    source: str,
+    etag: str,
+    *,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    body = pages.edit_form(key, source, etag, token=inspector.token, error=error)
+    watch = pages.watch_script(key, etag, reload=False, interval_ms=inspector.poll_ms)
+    return _html(inspector, request, f"Edit {key}", body, status=status, script=watch)
+
+
+def _parse(store: Any, source: str) -> dict[str, Any]:
+    """The edited text as a session value, or :class:`ValueError` saying what is wrong with it."""
+    try:
+        value = json.loads(source)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"a session is a JSON object, not {type(value).__name__}")
+    if not value:
+        raise ValueError("an empty object would delete the session; use delete instead")
+    codec = store.codec if isinstance(store, RawStore) else None
+    if codec is not None:
+        try:
+            data = codec.encode(value)
+        except (SessionwareError, TypeError) as exc:
+            raise ValueError(str(exc)) from None
+        limit = getattr(store, "max_size", None)
+        if limit is not None and len(data) > limit:
+            raise ValueError(f"the value is {len(data)} bytes, over the store's limit of {limit}")
+    return value
