@@ -44,6 +44,7 @@ class Inspector:
     namespace: str
     store_name: str
     poll_ms: int
+    page_size: int
 
     @property
     def keys(self) -> AgentKeys:
@@ -69,14 +70,16 @@ def create_app(
     namespace: str = "agent",
     store_name: str = "the store",
     poll_ms: int = 1000,
+    page_size: int = PAGE_SIZE,
 ) -> Starlette:
     """The inspector as an ASGI app over ``store`` (which the caller opens and closes).
 
     Every request must carry ``token``: as ``?token=`` (the first visit; it is then kept in a cookie) or
     the cookie; without it the answer is 403. Unless ``write``, the routes that change sessions answer 403.
-    ``poll_ms`` is how often a session's page asks whether the session changed.
+    ``poll_ms`` is how often a session's page asks whether the session changed; ``page_size`` how many
+    sessions the list shows at a time.
     """
-    inspector = Inspector(store, token, write, namespace, store_name, poll_ms)
+    inspector = Inspector(store, token, write, namespace, store_name, poll_ms, page_size)
 
     def handler(fn: Callable[[Inspector, Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -189,7 +192,7 @@ async def list_page(inspector: Inspector, request: Request) -> Response:
         prefix=prefix,
         kind=kind or None,
         owner=owner or None,
-        limit=PAGE_SIZE,
+        limit=inspector.page_size,
         cursor=cursor,
     )
     body = pages.session_list(

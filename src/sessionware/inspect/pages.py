@@ -41,7 +41,7 @@ input,select,button,textarea{font:inherit}button{cursor:pointer}
 .status{font-size:.8em;padding:.05em .45em;border-radius:.6em;background:#ddd}
 .status.success{background:#dafbe1}.status.error{background:#ffebe9}.status.denied{background:#fff1c2}
 .status.action_required{background:#ddf4ff}
-.part{font-size:.8em;color:#666}.error{background:#ffebe9;border:1px solid #cf222e;padding:.6em;margin:.6em 0}
+.part{font-size:.8em;color:#666}.error-box{background:#ffebe9;border:1px solid #cf222e;padding:.6em;margin:.6em 0}
 .notice{background:#fff8c5;border:1px solid #d4a72c;padding:.6em;margin:.6em 0}
 .pager{margin:1em 0;display:flex;gap:1em}textarea{width:100%;min-height:22em;font-family:ui-monospace,monospace}
 svg.timeline text{font:12px system-ui,sans-serif}a.danger,button.danger{color:#cf222e}
@@ -122,10 +122,10 @@ def _node(value: Any, name: str | None, depth: int, open_depth: int) -> str:
     label = "" if name is None else f'<span class="k">{escape(name)}</span>: '
     if isinstance(value, dict):
         items = [_node(v, _json(k), depth + 1, open_depth) for k, v in value.items()]
-        brackets = ("{", "}", f"{len(value)} keys")
+        brackets = ("{", "}", _count(len(value), "key"))
     elif isinstance(value, list):
         items = [_node(v, None, depth + 1, open_depth) for v in value]
-        brackets = ("[", "]", f"{len(value)} items")
+        brackets = ("[", "]", _count(len(value), "item"))
     else:
         return f'<div class="entry">{label}{_leaf(value)}</div>'
     if not items:
@@ -135,6 +135,10 @@ def _node(value: Any, name: str | None, depth: int, open_depth: int) -> str:
         f"<details{opened}><summary>{label}{brackets[0]} <span class=z>{brackets[2]}</span></summary>"
         f"{''.join(items)}<div>{brackets[1]}</div></details>"
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def pre_json(value: Any) -> str:
@@ -376,7 +380,7 @@ def timeline(invocations: Sequence[Any], width: int = 720) -> str:
     first, last = min(starts), max(ends)
     span = max(last - first, 1e-3)
     label_w, row_h = 200, 20
-    chart_w = width - label_w - 80
+    chart_w = width - label_w - 150
     rows = []
     for i, (t, start) in enumerate(zip(invocations, starts, strict=True)):
         y = i * row_h
@@ -389,7 +393,7 @@ def timeline(invocations: Sequence[Any], width: int = 720) -> str:
             f'<g class="tool" data-status="{escape(t.status)}"><title>{text(tip)}</title>'
             f'<text x="0" y="{y + 14}">#{t.seq} {text(_clip(t.tool_name, 24))}</text>'
             f'<rect x="{x:.1f}" y="{y + 4}" width="{bar:.1f}" height="{row_h - 8}" rx="2" fill="{colour}"/>'
-            f'<text x="{min(x + bar + 4, width - 76):.1f}" y="{y + 14}" fill="#555">{escape(took)} · '
+            f'<text x="{x + bar + 4:.1f}" y="{y + 14}" fill="#555">{escape(took)} · '
             f"{escape(t.status)}</text></g>"
         )
     height = len(invocations) * row_h + 4
@@ -422,7 +426,7 @@ def confirm_delete(key: str, row: SessionRow, *, token: str) -> str:
 
 def edit_form(key: str, source: str, etag: str, *, token: str, error: str | None = None) -> str:
     """The JSON editor of a bot session; ``error`` explains why the last try was refused."""
-    problem = "" if error is None else f'<div class="error" id="edit-error">{text_block(error)}</div>'
+    problem = "" if error is None else f'<div class="error-box" id="edit-error">{text_block(error)}</div>'
     return (
         f"<h1>Edit {text(key)}</h1>{problem}"
         '<div class="notice" id="changed" hidden>This session changed since you opened it; saving will be '
