@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from sessionware import SessionManager
 
@@ -37,6 +38,8 @@ SHOTS = ROOT / "screenshots"
 SCRIPT = Path(sys.executable).with_name("sessionware")
 TOKEN = "test-token-" + unique()
 STORES = ["sqlite", "redis", "postgres"]
+in_module_loop = pytest.mark.asyncio(loop_scope="module")
+"""The tests share one event loop, so that they can share one browser."""
 
 
 def png(width: int = 24, height: int = 16) -> bytes:
@@ -50,8 +53,9 @@ def png(width: int = 24, height: int = 16) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Any]:
+    """One Chromium for the module's tests (each test opens its own pages, so no cookie is shared)."""
     if not HAVE_CHROMIUM:
         message = f"no Chromium at {CHROMIUM}; install it with: apt-get install -y chromium"
         if os.environ.get("CI") == "true":
@@ -65,7 +69,7 @@ async def browser() -> AsyncIterator[Any]:
             await b.close()
 
 
-@pytest.fixture(params=STORES)
+@pytest_asyncio.fixture(params=STORES, loop_scope="module")
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
     s, cleanup = await open_backend(request.param, tmp_path)
     try:
@@ -74,7 +78,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         await cleanup()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
 async def sqlite_store(tmp_path: Path) -> AsyncIterator[Any]:
     s, cleanup = await open_backend("sqlite", tmp_path)
     try:
@@ -89,7 +93,8 @@ async def serving(store: Any, **options: Any) -> AsyncIterator[str]:
     import uvicorn
 
     options.setdefault("poll_ms", 200)
-    app = create_app(store, token=TOKEN, store_name=backend_of(store), **options)
+    options.setdefault("token", TOKEN)
+    app = create_app(store, store_name=backend_of(store), **options)
     sock = bind("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -173,6 +178,7 @@ async def keys_listed(page: Any) -> list[str]:
     return [await row.get_attribute("data-key") for row in await page.query_selector_all("#sessions tbody tr")]
 
 
+@in_module_loop
 async def test_list_filters_and_a_transcript_with_tool_calls(store: Any, browser: Any) -> None:
     ids = await seed(store)
     async with serving(store) as base:
@@ -246,6 +252,7 @@ async def test_list_filters_and_a_transcript_with_tool_calls(store: Any, browser
         await shot(page, "bot-session", store)
 
 
+@in_module_loop
 async def test_pages_follow_the_cursor(sqlite_store: Any, browser: Any) -> None:
     names = [f"k{i:02d}" for i in range(7)]
     for name in names:
@@ -264,6 +271,7 @@ async def test_pages_follow_the_cursor(sqlite_store: Any, browser: Any) -> None:
         assert await page.locator("#first").count() == 1
 
 
+@in_module_loop
 async def test_no_token_no_page(sqlite_store: Any, browser: Any) -> None:
     await sqlite_store.set("secret", {"pin": 1234})
     async with serving(sqlite_store) as base:
@@ -287,6 +295,26 @@ async def test_no_token_no_page(sqlite_store: Any, browser: Any) -> None:
         assert response.status == 403
 
 
+async def status(page: Any, url: str) -> int:
+    response = await page.goto(url)
+    assert response is not None
+    return int(response.status)
+
+
+@in_module_loop
+async def test_two_inspectors_keep_their_own_tokens(sqlite_store: Any, browser: Any) -> None:
+    await sqlite_store.set("k", {"v": 1})
+    async with serving(sqlite_store) as first, serving(sqlite_store, token="another-" + TOKEN) as second:
+        page = await browser.new_page()
+        assert await status(page, f"{first}/?token={TOKEN}") == 200
+        assert await status(page, f"{second}/?token=another-{TOKEN}") == 200
+        assert await status(page, first) == 200, "the second inspector's cookie did not replace the first one's"
+        assert await status(page, second) == 200
+        fresh = await browser.new_page()
+        assert await status(fresh, f"{second}/?token={TOKEN}") == 403, "one inspector's token opens only that one"
+
+
+@in_module_loop
 async def test_read_only_refuses_every_write(store: Any, browser: Any) -> None:
     await store.set("chat:1", {"v": 1})
     before = await store.get("chat:1")
@@ -308,6 +336,7 @@ async def test_read_only_refuses_every_write(store: Any, browser: Any) -> None:
     assert await store.get("chat:1") == before
 
 
+@in_module_loop
 async def test_delete_after_confirmation(store: Any, browser: Any) -> None:
     ids = await seed(store)
     async with serving(store, write=True) as base:
@@ -337,6 +366,7 @@ async def test_delete_after_confirmation(store: Any, browser: Any) -> None:
         assert await store.get("chat:42") is not None
 
 
+@in_module_loop
 async def test_edit_refuses_bad_json_and_stores_good(store: Any, browser: Any) -> None:
     await store.set("chat:42", {"lang": "en", "n": 1}, ttl=3600)
     before = await store.get_raw("chat:42")
@@ -376,6 +406,7 @@ async def test_edit_refuses_bad_json_and_stores_good(store: Any, browser: Any) -
         assert await store.get("chat:42") == {"lang": "de"}, "the bot's write is not overwritten"
 
 
+@in_module_loop
 async def test_edit_waits_for_the_sessions_lock(sqlite_store: Any, browser: Any) -> None:
     from sessionware.isolation import LocalIsolation
 
@@ -405,6 +436,7 @@ async def test_edit_waits_for_the_sessions_lock(sqlite_store: Any, browser: Any)
         assert await sqlite_store.get("chat:9") == {"n": 2}
 
 
+@in_module_loop
 async def test_pages_update_live(store: Any, browser: Any) -> None:
     ids = await seed(store)
     async with serving(store) as base:
@@ -415,11 +447,24 @@ async def test_pages_update_live(store: Any, browser: Any) -> None:
         await page.goto(f"{base}/session?key={record(ids['other'])}")
         await SessionManager(store).add_message(ids["other"], "assistant", "a reply that arrives later")
         await page.wait_for_selector("text=a reply that arrives later", timeout=5000)
+        await page.goto(base)
+        assert "chat:new" not in await keys_listed(page)
+        await store.set("chat:new", {"v": 1})
+        await page.locator('tr[data-key="chat:new"]').wait_for(timeout=5000)
+        await page.focus("#f-prefix")
+        await page.keyboard.type("cha")
+        await store.set("chat:newer", {"v": 1})
+        await asyncio.sleep(1.5)
+        assert await page.input_value("#f-prefix") == "cha", "no reload while the operator types"
+        assert "chat:newer" not in await keys_listed(page)
+        await page.locator("h1").click()
+        await page.locator('tr[data-key="chat:newer"]').wait_for(timeout=5000)
         await store.delete("chat:43")
         await page.goto(f"{base}/api/etag?key=chat%3A43")
         assert '"etag":"gone"' in await page.content()
 
 
+@in_module_loop
 async def test_session_text_is_never_markup(sqlite_store: Any, browser: Any) -> None:
     evil = "<img src=x onerror=\"document.title='owned'\">"
     await sqlite_store.set(evil, {"note": "</script><script>document.title='owned'</script>", "nul": "a\x00b"})
@@ -434,6 +479,7 @@ async def test_session_text_is_never_markup(sqlite_store: Any, browser: Any) -> 
         assert await page.locator("main img").count() == 0
 
 
+@in_module_loop
 async def test_the_inspect_command(tmp_path: Path, browser: Any) -> None:
     url = f"sqlite:///{tmp_path}/cli.db"
     from sessionware import open_store

@@ -96,6 +96,7 @@ def create_app(
         Route("/", handler(list_page)),
         Route("/session", handler(session_page)),
         Route("/api/etag", handler(etag_api)),
+        Route("/api/list-etag", handler(list_etag_api)),
         Route("/delete", handler(delete_page), methods=["GET", "POST"]),
         Route("/edit", handler(edit_page), methods=["GET", "POST"]),
     ]
@@ -110,6 +111,7 @@ class TokenMiddleware(BaseHTTPMiddleware):
         self.token = token
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        cookie = cookie_name(request)
         given = request.query_params.get("token")
         if given is not None and _same(given, self.token):
             if request.method == "GET" and not request.url.path.startswith("/api/"):
@@ -118,9 +120,9 @@ class TokenMiddleware(BaseHTTPMiddleware):
                 response: Response = RedirectResponse(target, status_code=303)
             else:
                 response = await call_next(request)
-            response.set_cookie(COOKIE, self.token, httponly=True, samesite="strict", path="/")
+            response.set_cookie(cookie, self.token, httponly=True, samesite="strict", path="/")
             return _secured(response, "")
-        if not _same(request.cookies.get(COOKIE, ""), self.token):
+        if not _same(request.cookies.get(cookie, ""), self.token):
             return _secured(
                 HTMLResponse(
                     "<!doctype html><title>403</title><h1>403 Forbidden</h1><p id=message>This inspector needs "
@@ -132,6 +134,11 @@ class TokenMiddleware(BaseHTTPMiddleware):
         nonce = secrets.token_urlsafe(12)
         request.state.nonce = nonce
         return _secured(await call_next(request), nonce)
+
+
+def cookie_name(request: Request) -> str:
+    """The token's cookie, one per port: browsers share cookies across the ports of a host, inspectors must not."""
+    return f"{COOKIE}_{request.url.port or 0}"
 
 
 def _same(given: str, token: str) -> bool:
@@ -186,15 +193,7 @@ async def list_page(inspector: Inspector, request: Request) -> Response:
     """Every session (bot and agent), filtered by owner, key prefix and kind, a page at a time."""
     q = request.query_params
     owner, prefix, kind, cursor = q.get("owner", ""), q.get("prefix", ""), q.get("kind", ""), q.get("cursor")
-    rows, next_cursor = await browse(
-        inspector.store,
-        inspector.namespace,
-        prefix=prefix,
-        kind=kind or None,
-        owner=owner or None,
-        limit=inspector.page_size,
-        cursor=cursor,
-    )
+    rows, next_cursor = await _browse(inspector, request)
     body = pages.session_list(
         rows,
         owner=owner,
@@ -204,7 +203,34 @@ async def list_page(inspector: Inspector, request: Request) -> Response:
         next_cursor=next_cursor,
         store_name=inspector.store_name,
     )
-    return _html(inspector, request, "Sessions", body)
+    poll = "/api/list-etag?" + urlencode(list(request.query_params.multi_items()))
+    watch = pages.watch_script(poll, _list_etag(rows, next_cursor), reload=True, interval_ms=inspector.poll_ms * 3)
+    return _html(inspector, request, "Sessions", body, script=watch)
+
+
+def _list_etag(rows: list[Any], next_cursor: str | None) -> str:
+    """What the list page compares: a digest of what its rows show (their expiry excepted, which always runs)."""
+    seen = [(r.key, r.size, r.version, r.messages, r.updated_at, r.expires_in is None) for r in rows]
+    return hashlib.sha256(json.dumps([seen, next_cursor]).encode()).hexdigest()[:20]
+
+
+async def list_etag_api(inspector: Inspector, request: Request) -> Response:
+    """``{"etag": ...}`` of a page of the list, which changes when a session on it (or joining it) changes."""
+    rows, next_cursor = await _browse(inspector, request)
+    return JSONResponse({"etag": _list_etag(rows, next_cursor)})
+
+
+async def _browse(inspector: Inspector, request: Request) -> tuple[list[Any], str | None]:
+    q = request.query_params
+    return await browse(
+        inspector.store,
+        inspector.namespace,
+        prefix=q.get("prefix", ""),
+        kind=q.get("kind") or None,
+        owner=q.get("owner") or None,
+        limit=inspector.page_size,
+        cursor=q.get("cursor"),
+    )
 
 
 async def session_page(inspector: Inspector, request: Request) -> Response:
@@ -216,7 +242,7 @@ async def session_page(inspector: Inspector, request: Request) -> Response:
     if data is None or row is None:
         missing = f"No session {key!r} in {inspector.store_name}."
         return _html(inspector, request, "No such session", missing, status=404)
-    watch = pages.watch_script(key, etag_of(data), reload=True, interval_ms=inspector.poll_ms)
+    watch = pages.watch_script(pages.etag_url(key), etag_of(data), reload=True, interval_ms=inspector.poll_ms)
     kind = kind_of(keys, key)
     if kind == AGENT:
         session_id = keys.session_id_of(key)
@@ -349,7 +375,7 @@ def _edit(
     status: int = 200,
 ) -> Response:
     body = pages.edit_form(key, source, etag, token=inspector.token, error=error)
-    watch = pages.watch_script(key, etag, reload=False, interval_ms=inspector.poll_ms)
+    watch = pages.watch_script(pages.etag_url(key), etag, reload=False, interval_ms=inspector.poll_ms)
     return _html(inspector, request, f"Edit {key}", body, status=status, script=watch)
 
 

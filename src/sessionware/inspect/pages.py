@@ -76,8 +76,13 @@ def link(path: str, **query: str | None) -> str:
 
 
 def session_link(key: str) -> str:
-    """The address of a session's page."""
+    """The address of a session's page, escaped for an attribute."""
     return link("/session", key=key)
+
+
+def etag_url(key: str) -> str:
+    """Where a page polls the etag of session ``key``."""
+    return "/api/etag?" + urlencode({"key": key})
 
 
 def human_size(size: int | None) -> str:
@@ -446,13 +451,17 @@ def message_page(heading: str, message: str) -> str:
     return f'<h1>{escape(heading)}</h1><p id="message">{text_block(message)}</p><p><a href="/">all sessions</a></p>'
 
 
-def watch_script(key: str, etag: str, *, reload: bool, interval_ms: int) -> str:
-    """Polls the session's etag; on a change reloads the page (or shows the ``#changed`` notice)."""
+def watch_script(poll: str, etag: str, *, reload: bool, interval_ms: int) -> str:
+    """Polls the JSON at ``poll`` for its etag; on a change reloads the page (or shows the ``#changed`` notice).
+
+    A reload waits while the operator is typing in a field of the page.
+    """
     act = "location.reload()" if reload else "document.getElementById('changed').hidden=false"
-    url = json.dumps("/api/etag?" + urlencode({"key": key}))
+    url = json.dumps(poll)
     return (
         f"(function(){{var etag={json.dumps(etag)};var busy=false;setInterval(function(){{"
-        f"if(busy)return;busy=true;fetch({url},{{cache:'no-store'}}).then(function(r){{return r.json()}})"
+        f"var f=document.activeElement;if(busy||({json.dumps(reload)}&&f&&/^(INPUT|SELECT|TEXTAREA)$/.test(f.tagName)))"
+        f"return;busy=true;fetch({url},{{cache:'no-store'}}).then(function(r){{return r.json()}})"
         f".then(function(d){{if(d.etag!==etag){{etag=d.etag;{act}}}}}).catch(function(){{}})"
         f".finally(function(){{busy=false}})}},{interval_ms})}})();"
     )
