@@ -467,7 +467,7 @@ async def delete_session(store: Any, namespace: str, target: str) -> bool:
         if await manager.get_session(session_id, history=0) is not None:
             await manager.delete_session(session_id)
             return True
-    updates = _updates(store)
+    updates = updates_of(store)
     try:
         return await _delete(updates, target)
     finally:
@@ -591,7 +591,7 @@ async def restore(
             )
         report.conflicts = sorted(set(report.conflicts))
         skipped.update(report.conflicts)
-    updates = _updates(store)
+    updates = updates_of(store)
     try:
         for key, (value, ttl) in plan.records.items():
             if key in skipped:
@@ -646,8 +646,6 @@ def _read_plan(store: Any, source: TextIO) -> tuple[AgentKeys, _Plan]:
     seen_logs: set[str] = set()
     current: str | None = None
     next_seq = 0
-    codec = getattr(store, "codec", DEFAULT_CODEC)
-    max_size = getattr(store, "max_size", None)
     for number, line in enumerate(source, start=2):
         if not line.strip():
             continue
@@ -678,7 +676,7 @@ def _read_plan(store: Any, source: TextIO) -> tuple[AgentKeys, _Plan]:
                     plan.log_owner[log_key] = keys.record(session_id)
             elif seq != next_seq:
                 raise CliError(f"line {number}: log {escape_text(log_key)!r} jumps from seq {next_seq - 1} to {seq}")
-            _check_encodes(codec, max_size, value, number)
+            _check_encodes(store, value, number)
             next_seq += 1
             continue
         current = None
@@ -693,7 +691,7 @@ def _read_plan(store: Any, source: TextIO) -> tuple[AgentKeys, _Plan]:
             raise CliError(f"line {number}: ttl must be a number of seconds or null, not {ttl!r:.40}")
         if key in plan.records:
             raise CliError(f"line {number}: session {escape_text(key)!r} appears twice")
-        _check_encodes(codec, max_size, value, number)
+        _check_encodes(store, value, number)
         plan.records[key] = (value, None if ttl is None else float(ttl))
     return keys, plan
 
@@ -708,13 +706,23 @@ def _session_of_log(keys: AgentKeys, log_key: str) -> str | None:
     return None
 
 
-def _check_encodes(codec: Codec, max_size: int | None, value: JsonDict, number: int) -> None:
+def _check_encodes(store: Any, value: JsonDict, number: int) -> None:
+    try:
+        check_storable(store, value)
+    except CliError as exc:
+        raise CliError(f"line {number}: {exc}") from exc
+
+
+def check_storable(store: Any, value: JsonDict) -> None:
+    """Raise :class:`CliError` saying why ``store`` would refuse ``value`` (not encodable, over its size limit)."""
+    codec: Codec = getattr(store, "codec", DEFAULT_CODEC)
+    max_size: int | None = getattr(store, "max_size", None)
     try:
         data = codec.encode(value)
     except (SessionwareError, ValueError, TypeError) as exc:
-        raise CliError(f"line {number}: {exc}") from exc
+        raise CliError(str(exc)) from exc
     if max_size is not None and len(data) > max_size:
-        raise CliError(f"line {number}: the value is {len(data)} bytes, over the store's limit of {max_size}")
+        raise CliError(f"the value is {len(data)} bytes, over the store's limit of {max_size}")
 
 
 async def _delete(updates: Isolation, key: str) -> bool:
@@ -722,7 +730,7 @@ async def _delete(updates: Isolation, key: str) -> bool:
         return await update.delete()
 
 
-def _updates(store: Any) -> Isolation:
+def updates_of(store: Any) -> Isolation:
     """The update unit the command line writes through: under a lease where the store has leases, so a
     running application's update of the same session finishes first and is never overwritten."""
     return make_isolation(store, _isolation(store))

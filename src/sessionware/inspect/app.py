@@ -19,11 +19,22 @@ from starlette.routing import Route
 
 from ..agents import SessionManager
 from ..agents.keyspace import AgentKeys
-from ..cli import AGENT, AGENT_INDEX, BOT, CliError, browse, delete_session, describe, kind_of
+from ..cli import (
+    AGENT,
+    AGENT_INDEX,
+    BOT,
+    CliError,
+    browse,
+    check_storable,
+    delete_session,
+    describe,
+    kind_of,
+    updates_of,
+)
 from ..errors import SessionDecodeError, SessionwareError
-from ..isolation import Isolation, make_isolation
+from ..isolation import Isolation
 from ..keys import check_key
-from ..store import ExpiringStore, LockingStore, RawStore
+from ..store import ExpiringStore
 from ..update import StoreIO
 from . import pages
 
@@ -53,8 +64,7 @@ class Inspector:
 
     def updates(self) -> Isolation:
         """The update unit edits and deletions go through: under a lease where the store has leases."""
-        leased = isinstance(self.store, LockingStore) and isinstance(self.store, RawStore)
-        return make_isolation(self.store, "distributed" if leased else "local")
+        return updates_of(self.store)
 
 
 def new_token() -> str:
@@ -389,13 +399,8 @@ def _parse(store: Any, source: str) -> dict[str, Any]:
         raise ValueError(f"a session is a JSON object, not {type(value).__name__}")
     if not value:
         raise ValueError("an empty object would delete the session; use delete instead")
-    codec = store.codec if isinstance(store, RawStore) else None
-    if codec is not None:
-        try:
-            data = codec.encode(value)
-        except (SessionwareError, TypeError) as exc:
-            raise ValueError(str(exc)) from None
-        limit = getattr(store, "max_size", None)
-        if limit is not None and len(data) > limit:
-            raise ValueError(f"the value is {len(data)} bytes, over the store's limit of {limit}")
+    try:
+        check_storable(store, value)
+    except CliError as exc:
+        raise ValueError(str(exc)) from None
     return value
