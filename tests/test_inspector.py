@@ -10,6 +10,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -516,6 +517,19 @@ async def test_the_inspect_command(tmp_path: Path, browser: Any) -> None:
     )
     assert missing.returncode == 1
     assert missing.stderr == f"sessionware: no SQLite database at '{tmp_path}/absent.db'\n"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = await asyncio.to_thread(
+            subprocess.run,
+            [str(SCRIPT), "inspect", "--store", url, "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert busy.returncode == 1
+    assert busy.stderr == f"sessionware: cannot listen on 127.0.0.1:{port}: Address already in use\n"
 
 
 def test_without_the_extra_the_error_names_it() -> None:
