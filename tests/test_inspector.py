@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import pytest_asyncio
@@ -478,6 +479,11 @@ async def test_session_text_is_never_markup(sqlite_store: Any, browser: Any) -> 
         assert "a\\u0000b" in await page.inner_text("#json")
         assert await page.title() != "owned"
         assert await page.locator("main img").count() == 0
+        response = await page.goto(f"{base}/session?key={quote('<b id=bold>missing</b>')}")
+        assert response is not None
+        assert response.status == 404
+        assert await page.inner_text("#message") == "No session '<b id=bold>missing</b>' in sqlite."
+        assert await page.locator("#bold").count() == 0, "an error message is text, never markup"
 
 
 @in_module_loop

@@ -96,9 +96,9 @@ def create_app(
             try:
                 return await fn(inspector, request)
             except (CliError, SessionDecodeError) as exc:
-                return _html(inspector, request, "Cannot show that", str(exc), status=400)
+                return _say(inspector, request, "Cannot show that", str(exc), status=400)
             except SessionwareError as exc:
-                return _html(inspector, request, "The store failed", f"{type(exc).__name__}: {exc}", status=503)
+                return _say(inspector, request, "The store failed", f"{type(exc).__name__}: {exc}", status=503)
 
         return endpoint
 
@@ -122,6 +122,7 @@ class TokenMiddleware(BaseHTTPMiddleware):
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         cookie = cookie_name(request)
+        nonce = request.state.nonce = secrets.token_urlsafe(12)
         given = request.query_params.get("token")
         if given is not None and _same(given, self.token):
             if request.method == "GET" and not request.url.path.startswith("/api/"):
@@ -131,7 +132,7 @@ class TokenMiddleware(BaseHTTPMiddleware):
             else:
                 response = await call_next(request)
             response.set_cookie(cookie, self.token, httponly=True, samesite="strict", path="/")
-            return _secured(response, "")
+            return _secured(response, nonce)
         if not _same(request.cookies.get(cookie, ""), self.token):
             return _secured(
                 HTMLResponse(
@@ -141,8 +142,6 @@ class TokenMiddleware(BaseHTTPMiddleware):
                 ),
                 "",
             )
-        nonce = secrets.token_urlsafe(12)
-        request.state.nonce = nonce
         return _secured(await call_next(request), nonce)
 
 
@@ -169,11 +168,16 @@ def _secured(response: Response, nonce: str) -> Response:
 
 
 def _html(
-    inspector: Inspector, request: Request, title: str, body_or_message: str, *, status: int = 200, script: str = ""
+    inspector: Inspector, request: Request, title: str, body: str, *, status: int = 200, script: str = ""
 ) -> HTMLResponse:
-    body = body_or_message if body_or_message.startswith("<") else pages.message_page(title, body_or_message)
+    """A page around ``body`` (HTML, already escaped); ``script`` runs under the request's nonce."""
     nonce = getattr(request.state, "nonce", "")
     return HTMLResponse(pages.page(title, body, nonce=nonce, write=inspector.write, script=script), status_code=status)
+
+
+def _say(inspector: Inspector, request: Request, title: str, message: str, *, status: int = 200) -> HTMLResponse:
+    """A page that only says ``message`` (plain text, escaped here)."""
+    return _html(inspector, request, title, pages.message_page(title, message), status=status)
 
 
 def _key(request: Request, form: Any = None) -> str:
@@ -251,7 +255,7 @@ async def session_page(inspector: Inspector, request: Request) -> Response:
     row = await describe(store, keys, key)
     if data is None or row is None:
         missing = f"No session {key!r} in {inspector.store_name}."
-        return _html(inspector, request, "No such session", missing, status=404)
+        return _say(inspector, request, "No such session", missing, status=404)
     watch = pages.watch_script(pages.etag_url(key), etag_of(data), reload=True, interval_ms=inspector.poll_ms)
     kind = kind_of(keys, key)
     if kind == AGENT:
@@ -260,7 +264,7 @@ async def session_page(inspector: Inspector, request: Request) -> Response:
         manager = SessionManager(store, namespace=inspector.namespace)
         session = await manager.get_session(session_id, history=HISTORY_SHOWN, tool_invocations=HISTORY_SHOWN)
         if session is None:
-            return _html(inspector, request, "No such session", f"Agent session {session_id!r} is gone.", status=404)
+            return _say(inspector, request, "No such session", f"Agent session {session_id!r} is gone.", status=404)
         body = pages.agent_session(key, session, row, write=inspector.write)
         return _html(inspector, request, session.id, body, script=watch)
     if kind == AGENT_INDEX:
@@ -280,7 +284,7 @@ async def etag_api(inspector: Inspector, request: Request) -> Response:
 def _read_only(inspector: Inspector, request: Request) -> Response | None:
     if inspector.write:
         return None
-    return _html(inspector, request, "Read-only", READ_ONLY, status=403)
+    return _say(inspector, request, "Read-only", READ_ONLY, status=403)
 
 
 async def _form(inspector: Inspector, request: Request) -> Any:
@@ -304,12 +308,12 @@ async def delete_page(inspector: Inspector, request: Request) -> Response:
         key = _key(request)
         row = await describe(inspector.store, inspector.keys, key)
         if row is None:
-            return _html(inspector, request, "No such session", f"No session {key!r}.", status=404)
+            return _say(inspector, request, "No such session", f"No session {key!r}.", status=404)
         return _html(inspector, request, "Delete?", pages.confirm_delete(key, row, token=inspector.token))
     try:
         form = await _form(inspector, request)
     except _Refused as exc:
-        return _html(inspector, request, "Refused", str(exc), status=403)
+        return _say(inspector, request, "Refused", str(exc), status=403)
     key = _key(request, form)
     if kind_of(inspector.keys, key) == AGENT:
         removed = await delete_session(inspector.store, inspector.namespace, key)
@@ -321,8 +325,8 @@ async def delete_page(inspector: Inspector, request: Request) -> Response:
         finally:
             await updates.close()
     if not removed:
-        return _html(inspector, request, "No such session", f"No session {key!r}; nothing was deleted.", status=404)
-    return _html(inspector, request, "Deleted", f"Deleted {key!r}.")
+        return _say(inspector, request, "No such session", f"No session {key!r}; nothing was deleted.", status=404)
+    return _say(inspector, request, "Deleted", f"Deleted {key!r}.")
 
 
 async def edit_page(inspector: Inspector, request: Request) -> Response:
@@ -334,21 +338,21 @@ async def edit_page(inspector: Inspector, request: Request) -> Response:
     if request.method == "GET":
         key = _key(request)
         if kind_of(keys, key) != BOT:
-            return _html(inspector, request, "Not editable", _NOT_EDITABLE, status=400)
+            return _say(inspector, request, "Not editable", _NOT_EDITABLE, status=400)
         data = await _raw(store, key)
         if data is None:
-            return _html(inspector, request, "No such session", f"No session {key!r}.", status=404)
+            return _say(inspector, request, "No such session", f"No session {key!r}.", status=404)
         value = await store.get(key)
         source = json.dumps(value, indent=2, ensure_ascii=False)
         return _edit(inspector, request, key, source, etag_of(data))
     try:
         form = await _form(inspector, request)
     except _Refused as exc:
-        return _html(inspector, request, "Refused", str(exc), status=403)
+        return _say(inspector, request, "Refused", str(exc), status=403)
     key = _key(request, form)
     source, etag = str(form.get("value", "")), str(form.get("etag", ""))
     if kind_of(keys, key) != BOT:
-        return _html(inspector, request, "Not editable", _NOT_EDITABLE, status=400)
+        return _say(inspector, request, "Not editable", _NOT_EDITABLE, status=400)
     try:
         value = _parse(store, source)
     except ValueError as exc:
