@@ -548,3 +548,29 @@ def test_without_the_extra_the_error_names_it() -> None:
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1
     assert "pip install 'sessionware[inspect]'" in done.stderr
+
+
+@in_module_loop
+async def test_an_undecodable_record_and_a_long_history(
+    sqlite_store: Any, browser: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await sqlite_store.set_raw("broken", b'{"half": \xff')
+    manager = SessionManager(sqlite_store)
+    s = await manager.create_session("user-1")
+    for i in range(4):
+        await manager.add_message(s.id, "user", f"message {i}")
+    monkeypatch.setattr("sessionware.inspect.app.HISTORY_SHOWN", 2)
+    async with serving(sqlite_store, write=True) as base:
+        page = await browser.new_page()
+        assert await status(page, f"{base}/session?key=broken&token={TOKEN}") == 200
+        assert "This record cannot be decoded: " in await page.inner_text("#undecodable")
+        assert await page.inner_text("#raw") == '{"half": \\xff'
+        assert await page.locator("#edit").count() == 0
+        await page.click("#delete")
+        await page.click("#confirm-delete")
+        assert await sqlite_store.get_raw("broken") is None
+
+        await page.goto(f"{base}/session?key={record(s.id)}")
+        assert await page.inner_text(".notice") == "showing the newest 2 of 4 messages"
+        seqs = [await m.get_attribute("data-seq") for m in await page.query_selector_all("#transcript .msg")]
+        assert seqs == ["3", "4"]

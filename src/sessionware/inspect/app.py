@@ -258,19 +258,24 @@ async def session_page(inspector: Inspector, request: Request) -> Response:
         return _say(inspector, request, "No such session", missing, status=404)
     watch = pages.watch_script(pages.etag_url(key), etag_of(data), reload=True, interval_ms=inspector.poll_ms)
     kind = kind_of(keys, key)
-    if kind == AGENT:
-        session_id = keys.session_id_of(key)
-        assert session_id is not None
-        manager = SessionManager(store, namespace=inspector.namespace)
-        session = await manager.get_session(session_id, history=HISTORY_SHOWN, tool_invocations=HISTORY_SHOWN)
-        if session is None:
-            return _say(inspector, request, "No such session", f"Agent session {session_id!r} is gone.", status=404)
-        body = pages.agent_session(key, session, row, write=inspector.write)
-        return _html(inspector, request, session.id, body, script=watch)
+    try:
+        if kind == AGENT:
+            session_id = keys.session_id_of(key)
+            assert session_id is not None
+            manager = SessionManager(store, namespace=inspector.namespace)
+            session = await manager.get_session(session_id, history=HISTORY_SHOWN, tool_invocations=HISTORY_SHOWN)
+            if session is None:
+                gone = f"Agent session {session_id!r} is gone."
+                return _say(inspector, request, "No such session", gone, status=404)
+            body = pages.agent_session(key, session, row, write=inspector.write)
+            return _html(inspector, request, session.id, body, script=watch)
+        value = StoreIO(store).codec.decode(key, data)
+    except SessionDecodeError as exc:
+        body = pages.undecodable(key, row, data, exc.reason, write=inspector.write)
+        return _html(inspector, request, key, body, script=watch)
     if kind == AGENT_INDEX:
-        body = pages.json_tree(await store.get(key))
-        return _html(inspector, request, key, f"<h1>index entry {pages.text(key)}</h1>{body}", script=watch)
-    value = await store.get(key)
+        body = f"<h1>index entry {pages.text(key)}</h1>{pages.json_tree(value)}"
+        return _html(inspector, request, key, body, script=watch)
     body = pages.bot_session(key, row, value, write=inspector.write)
     return _html(inspector, request, key, body, script=watch)
 

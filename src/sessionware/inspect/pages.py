@@ -234,6 +234,27 @@ def bot_session(key: str, row: SessionRow, value: Any, *, write: bool) -> str:
     )
 
 
+def undecodable(key: str, row: SessionRow, data: bytes, reason: str, *, write: bool, shown: int = 4096) -> str:
+    """The page of a record that cannot be decoded: why, and its first ``shown`` bytes as they are stored."""
+    more = "" if len(data) <= shown else f'<p class="part">the first {shown} of {len(data)} bytes</p>'
+    return (
+        f'<h1><span class="kind {row.kind}">{row.kind}</span> {text(key)}</h1>'
+        + facts([("size", human_size(row.size)), ("expires", expiry(row.expires_in))])
+        + f'<div class="error-box" id="undecodable">This record cannot be decoded: {text(reason)}</div>'
+        + write_actions(key, write=write, editable=False)
+        + f'<h2>Stored bytes</h2><pre class="json" id="raw">{escape(raw_text(data[:shown]))}</pre>{more}'
+    )
+
+
+def raw_text(data: bytes) -> str:
+    """Bytes as text: valid UTF-8 as it is (control characters and backslashes escaped), other bytes as ``\\xff``."""
+    out = []
+    for ch in data.decode("utf-8", "surrogateescape"):
+        code = ord(ch)
+        out.append(f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else escape_text(ch))
+    return "".join(out)
+
+
 # -- an agent session ----------------------------------------------------------------------------------
 
 
