@@ -258,7 +258,7 @@ async def test_durations_are_human_on_a_terminal_and_exact_in_json(tmp_path: Pat
     shown = await asyncio.to_thread(on_a_terminal, "ls", "--store", url)
     rows = {line.split("│")[1].strip(): line for line in shown.splitlines() if line.count("│") >= 4}
     assert re.search(r"│\s+1d 2h\s+│", rows["day"]), rows["day"]
-    assert re.search(r"│\s+46m 0[0-2]s\s+│", rows["hour"]), rows["hour"]
+    assert re.search(r"│\s+4[56]m \d\ds\s+│", rows["hour"]), rows["hour"]
     assert re.search(r"│\s+-\s+│$", rows["forever"].rstrip()), rows["forever"]
     assert "2761" not in shown
     assert not re.search(r"9378\d", shown)
@@ -269,10 +269,32 @@ async def test_durations_are_human_on_a_terminal_and_exact_in_json(tmp_path: Pat
     assert exact["forever"]["expires_in"] is None
     piped = cli("ls", "--store", url).stdout
     assert "│" not in piped, "piped output is plain tab-separated text"
-    assert "hour\tbot\t7\t46m 0" in piped
+    assert re.search(r"\nhour\tbot\t7\t4[56]m \d\ds\n", piped), piped
 
     user = await asyncio.to_thread(on_a_terminal, "ls", "--store", url, "--user", "user-1")
     assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", user)
     assert not re.search(r"\d\d:\d\d:\d\d\.\d{6}", user), "a terminal shows whole seconds"
     mine = json.loads(cli("ls", "--store", url, "--user", "user-1", "--json").stdout)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", mine["created"]), mine["created"]
+
+
+async def test_replace_restores_the_history_exactly_and_counts_read_right(url: str, tmp_path: Path) -> None:
+    source = store_url("sqlite", tmp_path)
+    manager = SessionManager(source)
+    s = await manager.create_session("user-1")
+    await manager.add_message(s.id, "user", "one")
+    await manager.close()
+    dump = tmp_path / "one.jsonl"
+    exported = cli("export", "--store", source, "-o", str(dump))
+    assert exported.stderr == f"exported 1 session (1 log entry) to {dump}\n"
+    assert cli("import", str(dump), "--store", url).stdout == "imported 1 session (1 log entry)\n"
+    later = SessionManager(url)
+    await later.add_message(s.id, "user", "two, written after the import")
+    await later.close()
+    assert cli("import", str(dump), "--store", url, "--replace").stdout == "imported 1 session (1 log entry)\n"
+    again = SessionManager(url)
+    restored = await again.get_session(s.id)
+    await again.close()
+    assert restored is not None
+    assert [(m.seq, m.text) for m in restored.conversation_history] == [(1, "one")]
+    assert restored.message_count == 1

@@ -252,6 +252,11 @@ def human_duration(seconds: float | None) -> str:
     return f"{s}s"
 
 
+def counted(n: int, singular: str, plural: str | None = None) -> str:
+    """``1 session``, ``2 sessions``; ``plural`` where adding an s is wrong (``log entries``)."""
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
+
+
 def human_time(timestamp: float | None) -> str:
     """A Unix time as local ``YYYY-MM-DD HH:MM:SS``; ``-`` for none."""
     if timestamp is None:
@@ -530,7 +535,7 @@ class ImportReport:
 
     def summary(self) -> str:
         """One line for the operator."""
-        text = f"imported {self.sessions} sessions ({self.entries} log entries)"
+        text = f"imported {counted(self.sessions, 'session')} ({counted(self.entries, 'log entry', 'log entries')})"
         if self.conflicts:
             text += f"; skipped {len(self.conflicts)} that already exist"
         if self.expired:
@@ -748,7 +753,7 @@ async def purge_expired(url: str, out: TextIO) -> int:
             print(f"{type(store).__name__} expires records by itself; nothing to purge", file=out)
             return 0
         count = await store.purge_expired()
-        print(f"purged {count} expired records", file=out)
+        print(f"purged {counted(count, 'expired record')}", file=out)
         return count
     finally:
         await store.close()
@@ -763,7 +768,7 @@ async def migrate(url: str, namespace: str, dry_run: bool, out: TextIO) -> Migra
         await store.close()
     verb = "would move" if dry_run else "moved"
     print(
-        f"{verb} {report.sessions} agent sessions ({report.entries} log entries); "
+        f"{verb} {counted(report.sessions, 'agent session')} ({counted(report.entries, 'log entry', 'log entries')}); "
         f"{report.finished} already moved, {report.expired} expired",
         file=out,
     )
@@ -845,7 +850,8 @@ def _app() -> "typer.Typer":
             raise CliError(f"cannot write {str(output)!r}: {exc.strerror or exc}") from None
         with out:
             sessions, entries = _run(export(store, prefix, namespace, out))
-        print(f"exported {sessions} sessions ({entries} log entries) to {output}", file=sys.stderr)
+        logged = counted(entries, "log entry", "log entries")
+        print(f"exported {counted(sessions, 'session')} ({logged}) to {output}", file=sys.stderr)
 
     @app.command("import")
     def import_cmd(

@@ -9,7 +9,7 @@ from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
-from ..cli import AGENT, BOT, KINDS, SessionRow, escape_text, human_duration, human_time, plain
+from ..cli import AGENT, BOT, KINDS, SessionRow, counted, escape_text, human_duration, human_time, plain
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1d232b;background:#f6f7f9}
@@ -127,10 +127,10 @@ def _node(value: Any, name: str | None, depth: int, open_depth: int) -> str:
     label = "" if name is None else f'<span class="k">{escape(name)}</span>: '
     if isinstance(value, dict):
         items = [_node(v, _json(k), depth + 1, open_depth) for k, v in value.items()]
-        brackets = ("{", "}", _count(len(value), "key"))
+        brackets = ("{", "}", counted(len(value), "key"))
     elif isinstance(value, list):
         items = [_node(v, None, depth + 1, open_depth) for v in value]
-        brackets = ("[", "]", _count(len(value), "item"))
+        brackets = ("[", "]", counted(len(value), "item"))
     else:
         return f'<div class="entry">{label}{_leaf(value)}</div>'
     if not items:
@@ -140,10 +140,6 @@ def _node(value: Any, name: str | None, depth: int, open_depth: int) -> str:
         f"<details{opened}><summary>{label}{brackets[0]} <span class=z>{brackets[2]}</span></summary>"
         f"{''.join(items)}<div>{brackets[1]}</div></details>"
     )
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def pre_json(value: Any) -> str:
