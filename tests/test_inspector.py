@@ -212,6 +212,10 @@ async def test_list_filters_and_a_transcript_with_tool_calls(store: Any, browser
         assert await keys_listed(page) == ["cron:nightly"]
         await page.goto(f"{base}/?owner=nobody")
         assert await page.inner_text("#empty") == "No sessions match."
+        assert await status(page, f"{base}/?owner=" + "x" * 5000) == 400
+        assert "user_id" in await page.inner_text("#message")
+        assert await status(page, f"{base}/?cursor=bogus") == 400
+        assert await page.inner_text("#message") == "not a listing cursor: 'bogus'"
 
         await page.goto(base)
         await page.click(f'tr[data-key="{record(ids["agent"])}"] a')

@@ -31,7 +31,7 @@ from ..cli import (
     kind_of,
     updates_of,
 )
-from ..errors import SessionDecodeError, SessionwareError
+from ..errors import InvalidKeyError, InvalidValueError, SessionDecodeError, SessionwareError
 from ..isolation import Isolation
 from ..keys import check_key
 from ..store import ExpiringStore
@@ -95,7 +95,7 @@ def create_app(
         async def endpoint(request: Request) -> Response:
             try:
                 return await fn(inspector, request)
-            except (CliError, SessionDecodeError) as exc:
+            except (CliError, SessionDecodeError, InvalidValueError, InvalidKeyError) as exc:
                 return _say(inspector, request, "Cannot show that", str(exc), status=400)
             except SessionwareError as exc:
                 return _say(inspector, request, "The store failed", f"{type(exc).__name__}: {exc}", status=503)
@@ -377,7 +377,7 @@ async def edit_page(inspector: Inspector, request: Request) -> Response:
             await update.save(value, ttl=ttl)
     finally:
         await updates.close()
-    return RedirectResponse(pages.session_link(key).replace("&amp;", "&"), status_code=303)
+    return RedirectResponse("/session?" + urlencode({"key": key}), status_code=303)
 
 
 _NOT_EDITABLE = "Only bot sessions can be edited here; change an agent session through its SessionManager."
