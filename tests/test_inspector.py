@@ -550,8 +550,17 @@ def test_without_the_extra_the_error_names_it() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
-    assert done.stderr.count("\n") == 1
-    assert "pip install 'sessionware[inspect]'" in done.stderr
+    assert done.stderr == (
+        "sessionware: the web inspector backend needs the 'uvicorn' package: pip install 'sessionware[inspect]'\n"
+    )
+    code = (
+        "import sys; sys.modules['starlette'] = None\n"
+        "from sessionware.errors import MissingExtraError\n"
+        "try:\n    import sessionware.inspect\n"
+        "except MissingExtraError as e:\n    print(e.extra, e.name)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout == "inspect starlette\n", done.stderr
 
 
 @in_module_loop
