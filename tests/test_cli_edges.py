@@ -141,9 +141,10 @@ async def test_replace_with_a_bad_line_writes_nothing(url: str, tmp_path: Path, 
     assert await snapshot(url) == {"chat:1": {"v": "old"}}, "the bad line stopped the import before any write"
 
 
+@pytest.mark.slow
 async def test_imported_logs_keep_their_sessions_expiry(url: str, tmp_path: Path) -> None:
     source = store_url("sqlite", tmp_path)
-    manager = SessionManager(source, ttl=5)
+    manager = SessionManager(source, ttl=15)
     s = await manager.create_session("user-1")
     await manager.add_message(s.id, "user", "hello")
     await manager.track_tool_invocation(s.id, "lookup", duration=0.01)
@@ -158,7 +159,7 @@ async def test_imported_logs_keep_their_sessions_expiry(url: str, tmp_path: Path
         assert await store.log_length(tools) == 1
         left = await store.expires_in(f"agent:s:{{{s.id}}}")
         assert left is not None
-        assert 0 < left <= 5
+        assert 0 < left <= 15
         await asyncio.sleep(left + 0.3)
         assert await store.get(f"agent:s:{{{s.id}}}") is None
         assert await store.log_length(history) == 0, "the imported history outlived its session"
@@ -260,11 +261,10 @@ async def test_durations_are_human_on_a_terminal_and_exact_in_json(tmp_path: Pat
     assert re.search(r"│\s+1d 2h\s+│", rows["day"]), rows["day"]
     assert re.search(r"│\s+4[56]m \d\ds\s+│", rows["hour"]), rows["hour"]
     assert re.search(r"│\s+-\s+│$", rows["forever"].rstrip()), rows["forever"]
-    assert "2761" not in shown
-    assert not re.search(r"9378\d", shown)
+    assert not re.search(r"\d{4}", rows["hour"] + rows["day"]), "no raw seconds on a terminal"
     exact = {row["key"]: row for row in map(json.loads, cli("ls", "--store", url, "--json").stdout.splitlines())}
-    assert 93780 < exact["day"]["expires_in"] <= 93784
-    assert 2755 < exact["hour"]["expires_in"] <= 2761.9
+    assert 93784 - 60 < exact["day"]["expires_in"] <= 93784, "a loaded machine may take seconds, never a minute"
+    assert 2761.9 - 60 < exact["hour"]["expires_in"] <= 2761.9
     assert exact["hour"]["expires_in"] != round(exact["hour"]["expires_in"]), "--json gives the exact seconds"
     assert exact["forever"]["expires_in"] is None
     piped = cli("ls", "--store", url).stdout
