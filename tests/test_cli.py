@@ -166,7 +166,7 @@ async def test_purge_expired(tmp_path: Path) -> None:
     await store.set("kept", {"v": 1})
     await store.close()
     await asyncio.sleep(0.1)
-    assert cli("purge-expired", "--store", url).stdout.strip() == "purged 1 expired records"
+    assert cli("purge-expired", "--store", url).stdout.strip() == "purged 1 expired record"
     require_server("redis")
     assert cli("purge-expired", "--store", REDIS_URL).stdout.startswith("RedisSessionStore expires records by itself")
 

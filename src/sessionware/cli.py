@@ -252,6 +252,11 @@ def human_duration(seconds: float | None) -> str:
     return f"{s}s"
 
 
+def counted(n: int, singular: str, plural: str | None = None) -> str:
+    """``1 session``, ``2 sessions``; ``plural`` where adding an s is wrong (``log entries``)."""
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
+
+
 def human_time(timestamp: float | None) -> str:
     """A Unix time as local ``YYYY-MM-DD HH:MM:SS``; ``-`` for none."""
     if timestamp is None:
@@ -467,7 +472,7 @@ async def delete_session(store: Any, namespace: str, target: str) -> bool:
         if await manager.get_session(session_id, history=0) is not None:
             await manager.delete_session(session_id)
             return True
-    updates = _updates(store)
+    updates = updates_of(store)
     try:
         return await _delete(updates, target)
     finally:
@@ -530,7 +535,7 @@ class ImportReport:
 
     def summary(self) -> str:
         """One line for the operator."""
-        text = f"imported {self.sessions} sessions ({self.entries} log entries)"
+        text = f"imported {counted(self.sessions, 'session')} ({counted(self.entries, 'log entry', 'log entries')})"
         if self.conflicts:
             text += f"; skipped {len(self.conflicts)} that already exist"
         if self.expired:
@@ -591,7 +596,7 @@ async def restore(
             )
         report.conflicts = sorted(set(report.conflicts))
         skipped.update(report.conflicts)
-    updates = _updates(store)
+    updates = updates_of(store)
     try:
         for key, (value, ttl) in plan.records.items():
             if key in skipped:
@@ -646,8 +651,6 @@ def _read_plan(store: Any, source: TextIO) -> tuple[AgentKeys, _Plan]:
     seen_logs: set[str] = set()
     current: str | None = None
     next_seq = 0
-    codec = getattr(store, "codec", DEFAULT_CODEC)
-    max_size = getattr(store, "max_size", None)
     for number, line in enumerate(source, start=2):
         if not line.strip():
             continue
@@ -678,7 +681,7 @@ def _read_plan(store: Any, source: TextIO) -> tuple[AgentKeys, _Plan]:
                     plan.log_owner[log_key] = keys.record(session_id)
             elif seq != next_seq:
                 raise CliError(f"line {number}: log {escape_text(log_key)!r} jumps from seq {next_seq - 1} to {seq}")
-            _check_encodes(codec, max_size, value, number)
+            _check_encodes(store, value, number)
             next_seq += 1
             continue
         current = None
@@ -693,7 +696,7 @@ def _read_plan(store: Any, source: TextIO) -> tuple[AgentKeys, _Plan]:
             raise CliError(f"line {number}: ttl must be a number of seconds or null, not {ttl!r:.40}")
         if key in plan.records:
             raise CliError(f"line {number}: session {escape_text(key)!r} appears twice")
-        _check_encodes(codec, max_size, value, number)
+        _check_encodes(store, value, number)
         plan.records[key] = (value, None if ttl is None else float(ttl))
     return keys, plan
 
@@ -708,13 +711,23 @@ def _session_of_log(keys: AgentKeys, log_key: str) -> str | None:
     return None
 
 
-def _check_encodes(codec: Codec, max_size: int | None, value: JsonDict, number: int) -> None:
+def _check_encodes(store: Any, value: JsonDict, number: int) -> None:
+    try:
+        check_storable(store, value)
+    except CliError as exc:
+        raise CliError(f"line {number}: {exc}") from exc
+
+
+def check_storable(store: Any, value: JsonDict) -> None:
+    """Raise :class:`CliError` saying why ``store`` would refuse ``value`` (not encodable, over its size limit)."""
+    codec: Codec = getattr(store, "codec", DEFAULT_CODEC)
+    max_size: int | None = getattr(store, "max_size", None)
     try:
         data = codec.encode(value)
     except (SessionwareError, ValueError, TypeError) as exc:
-        raise CliError(f"line {number}: {exc}") from exc
+        raise CliError(str(exc)) from exc
     if max_size is not None and len(data) > max_size:
-        raise CliError(f"line {number}: the value is {len(data)} bytes, over the store's limit of {max_size}")
+        raise CliError(f"the value is {len(data)} bytes, over the store's limit of {max_size}")
 
 
 async def _delete(updates: Isolation, key: str) -> bool:
@@ -722,7 +735,7 @@ async def _delete(updates: Isolation, key: str) -> bool:
         return await update.delete()
 
 
-def _updates(store: Any) -> Isolation:
+def updates_of(store: Any) -> Isolation:
     """The update unit the command line writes through: under a lease where the store has leases, so a
     running application's update of the same session finishes first and is never overwritten."""
     return make_isolation(store, _isolation(store))
@@ -740,7 +753,7 @@ async def purge_expired(url: str, out: TextIO) -> int:
             print(f"{type(store).__name__} expires records by itself; nothing to purge", file=out)
             return 0
         count = await store.purge_expired()
-        print(f"purged {count} expired records", file=out)
+        print(f"purged {counted(count, 'expired record')}", file=out)
         return count
     finally:
         await store.close()
@@ -755,7 +768,7 @@ async def migrate(url: str, namespace: str, dry_run: bool, out: TextIO) -> Migra
         await store.close()
     verb = "would move" if dry_run else "moved"
     print(
-        f"{verb} {report.sessions} agent sessions ({report.entries} log entries); "
+        f"{verb} {counted(report.sessions, 'agent session')} ({counted(report.entries, 'log entry', 'log entries')}); "
         f"{report.finished} already moved, {report.expired} expired",
         file=out,
     )
@@ -837,7 +850,8 @@ def _app() -> "typer.Typer":
             raise CliError(f"cannot write {str(output)!r}: {exc.strerror or exc}") from None
         with out:
             sessions, entries = _run(export(store, prefix, namespace, out))
-        print(f"exported {sessions} sessions ({entries} log entries) to {output}", file=sys.stderr)
+        logged = counted(entries, "log entry", "log entries")
+        print(f"exported {counted(sessions, 'session')} ({logged}) to {output}", file=sys.stderr)
 
     @app.command("import")
     def import_cmd(
@@ -874,6 +888,22 @@ def _app() -> "typer.Typer":
     ) -> None:
         """Move agent sessions written by sessionware 0.1 to this release's key layout (bot sessions need nothing)."""
         _run(migrate(store, namespace, dry_run, sys.stdout))
+
+    @app.command("inspect")
+    def inspect_cmd(
+        store: Store,
+        host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: a free one).")] = 0,
+        write: Annotated[bool, typer.Option("--write", help="Allow deleting sessions and editing bot ones.")] = False,
+        namespace: Namespace = "agent",
+    ) -> None:
+        """Serve a local web page to look at the store's sessions; prints the URL to open, with its access token."""
+        from .inspect import serve
+
+        try:
+            _run(serve(store, host=host, port=port, write=write, namespace=namespace))
+        except OSError as exc:
+            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
     @app.command("purge-expired")
     def purge_cmd(store: Store) -> None:
