@@ -106,12 +106,56 @@ async def test_a_bad_seq_is_refused_naming_its_line(url: str, tmp_path: Path, se
     assert await snapshot(url) == {}, "nothing was written"
 
 
-async def test_a_log_that_jumps_is_refused(url: str, tmp_path: Path) -> None:
-    dump = export_file(
+async def test_a_log_with_gaps_imports_with_its_numbers_and_one_going_back_is_refused(url: str, tmp_path: Path) -> None:
+    gapped = export_file(
         tmp_path, {"log": "notes", "seq": 4, "value": {"n": 1}}, {"log": "notes", "seq": 6, "value": {"n": 2}}
     )
+    cli("import", str(gapped), "--store", url)
+    store: Any = open_store(url)
+    try:
+        assert [(e.seq, e.value) for e in await store.log_read("notes")] == [(4, {"n": 1}), (6, {"n": 2})]
+    finally:
+        await store.close()
+    back = export_file(
+        tmp_path, {"log": "other", "seq": 4, "value": {"n": 1}}, {"log": "other", "seq": 3, "value": {"n": 2}}
+    )
+    error = one_line_error(cli("import", str(back), "--store", url, ok=False))
+    assert error == "line 3: log 'other' goes back from seq 4 to 3"
+
+
+@pytest.mark.parametrize("seq", [10**15, 10_000_002])
+async def test_a_log_starting_beyond_what_an_import_can_fill_is_refused_at_once(
+    url: str, tmp_path: Path, seq: int
+) -> None:
+    dump = export_file(tmp_path, {"log": "far", "seq": seq, "value": {"n": 1}})
     error = one_line_error(cli("import", str(dump), "--store", url, ok=False))
-    assert error == "line 3: log 'notes' jumps from seq 4 to 6"
+    assert (
+        error
+        == f"line 2: log 'far' skips to seq {seq}; an import fills in the numbers it skips, at most 10,000,000 of them"
+    )
+    assert await snapshot(url) == {}
+
+
+async def test_a_session_with_a_popped_message_exports_and_imports_with_its_numbers(url: str, tmp_path: Path) -> None:
+    from sessionware import SessionManager
+
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    async with SessionManager(source) as manager:
+        chat = await manager.create_session("ada")
+        for text in ("one", "two", "three"):
+            await manager.add_message(chat.id, "user", text)
+        await manager.pop_message(chat.id)
+        await manager.add_message(chat.id, "user", "four")
+        before = [(m.seq, m.text) for m in await manager.history(chat.id)]
+    assert before == [(1, "one"), (2, "two"), (4, "four")]
+    dump = tmp_path / "popped.jsonl"
+    dump.write_text(cli("export", "--store", source).stdout)
+    cli("import", str(dump), "--store", url)
+    async with SessionManager(url) as manager:
+        assert [(m.seq, m.text) for m in await manager.history(chat.id)] == before
+        got = await manager.get_session(chat.id)
+        assert got is not None
+        assert got.message_count == 3
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,8 @@ T = TypeVar("T")
 
 DEFAULT_DEMO_STORE = "sqlite:///sessionware-demo.db"
 EXPORT_FORMAT = "sessionware-export/1"
+MAX_SEQ_SKIP = 10_000_000
+"""The most sequence numbers an import fills in before a log's first entry or across a gap."""
 
 
 class CliError(SessionwareError):
@@ -161,7 +163,7 @@ async def describe(store: Any, keys: AgentKeys, key: str) -> SessionRow | None:
             record = SessionRecord.from_json(key, store.codec.decode(key, raw))
         except SessionwareError:
             return row
-        row = replace(row, owner=record.user_id, messages=record.messages, updated_at=record.updated_at)
+        row = replace(row, owner=record.user_id, messages=record.message_count, updated_at=record.updated_at)
     return row
 
 
@@ -674,15 +676,21 @@ def _read_plan(store: Any, source: TextIO) -> tuple[AgentKeys, _Plan]:
                 if log_key in seen_logs:
                     raise CliError(f"line {number}: the entries of log {escape_text(log_key)!r} are not together")
                 seen_logs.add(log_key)
-                current, next_seq = log_key, seq
+                current, next_seq = log_key, 1
                 plan.logs[log_key] = seq
                 session_id = _session_of_log(keys, log_key)
                 if session_id is not None:
                     plan.log_owner[log_key] = keys.record(session_id)
-            elif seq != next_seq:
-                raise CliError(f"line {number}: log {escape_text(log_key)!r} jumps from seq {next_seq - 1} to {seq}")
+            elif seq < next_seq:
+                shown = escape_text(log_key)
+                raise CliError(f"line {number}: log {shown!r} goes back from seq {next_seq - 1} to {seq}")
+            if seq - next_seq > MAX_SEQ_SKIP:
+                raise CliError(
+                    f"line {number}: log {escape_text(log_key)!r} skips to seq {seq}; an import fills in the numbers "
+                    f"it skips, at most {MAX_SEQ_SKIP:,} of them"
+                )
             _check_encodes(store, value, number)
-            next_seq += 1
+            next_seq = seq + 1
             continue
         current = None
         key, value, ttl = item.get("key"), item.get("value"), item.get("ttl")
