@@ -177,6 +177,20 @@ class LocalSentinel:
             return False
         return True
 
+    def wait_new_master(self, old: Process, within: float = 60) -> Process:
+        """Until the sentinels name a master other than ``old``; that master."""
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                master = self.master()
+                if master is not old:
+                    return master
+            except (redis.RedisError, StopIteration):  # a sentinel busy with the failover
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the sentinels named no new master within {within}s")
+            time.sleep(0.05)
+
     def failover(self) -> None:
         """Ask a sentinel for a failover now (``SENTINEL FAILOVER``), the old master staying up."""
         self.sentinels[0].command("SENTINEL", "FAILOVER", SERVICE)
