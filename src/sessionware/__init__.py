@@ -26,6 +26,7 @@ from .errors import (
     SessionwareError,
     StoreError,
     StoreTimeoutError,
+    StoreTLSError,
     StoreUnavailableError,
     ValueTooLargeError,
 )
@@ -246,6 +247,7 @@ __all__ = [
     "SessionUpdate",
     "SessionwareError",
     "StoreError",
+    "StoreTLSError",
     "StoreTimeoutError",
     "StoreUnavailableError",
     "TelegramAdapter",
