@@ -277,3 +277,71 @@ async def test_popping_and_clearing_a_sealed_history(store: BaseSessionStore) ->
     assert [m.text for m in await manager.history(chat.id)] == ["first"]
     await manager.clear_history(chat.id)
     assert await manager.history(chat.id) == []
+
+
+# -- the command line with SESSIONWARE_KEYS -----------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+async def test_the_command_line_reads_writes_and_rotates_through_the_keys(
+    backend: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .test_cli import cli, drop, store_url
+
+    url = store_url(backend, tmp_path)
+    try:
+        from sessionware import open_store
+
+        inner: Any = open_store(url)
+        sealed = EncryptedStore(inner, KeyRing({"old": KEY_A}))
+        manager = SessionManager(sealed)
+        chat = await manager.create_session("ada")
+        await manager.add_message(chat.id, "user", SECRET)
+        await sealed.set("bot:1", {"note": SECRET})
+        await sealed.close()
+
+        monkeypatch.delenv("SESSIONWARE_KEYS", raising=False)
+        refused = cli("show", "bot:1", "--store", url, ok=False)
+        assert refused.returncode == 1
+        assert SECRET not in refused.stdout + refused.stderr
+
+        monkeypatch.setenv("SESSIONWARE_KEYS", f"old:{KEY_A}")
+        assert SECRET in cli("show", "bot:1", "--store", url).stdout
+        assert SECRET in cli("show", chat.id, "--store", url).stdout
+        exported = cli("export", "--store", url).stdout
+        assert SECRET in exported, "with the keys, an export is plaintext"
+
+        monkeypatch.setenv("SESSIONWARE_KEYS", f"new:{KEY_B},old:{KEY_A}")
+        done = cli("rotate-keys", "--store", url)
+        assert "re-sealed 3 records with key 'new'" in done.stdout  # the agent record, its index entry, bot:1
+        assert "re-sealed 0 records" in cli("rotate-keys", "--store", url).stdout, "a second run has nothing to do"
+        monkeypatch.setenv("SESSIONWARE_KEYS", f"new:{KEY_B}")
+        assert SECRET in cli("show", "bot:1", "--store", url).stdout, "the records no longer need the old key"
+
+        target = store_url(backend, tmp_path)
+        try:
+            dump = tmp_path / "plain.jsonl"
+            dump.write_text(exported)
+            cli("import", str(dump), "--store", target)
+            at_rest: Any = open_store(target)
+            try:
+                raw = await at_rest.get_raw("bot:1")
+                assert raw.startswith(b"swe1:new:"), "an import with the keys seals what it writes"
+            finally:
+                await at_rest.close()
+        finally:
+            await drop(target)
+    finally:
+        await drop(url)
+
+
+def test_rotate_keys_without_keys_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    from .test_cli import cli
+
+    monkeypatch.delenv("SESSIONWARE_KEYS", raising=False)
+    done = cli("rotate-keys", "--store", f"sqlite:///{tmp_path / 'x.db'}", ok=False)
+    assert done.returncode == 1
+    assert (
+        done.stderr.strip()
+        == "sessionware: no encryption keys: set SESSIONWARE_KEYS to '<id>:<base64 key>[,<id>:<key>...]'"
+    )

@@ -3,12 +3,15 @@
 Every command that takes ``--store`` also reads ``SESSIONWARE_STORE``. A bad
 URL, an unreachable server or a missing extra is one line on stderr and a
 non-zero exit. On a terminal output is a table; piped, it is plain
-tab-separated text, and ``--json`` gives JSON Lines.
+tab-separated text, and ``--json`` gives JSON Lines. With ``SESSIONWARE_KEYS``
+set, every command reads and writes the store through
+:class:`~sessionware.encryption.EncryptedStore` with those keys.
 """
 
 import asyncio
 import io
 import json
+import os
 import shutil
 import sqlite3
 import sys
@@ -50,6 +53,8 @@ except ImportError:  # pragma: no cover - exercised by the missing-extra test in
 T = TypeVar("T")
 
 DEFAULT_DEMO_STORE = "sqlite:///sessionware-demo.db"
+KEYS_VARIABLE = "SESSIONWARE_KEYS"
+"""Encryption keys for every command (``<id>:<base64 key>,...``); see :mod:`sessionware.encryption`."""
 EXPORT_FORMAT = "sessionware-export/1"
 MAX_SEQ_SKIP = 10_000_000
 """The most sequence numbers an import fills in before a log's first entry or across a gap."""
@@ -79,8 +84,21 @@ def kind_of(keys: AgentKeys, key: str) -> str:
     return BOT
 
 
+def open_writing(url: str) -> BaseSessionStore:
+    """Open a store by URL, sealed with the keys in ``SESSIONWARE_KEYS`` when that is set (encryption at rest)."""
+    return _sealed(open_store(url))
+
+
+def _sealed(store: BaseSessionStore) -> BaseSessionStore:
+    if not os.environ.get(KEYS_VARIABLE):
+        return store
+    from .encryption import EncryptedStore, KeyRing
+
+    return EncryptedStore(store, KeyRing.from_env())
+
+
 def open_reading(url: str) -> BaseSessionStore:
-    """Open a store for a command that only reads.
+    """Open a store for a command that only reads (sealed as :func:`open_writing` does).
 
     A SQLite file that does not exist is an error naming its path; one without
     sessionware's tables reads as an empty store; neither file nor tables are created.
@@ -92,7 +110,26 @@ def open_reading(url: str) -> BaseSessionStore:
             raise CliError(f"no SQLite database at {str(path)!r}")
         if not _has_sessionware_tables(path, store.names.table):
             return InMemorySessionStore()
-    return store
+    return _sealed(store)
+
+
+async def rotate(url: str, prefix: str, out: TextIO) -> Any:
+    """Re-seal every record of the store at ``url`` with the primary key of ``SESSIONWARE_KEYS``."""
+    from .encryption import EncryptedStore, KeyRing, rotate_keys
+
+    keys = KeyRing.from_env()
+    store = EncryptedStore(open_store(url), keys)
+    try:
+        done = await rotate_keys(store, prefix=prefix)
+    finally:
+        await store.close()
+    print(
+        f"re-sealed {counted(done.resealed, 'record')} with key {keys.primary!r}; "
+        f"{done.current} already were, {done.raced} written meanwhile (so sealed with it), "
+        f"{done.plaintext} plaintext sealed",
+        file=out,
+    )
+    return done
 
 
 def _has_sessionware_tables(path: Path, table: str) -> bool:
@@ -516,7 +553,7 @@ async def import_(
     url: str, source: TextIO, replace: bool, out: TextIO, *, continue_on_conflict: bool = False
 ) -> "ImportReport":
     """Read an export back into the store at ``url``."""
-    store = open_store(url)
+    store = open_writing(url)
     try:
         report = await restore(store, source, replace=replace, continue_on_conflict=continue_on_conflict)
     finally:
@@ -755,7 +792,7 @@ def _isolation(store: Any) -> Literal["local", "distributed"]:
 
 async def purge_expired(url: str, out: TextIO) -> int:
     """Delete expired records and logs from a store that keeps them until purged."""
-    store = open_store(url)
+    store = open_writing(url)
     try:
         if not isinstance(store, PurgeableStore):
             print(f"{type(store).__name__} expires records by itself; nothing to purge", file=out)
@@ -769,7 +806,7 @@ async def purge_expired(url: str, out: TextIO) -> int:
 
 async def migrate(url: str, namespace: str, dry_run: bool, out: TextIO) -> MigrationReport:
     """Move agent sessions stored by sessionware 0.1 to the 0.2 key layout."""
-    store = open_store(url)
+    store = open_writing(url)
     try:
         report = await migrate_agent_sessions(store, namespace=namespace, dry_run=dry_run)
     finally:
@@ -912,6 +949,14 @@ def _app() -> "typer.Typer":
             _run(serve(store, host=host, port=port, write=write, namespace=namespace))
         except OSError as exc:
             raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+    @app.command("rotate-keys")
+    def rotate_cmd(
+        store: Store,
+        prefix: Annotated[str, typer.Option(help="Only keys starting with this (literally).")] = "",
+    ) -> None:
+        """Re-seal every record with the primary key of SESSIONWARE_KEYS, in place (run again to resume)."""
+        _run(rotate(store, prefix, sys.stdout))
 
     @app.command("purge-expired")
     def purge_cmd(store: Store) -> None:
