@@ -100,3 +100,23 @@ async def test_for_user_checks_every_call(manager: SessionManager) -> None:
         await alice.add_message(bob.id, "user", "x")
     with pytest.raises(SessionNotFoundError):
         await alice.update_session(bob.id, metadata={"x": 1})
+
+
+async def test_a_missing_id_costs_the_same_work_as_someone_elses() -> None:
+    from sessionware import InMemorySessionStore, JsonCodec, SessionManager
+
+    class CountingCodec(JsonCodec):
+        decodes = 0
+
+        def decode(self, key: str, data: bytes) -> Any:
+            CountingCodec.decodes += 1
+            return super().decode(key, data)
+
+    manager = SessionManager(InMemorySessionStore(codec=CountingCodec()))
+    bobs = await manager.create_session("bob", metadata={"secret": "s"})
+    work = {}
+    for name, session_id in (("someone else's", bobs.id), ("missing", "M" * 32)):
+        CountingCodec.decodes = 0
+        assert await manager.get_session(session_id, user_id="alice", history=0, tool_invocations=0) is None
+        work[name] = CountingCodec.decodes
+    assert work["missing"] == work["someone else's"] == 1, work

@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
+from ..codec import DEFAULT_CODEC
 from ..errors import ConflictError, InvalidValueError, LeaseExpiredError
 from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, make_isolation
 from ..keys import TTL, ttl_seconds
@@ -142,6 +143,7 @@ class SessionManager:
                 store, "LogStore (log_append / log_read / log_delete ...)", "message history and tool invocations"
             )
         self._store: SessionStore = store
+        self._codec = store.codec if isinstance(store, RawStore) else DEFAULT_CODEC
         self._logs: LogStore = store
         self._takes_ttl = accepts_ttl(store)
         self._ttl = self._check_ttl(ttl)
@@ -742,7 +744,11 @@ class SessionManager:
     async def _load(self, session_id: str, user_id: str | None) -> SessionRecord | None:
         """The stored record, or ``None`` if it is missing or (when ``user_id`` is given) someone else's."""
         key = self._keys.record(session_id)
-        return self._owned(key, await self._store.get(key), user_id)
+        data = await self._store.get(key)
+        if data is None and user_id is not None:
+            # As much work for a missing id as for someone else's, so the time taken does not tell them apart.
+            _same_user(SessionRecord.from_json(key, self._codec.decode(key, _DECOY)).user_id, user_id)
+        return self._owned(key, data, user_id)
 
     @asynccontextmanager
     async def _locked(self, session_id: str, user_id: str | None) -> AsyncIterator[tuple[SessionUpdate, SessionRecord]]:
@@ -945,6 +951,21 @@ async def _to_the_end(work: Coroutine[Any, Any, R], progress: _Progress) -> R:
         if not task.cancelled():
             task.exception()  # retrieved, so it is not reported as never retrieved
         raise
+
+
+_DECOY = DEFAULT_CODEC.encode(
+    SessionRecord(
+        id="d" * 32,
+        user_id="decoy",
+        metadata={"decoy": "x" * 64},
+        created_at=0.0,
+        updated_at=0.0,
+        ttl=None,
+        expires_at=None,
+        index=index_entry(0.0, "d" * 32),
+    ).to_json()
+)
+"""A stored record's shape, read when an id is missing so that a missing id costs what someone else's does."""
 
 
 def _owned_record(key: str, data: JsonDict | None, user_id: str | None) -> SessionRecord | None:
