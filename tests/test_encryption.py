@@ -345,3 +345,42 @@ def test_rotate_keys_without_keys_is_one_clear_line(monkeypatch: pytest.MonkeyPa
         done.stderr.strip()
         == "sessionware: no encryption keys: set SESSIONWARE_KEYS to '<id>:<base64 key>[,<id>:<key>...]'"
     )
+
+
+@pytest.mark.parametrize("keys_on_import", [False, True])
+async def test_a_sealed_export_moves_ciphertext_without_keys(
+    keys_on_import: bool, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sessionware import open_store
+
+    from .test_cli import cli
+
+    source, target = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    sealed = EncryptedStore(open_store(source), ring())
+    manager = SessionManager(sealed)
+    chat = await manager.create_session("ada")
+    await manager.add_message(chat.id, "user", SECRET)
+    await sealed.set("bot:1", {"note": SECRET}, ttl=3600)
+    await sealed.close()
+
+    monkeypatch.delenv("SESSIONWARE_KEYS", raising=False)
+    exported = cli("export", "--sealed", "--store", source).stdout
+    assert "launch code" not in exported, "a sealed export holds ciphertext only"
+    assert '"sealed":true' in exported.splitlines()[0]
+    dump = tmp_path / "sealed.jsonl"
+    dump.write_text(exported)
+    if keys_on_import:
+        monkeypatch.setenv("SESSIONWARE_KEYS", f"k1:{KEY_A}")
+    cli("import", str(dump), "--store", target)
+
+    moved = EncryptedStore(open_store(target), ring())
+    try:
+        assert await moved.get("bot:1") == {"note": SECRET}
+        left = await moved.expires_in("bot:1")
+        assert left is not None
+        assert 3500 < left <= 3600
+        assert (await SessionManager(moved).history(chat.id))[0].text == SECRET
+        raw: Any = await moved.inner.get_raw("bot:1")
+        assert raw.startswith(b"swe1:k1:"), "written back exactly as it was stored, never sealed twice"
+    finally:
+        await moved.close()

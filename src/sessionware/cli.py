@@ -9,6 +9,7 @@ set, every command reads and writes the store through
 """
 
 import asyncio
+import base64
 import io
 import json
 import os
@@ -53,6 +54,8 @@ except ImportError:  # pragma: no cover - exercised by the missing-extra test in
 T = TypeVar("T")
 
 DEFAULT_DEMO_STORE = "sqlite:///sessionware-demo.db"
+SEALED = b"swe1:"
+"""How a record sealed by :class:`~sessionware.encryption.EncryptedStore` starts."""
 KEYS_VARIABLE = "SESSIONWARE_KEYS"
 """Encryption keys for every command (``<id>:<base64 key>,...``); see :mod:`sessionware.encryption`."""
 EXPORT_FORMAT = "sessionware-export/1"
@@ -97,8 +100,8 @@ def _sealed(store: BaseSessionStore) -> BaseSessionStore:
     return EncryptedStore(store, KeyRing.from_env())
 
 
-def open_reading(url: str) -> BaseSessionStore:
-    """Open a store for a command that only reads (sealed as :func:`open_writing` does).
+def open_reading(url: str, *, keys: bool = True) -> BaseSessionStore:
+    """Open a store for a command that only reads (sealed as :func:`open_writing` does, unless not ``keys``).
 
     A SQLite file that does not exist is an error naming its path; one without
     sessionware's tables reads as an empty store; neither file nor tables are created.
@@ -110,7 +113,7 @@ def open_reading(url: str) -> BaseSessionStore:
             raise CliError(f"no SQLite database at {str(path)!r}")
         if not _has_sessionware_tables(path, store.names.table):
             return InMemorySessionStore()
-    return _sealed(store)
+    return _sealed(store) if keys else store
 
 
 async def rotate(url: str, prefix: str, out: TextIO) -> Any:
@@ -518,9 +521,13 @@ async def delete_session(store: Any, namespace: str, target: str) -> bool:
         await updates.close()
 
 
-async def export(url: str, prefix: str, namespace: str, out: TextIO) -> tuple[int, int]:
-    """Write every record (and every agent session's logs) as JSON Lines; return (sessions, log entries)."""
-    store = open_reading(url)
+async def export(url: str, prefix: str, namespace: str, out: TextIO, *, sealed: bool = False) -> tuple[int, int]:
+    """Write every record (and every agent session's logs) as JSON Lines; return (sessions, log entries).
+
+    ``sealed`` exports an encrypted store as it is stored, without keys: sealed records as base64
+    (``"sealed"``), log entries as their envelopes; importing it writes them back as they were.
+    """
+    store = open_reading(url, keys=not sealed)
     try:
         if not isinstance(store, ScannableStore):
             raise CliError(f"{type(store).__name__} cannot list its keys")
@@ -530,13 +537,18 @@ async def export(url: str, prefix: str, namespace: str, out: TextIO) -> tuple[in
         def emit(obj: dict[str, Any]) -> None:
             out.write(json.dumps(obj, ensure_ascii=True, separators=(",", ":")) + "\n")
 
-        emit({"format": EXPORT_FORMAT, "namespace": namespace})
+        emit({"format": EXPORT_FORMAT, "namespace": namespace, **({"sealed": True} if sealed else {})})
         async for key in store.scan(prefix):
-            value = await store.get(key)
-            if value is None:
-                continue
-            ttl = await store.expires_in(key) if isinstance(store, ExpiringStore) else None
-            emit({"key": key, "value": value, "ttl": ttl})
+            raw = await store.get_raw(key) if sealed and isinstance(store, RawStore) else None
+            if raw is not None and raw.startswith(SEALED):
+                line: dict[str, Any] = {"key": key, "sealed": base64.b64encode(raw).decode("ascii")}
+            else:
+                value = await store.get(key)
+                if value is None:
+                    continue
+                line = {"key": key, "value": value}
+            line["ttl"] = await store.expires_in(key) if isinstance(store, ExpiringStore) else None
+            emit(line)
             sessions += kind_of(keys, key) != AGENT_INDEX
             session_id = keys.session_id_of(key)
             if session_id is not None and isinstance(store, LogStore):
@@ -586,7 +598,8 @@ class ImportReport:
 class _Plan:
     """An export read and checked: what to write, and which log belongs to which record."""
 
-    records: dict[str, tuple[JsonDict, float | None]] = field(default_factory=dict)
+    records: dict[str, tuple[JsonDict | bytes, float | None]] = field(default_factory=dict)
+    sealed: bool = False
     logs: dict[str, int] = field(default_factory=dict)
     log_owner: dict[str, str] = field(default_factory=dict)
 
@@ -612,6 +625,8 @@ async def restore(
             spool.close()
     start = source.tell()
     keys, plan = _read_plan(store, source)
+    if plan.sealed:
+        store = _unsealed(store)  # sealed records and entries go back as they were stored
     report = ImportReport()
     skipped: set[str] = set()
     for key, (_, ttl) in plan.records.items():
@@ -620,7 +635,7 @@ async def restore(
             skipped.add(key)
     if not replace:
         for key in plan.records:
-            if key not in skipped and await store.get(key) is not None:
+            if key not in skipped and await _exists(store, key):
                 report.conflicts.append(key)
         for log_key in plan.logs:
             owner = plan.log_owner.get(log_key)
@@ -641,7 +656,10 @@ async def restore(
             if key in skipped:
                 continue
             async with updates.open(key) as update:
-                await update.write(value, ttl=ttl)
+                if isinstance(value, bytes):
+                    await update.write_bytes(value, ttl=ttl)
+                else:
+                    await update.write(value, ttl=ttl)
             report.records += 1
             report.sessions += kind_of(keys, key) != AGENT_INDEX
     finally:
@@ -669,6 +687,19 @@ async def restore(
     return report
 
 
+def _unsealed(store: Any) -> Any:
+    """The store an :class:`~sessionware.encryption.EncryptedStore` wraps (``store`` itself if it is not one)."""
+    from .encryption import EncryptedStore
+
+    return store.inner if isinstance(store, EncryptedStore) else store
+
+
+async def _exists(store: Any, key: str) -> bool:
+    if isinstance(store, RawStore):
+        return await store.get_raw(key) is not None
+    return await store.get(key) is not None
+
+
 def _log_ttl(plan: _Plan, log_key: str) -> float | None:
     owner = plan.log_owner.get(log_key)
     return None if owner is None or owner not in plan.records else plan.records[owner][1]
@@ -686,7 +717,7 @@ def _read_plan(store: Any, source: TextIO) -> tuple[AgentKeys, _Plan]:
         keys = AgentKeys(header.get("namespace", "agent"))
     except InvalidValueError as exc:
         raise CliError(f"line 1: {exc}") from exc
-    plan = _Plan()
+    plan = _Plan(sealed=header.get("sealed") is True)
     seen_logs: set[str] = set()
     current: str | None = None
     next_seq = 0
@@ -731,7 +762,12 @@ def _read_plan(store: Any, source: TextIO) -> tuple[AgentKeys, _Plan]:
             continue
         current = None
         key, value, ttl = item.get("key"), item.get("value"), item.get("ttl")
-        if not isinstance(key, str) or not isinstance(value, dict):
+        if plan.sealed and isinstance(item.get("sealed"), str):
+            try:
+                value = base64.b64decode(item["sealed"], validate=True)
+            except ValueError:
+                raise CliError(f"line {number}: 'sealed' is not base64") from None
+        if not isinstance(key, str) or not isinstance(value, dict | bytes):
             raise CliError(f"line {number} has no key and value")
         try:
             check_key(key)
@@ -741,7 +777,8 @@ def _read_plan(store: Any, source: TextIO) -> tuple[AgentKeys, _Plan]:
             raise CliError(f"line {number}: ttl must be a number of seconds or null, not {ttl!r:.40}")
         if key in plan.records:
             raise CliError(f"line {number}: session {escape_text(key)!r} appears twice")
-        _check_encodes(store, value, number)
+        if isinstance(value, dict):
+            _check_encodes(store, value, number)
         plan.records[key] = (value, None if ttl is None else float(ttl))
     return keys, plan
 
@@ -884,17 +921,20 @@ def _app() -> "typer.Typer":
         output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default stdout).")] = None,
         prefix: Annotated[str, typer.Option(help="Only keys starting with this (literally).")] = "",
         namespace: Namespace = "agent",
+        sealed: Annotated[
+            bool, typer.Option("--sealed", help="An encrypted store as stored: ciphertext, no keys needed.")
+        ] = False,
     ) -> None:
         """Export sessions as JSON Lines, streaming (agent sessions with their history and tool calls)."""
         if output is None:
-            _run(export(store, prefix, namespace, sys.stdout))
+            _run(export(store, prefix, namespace, sys.stdout, sealed=sealed))
             return
         try:
             out = output.open("w", encoding="ascii")
         except OSError as exc:
             raise CliError(f"cannot write {str(output)!r}: {exc.strerror or exc}") from None
         with out:
-            sessions, entries = _run(export(store, prefix, namespace, out))
+            sessions, entries = _run(export(store, prefix, namespace, out, sealed=sealed))
         logged = counted(entries, "log entry", "log entries")
         print(f"exported {counted(sessions, 'session')} ({logged}) to {output}", file=sys.stderr)
 

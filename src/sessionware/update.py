@@ -222,7 +222,10 @@ class SessionUpdate:
 
     async def write(self, value: JsonDict, *, ttl: float | None = None) -> None:
         """Write ``value`` as it is, even if unchanged or empty (restoring an export)."""
-        data = self._codec.encode(value)
+        await self.write_bytes(self._codec.encode(value), ttl=ttl)
+
+    async def write_bytes(self, data: bytes, *, ttl: float | None = None) -> None:
+        """Write already encoded ``data`` as it is (restoring an export of sealed records)."""
         await self._put(self.key, data, ttl=ttl)
         self._baseline = data
         self.existed = True
