@@ -32,6 +32,7 @@ class LogReader(Protocol):
         self, key: str, *, after: int | None = None, before: int | None = None, last: int | None = None
     ) -> list[LogEntry]: ...
 
+
 _FIRST_CHUNK = 64
 _MAX_CHUNK = 1024
 

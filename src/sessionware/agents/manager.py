@@ -808,10 +808,12 @@ class SessionManager:
                     messages_removed=upto - (parent.message_count - dropped),
                     tools=tools_upto,
                     tools_removed=tools_upto - (parent.tool_invocation_count - tools_dropped),
-                    history=LogChain(self._keys.history(new_id), offset=upto, base=hchain.prefix(upto)),
-                    tool_log=LogChain(self._keys.tools(new_id), offset=tools_upto, base=tchain.prefix(tools_upto)),
+                    history=LogChain(self._keys.history(new_id), offset=upto, base=hchain.prefix(upto, mine=False)),
+                    tool_log=LogChain(
+                        self._keys.tools(new_id), offset=tools_upto, base=tchain.prefix(tools_upto, mine=False)
+                    ),
                 )
-                shared_logs = {*self._hchain(record).keys(), *self._tchain(record).keys()}
+                shared_logs = {*self._hchain(record).logs(), *self._tchain(record).logs()}
                 record.forked_from = {"session_id": parent.id, "seq": upto}
                 if ttl is not None:
                     record.until = {"i": now + 2 * ttl, "h": now + 2 * ttl, "t": now + 2 * ttl}
@@ -953,7 +955,7 @@ class SessionManager:
                 until = record.until.get(name)
                 if until is not None and until < expires_at:
                     # An append of no entries only resets the log's expiry (a fork's keeps the shared logs).
-                    for key in chain.keys():
+                    for key in chain.logs():
                         await self._logs.log_append(key, [], ttl=2 * ttl)
                     record.until[name] = now + 2 * ttl
             if record.until.get("i", 0.0) < expires_at:
@@ -1046,9 +1048,7 @@ class SessionManager:
             raise MissingCapabilityError(self._store, "LogEditStore (log_pop / log_clear)", operation)
         return self._logs
 
-    async def _read_tools(
-        self, record: SessionRecord, *, last: int | None, before: int | None
-    ) -> list[ToolInvocation]:
+    async def _read_tools(self, record: SessionRecord, *, last: int | None, before: int | None) -> list[ToolInvocation]:
         if last == 0:
             return []
         chain = self._tchain(record)

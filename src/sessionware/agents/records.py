@@ -19,8 +19,8 @@ from ..providers.errors import ProviderFormatError
 from ..providers.inputs import read_tool_call
 from ..providers.parts import part
 from ..store import LogEntry
-from .segments import LogChain
 from .models import ROLES, TOOL_STATUSES, Message, Session, Source, ToolInvocation
+from .segments import LogChain
 
 RECORD_FORMAT = 1
 

@@ -76,11 +76,14 @@ class LogChain:
             shared=bool(data["s"]),
         )
 
-    def prefix(self, upto: int) -> list[Segment]:
-        """The segments holding the entries with ``seq <= upto`` (the own log closed at ``upto``)."""
-        segments = [replace(s, upto=min(s.upto, upto)) for s in self.base if s.lo < upto]
+    def prefix(self, upto: int, *, mine: bool = True) -> list[Segment]:
+        """The segments holding the entries with ``seq <= upto`` (the own log closed at ``upto``).
+
+        ``mine=False``: for another session (a fork), which never deletes them.
+        """
+        segments = [replace(s, upto=min(s.upto, upto), mine=mine and s.mine) for s in self.base if s.lo < upto]
         if upto > self.offset:
-            segments.append(Segment(self.own, self.offset, self.offset, upto, mine=True, shared=self.shared))
+            segments.append(Segment(self.own, self.offset, self.offset, upto, mine=mine, shared=self.shared))
         return segments
 
     def cut(self, upto: int, fresh: str, high: int) -> tuple[LogChain, str | None]:
@@ -111,7 +114,7 @@ class LogChain:
             keys.append(self.own)
         return keys
 
-    def keys(self) -> list[str]:
+    def logs(self) -> list[str]:
         """Every log this chain reads."""
         return [s.key for s in self.base] + [self.own]
 

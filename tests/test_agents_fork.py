@@ -1,0 +1,244 @@
+"""SessionManager.fork_session and rewind on every backend: shared prefixes, numbering, windows, owners, cost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import pytest
+
+from sessionware import BaseSessionStore, InvalidValueError, SessionManager
+from sessionware.agents import SessionNotFoundError
+
+from .helpers import Calls
+
+
+def texts(messages: Any) -> list[str]:
+    return [m.content for m in messages]
+
+
+async def filled(manager: SessionManager, n: int, user: str = "ada") -> str:
+    session = await manager.create_session(user, metadata={"topic": "t", "nested": {"a": 1}})
+    await manager.add_messages(session.id, [{"role": "user", "content": f"m{i}"} for i in range(1, n + 1)])
+    return session.id
+
+
+async def test_fork_at_a_point_and_both_go_on(store: BaseSessionStore) -> None:
+    manager = SessionManager(store, ttl=60)
+    sid = await filled(manager, 5)
+    fork = await manager.fork_session(sid, at=3, user_id="ada", metadata={"branch": "b"})
+    assert fork.id != sid
+    assert fork.user_id == "ada"
+    assert texts(fork.conversation_history) == ["m1", "m2", "m3"]
+    assert fork.message_count == 3
+    assert fork.forked_from == {"session_id": sid, "seq": 3}
+    assert fork.metadata == {"topic": "t", "nested": {"a": 1}, "branch": "b"}
+    added = await manager.add_message(fork.id, "assistant", "fork-4")
+    assert added.seq == 4
+    await manager.add_message(sid, "user", "m6")
+    got_fork = await manager.get_session(fork.id)
+    got_parent = await manager.get_session(sid)
+    assert got_fork is not None
+    assert got_parent is not None
+    assert texts(got_fork.conversation_history) == ["m1", "m2", "m3", "fork-4"]
+    assert [m.seq for m in got_fork.conversation_history] == [1, 2, 3, 4]
+    assert got_fork.message_count == 4
+    assert texts(got_parent.conversation_history) == ["m1", "m2", "m3", "m4", "m5", "m6"]
+    assert got_parent.message_count == 6
+    assert "branch" not in got_parent.metadata
+    page = await manager.list_sessions("ada")
+    assert {s.id for s in page.sessions} == {sid, fork.id}
+
+
+async def test_fork_defaults_to_everything_and_keeps_tool_invocations(store: BaseSessionStore) -> None:
+    manager = SessionManager(store)
+    session = await manager.create_session("ada")
+    await manager.add_message(session.id, "user", "q1")
+    await manager.track_tool_invocation(session.id, "search", arguments={"q": 1})
+    await manager.add_message(session.id, "assistant", "a1")
+    await asyncio.sleep(0.01)
+    await manager.add_message(session.id, "user", "q2")
+    await manager.track_tool_invocation(session.id, "search", arguments={"q": 2})
+    whole = await manager.fork_session(session.id)
+    assert texts(whole.conversation_history) == ["q1", "a1", "q2"]
+    assert [t.arguments for t in whole.tool_invocations] == [{"q": 1}, {"q": 2}]
+    assert whole.tool_invocation_count == 2
+    early = await manager.fork_session(session.id, at=2)
+    assert texts(early.conversation_history) == ["q1", "a1"]
+    assert [t.arguments for t in early.tool_invocations] == [{"q": 1}]
+    assert early.tool_invocation_count == 1
+    tool = await manager.track_tool_invocation(early.id, "calc")
+    assert tool.seq == 2
+    assert [t.tool_name for t in await manager.tool_invocations(early.id)] == ["search", "calc"]
+    assert len(await manager.tool_invocations(session.id)) == 2
+
+
+async def test_fork_of_a_fork_and_windows_across_the_boundaries(store: BaseSessionStore) -> None:
+    manager = SessionManager(store)
+    sid = await filled(manager, 4)
+    first = await manager.fork_session(sid, at=3)
+    await manager.add_messages(first.id, [{"role": "user", "content": f"f{i}"} for i in range(4, 7)])
+    second = await manager.fork_session(first.id, at=5)
+    await manager.add_message(second.id, "user", "s6")
+    assert texts(await manager.history(second.id)) == ["m1", "m2", "m3", "f4", "f5", "s6"]
+    assert texts(await manager.history(second.id, last=4)) == ["m3", "f4", "f5", "s6"]
+    assert texts(await manager.history(second.id, before=5, last=3)) == ["m2", "m3", "f4"]
+    assert texts(await manager.history(second.id, before=3)) == ["m1", "m2"]
+    # Each message costs 4 + 1 tokens in the rough count.
+    assert texts(await manager.history(second.id, max_tokens=15)) == ["f4", "f5", "s6"]
+    snap = await manager.get_session(second.id, history=2)
+    assert snap is not None
+    assert texts(snap.conversation_history) == ["f5", "s6"]
+    assert snap.message_count == 6
+    assert texts(await manager.history(first.id)) == ["m1", "m2", "m3", "f4", "f5", "f6"]
+    assert texts(await manager.history(sid)) == ["m1", "m2", "m3", "m4"]
+
+
+async def test_parent_edits_never_reach_the_fork(store: BaseSessionStore) -> None:
+    manager = SessionManager(store)
+    sid = await filled(manager, 4)
+    fork = await manager.fork_session(sid, at=3)
+    popped = [await manager.pop_message(sid) for _ in range(3)]
+    assert [m.content for m in popped if m is not None] == ["m4", "m3", "m2"]
+    assert texts(await manager.history(fork.id)) == ["m1", "m2", "m3"]
+    await manager.clear_history(sid)
+    assert texts(await manager.history(fork.id)) == ["m1", "m2", "m3"]
+    assert (await manager.add_message(sid, "user", "new")).seq == 5
+    await manager.delete_session(sid)
+    assert texts(await manager.history(fork.id)) == ["m1", "m2", "m3"]
+    got = await manager.get_session(fork.id)
+    assert got is not None
+    assert got.message_count == 3
+
+
+async def test_pop_on_a_fork_with_an_empty_own_log_narrows_the_prefix(store: BaseSessionStore) -> None:
+    manager = SessionManager(store)
+    sid = await filled(manager, 3)
+    fork = await manager.fork_session(sid)
+    popped = await manager.pop_message(fork.id)
+    assert popped is not None
+    assert (popped.seq, popped.content) == (3, "m3")
+    assert texts(await manager.history(fork.id)) == ["m1", "m2"]
+    assert texts(await manager.history(sid)) == ["m1", "m2", "m3"]
+    assert (await manager.add_message(fork.id, "user", "again")).seq == 4
+    got = await manager.get_session(fork.id)
+    assert got is not None
+    assert got.message_count == 3
+    assert texts(got.conversation_history) == ["m1", "m2", "again"]
+
+
+async def test_rewind_then_append_never_reuses_numbers(store: BaseSessionStore) -> None:
+    manager = SessionManager(store, ttl=60)
+    sid = await filled(manager, 6)
+    before = await manager.get_session(sid, history=0)
+    assert before is not None
+    after = await manager.rewind(sid, to=2)
+    assert after.message_count == 2
+    assert after.version == before.version + 1
+    assert texts(await manager.history(sid)) == ["m1", "m2"]
+    added = await manager.add_message(sid, "user", "n7")
+    assert added.seq == 7
+    assert await manager.rewind(sid, to=1) is not None
+    assert (await manager.add_message(sid, "user", "n8")).seq == 8
+    assert [m.seq for m in await manager.history(sid)] == [1, 8]
+    unchanged = await manager.rewind(sid, to=100)
+    assert unchanged.message_count == 2
+    await manager.rewind(sid, to=0)
+    assert await manager.history(sid) == []
+    assert (await manager.add_message(sid, "user", "n9")).seq == 9
+
+
+async def test_rewind_of_a_parent_leaves_its_fork(store: BaseSessionStore) -> None:
+    manager = SessionManager(store)
+    sid = await filled(manager, 5)
+    fork = await manager.fork_session(sid, at=4)
+    await manager.rewind(sid, to=1)
+    await manager.rewind(fork.id, to=2)
+    assert texts(await manager.history(sid)) == ["m1"]
+    assert texts(await manager.history(fork.id)) == ["m1", "m2"]
+    assert (await manager.add_message(fork.id, "user", "x")).seq == 5
+
+
+async def test_another_user_cannot_fork_or_rewind(store: BaseSessionStore) -> None:
+    manager = SessionManager(store)
+    sid = await filled(manager, 3)
+    with pytest.raises(SessionNotFoundError):
+        await manager.fork_session(sid, user_id="bob")
+    with pytest.raises(SessionNotFoundError):
+        await manager.rewind(sid, to=1, user_id="bob")
+    with pytest.raises(SessionNotFoundError):
+        await manager.for_user("bob").fork_session(sid)
+    assert (await manager.list_sessions("bob")).sessions == ()
+    assert texts(await manager.history(sid)) == ["m1", "m2", "m3"]
+    own = await manager.for_user("ada").fork_session(sid, at=1)
+    assert own.user_id == "ada"
+
+
+async def test_bad_arguments_are_refused(store: BaseSessionStore) -> None:
+    manager = SessionManager(store)
+    sid = await filled(manager, 2)
+    with pytest.raises(InvalidValueError, match="at"):
+        await manager.fork_session(sid, at=3)
+    with pytest.raises(InvalidValueError, match="at"):
+        await manager.fork_session(sid, at=-1)
+    with pytest.raises(InvalidValueError, match="to"):
+        await manager.rewind(sid, to="1")  # type: ignore[arg-type]
+    fork = await manager.fork_session(sid, fork_id="my-own-fork-id-000000001")
+    assert fork.id == "my-own-fork-id-000000001"
+    from sessionware import ConflictError
+
+    with pytest.raises(ConflictError):
+        await manager.fork_session(sid, fork_id="my-own-fork-id-000000001")
+
+
+class LogCalls(Calls):
+    """Calls, counting the log operations too."""
+
+    NAMES: tuple[str, ...] = (  # type: ignore[assignment]  # the base names its ten record operations
+        *Calls.NAMES,
+        "log_read",
+        "log_append",
+        "log_delete",
+        "log_pop",
+        "log_clear",
+        "set_versioned",
+    )
+
+
+async def test_fork_cost_does_not_grow_with_the_prefix(store: BaseSessionStore) -> None:
+    manager = SessionManager(store, ttl=600)
+    counts = []
+    for n in (50, 5000):
+        sid = await filled(manager, n)
+        calls = LogCalls(store)
+        fork = await manager.fork_session(sid)
+        counts.append(calls.take())
+        middle = await manager.fork_session(sid, at=n - 5)
+        counts.append(calls.take())
+        assert middle.message_count == n - 5
+        for name in LogCalls.NAMES:  # unwrap the store again
+            if name in store.__dict__:
+                delattr(store, name)
+        assert fork.message_count == n
+    assert counts[0] == counts[2]
+    assert counts[1] == counts[3]
+    assert sum(counts[0].values()) > 0
+
+
+async def test_a_cancelled_fork_leaves_nothing_half_made(store: BaseSessionStore) -> None:
+    manager = SessionManager(store)
+    sid = await filled(manager, 3)
+    for delay in (0, 0.0005, 0.001, 0.002, 0.004, 0.008):
+        task = asyncio.ensure_future(manager.fork_session(sid, at=2))
+        await asyncio.sleep(delay)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        for snapshot in (await manager.list_sessions("ada", limit=100)).sessions:
+            if snapshot.id == sid:
+                continue
+            assert snapshot.forked_from == {"session_id": sid, "seq": 2}
+            assert texts(await manager.history(snapshot.id)) == ["m1", "m2"]
+            await manager.delete_session(snapshot.id)
+    assert texts(await manager.history(sid)) == ["m1", "m2", "m3"]
