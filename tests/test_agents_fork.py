@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from sessionware import BaseSessionStore, InvalidValueError, SessionManager
-from sessionware.agents import SessionNotFoundError
+from sessionware import BaseSessionStore, ConflictError, InvalidValueError, SessionManager
+from sessionware.agents import Message, SessionNotFoundError
 
 from .helpers import Calls
 
@@ -186,8 +186,6 @@ async def test_bad_arguments_are_refused(store: BaseSessionStore) -> None:
         await manager.rewind(sid, to="1")  # type: ignore[arg-type]
     fork = await manager.fork_session(sid, fork_id="my-own-fork-id-000000001")
     assert fork.id == "my-own-fork-id-000000001"
-    from sessionware import ConflictError
-
     with pytest.raises(ConflictError):
         await manager.fork_session(sid, fork_id="my-own-fork-id-000000001")
 
@@ -242,3 +240,97 @@ async def test_a_cancelled_fork_leaves_nothing_half_made(store: BaseSessionStore
             assert texts(await manager.history(snapshot.id)) == ["m1", "m2"]
             await manager.delete_session(snapshot.id)
     assert texts(await manager.history(sid)) == ["m1", "m2", "m3"]
+
+
+async def test_compact_replaces_the_older_messages_by_one_summary(store: BaseSessionStore) -> None:
+    manager = SessionManager(store, ttl=60)
+    sid = await filled(manager, 6)
+    seen: list[list[str]] = []
+
+    async def summarize(messages: list[Message]) -> str:
+        seen.append(texts(messages))
+        return "summary of " + ",".join(texts(messages))
+
+    summary = await manager.compact(sid, keep_last=2, summarize=summarize)
+    assert summary is not None
+    assert seen == [["m1", "m2", "m3", "m4"]]
+    assert (summary.seq, summary.role, summary.content) == (4, "system", "summary of m1,m2,m3,m4")
+    assert summary.metadata == {"compaction": {"from": 1, "to": 4, "count": 4}}
+    history = await manager.history(sid)
+    assert texts(history) == ["summary of m1,m2,m3,m4", "m5", "m6"]
+    assert [m.seq for m in history] == [4, 5, 6]
+    got = await manager.get_session(sid)
+    assert got is not None
+    assert got.message_count == 3
+    assert (await manager.add_message(sid, "user", "m7")).seq == 7
+    assert texts(await manager.history(sid, last=2)) == ["m6", "m7"]
+    assert await manager.compact(sid, keep_last=10, summarize=summarize) is None
+
+
+async def test_compact_never_parts_a_tool_call_from_its_result(store: BaseSessionStore) -> None:
+    manager = SessionManager(store)
+    session = await manager.create_session("ada")
+    call = {"id": "c1", "name": "search", "arguments": {}}
+    await manager.add_messages(
+        session.id,
+        [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "content": "r", "tool_call_id": "c1"},
+            {"role": "assistant", "content": "a"},
+        ],
+    )
+
+    async def summarize(messages: list[Message]) -> Message:
+        assert [m.role for m in messages] == ["user"]
+        return Message(seq=0, role="user", content="earlier: q", created_at=messages[0].created_at)
+
+    summary = await manager.compact(session.id, keep_last=2, summarize=summarize)
+    assert summary is not None
+    assert summary.role == "user"
+    assert [m.role for m in await manager.history(session.id)] == ["user", "assistant", "tool", "assistant"]
+
+
+async def test_compact_keeps_a_message_appended_while_summarizing(store: BaseSessionStore) -> None:
+    manager = SessionManager(store)
+    other = SessionManager(store)
+    sid = await filled(manager, 4)
+
+    async def summarize(messages: list[Message]) -> str:
+        await asyncio.ensure_future(other.add_message(sid, "user", "meanwhile"))
+        return "s"
+
+    await manager.compact(sid, keep_last=1, summarize=summarize)
+    assert texts(await manager.history(sid)) == ["s", "m4", "meanwhile"]
+    got = await manager.get_session(sid)
+    assert got is not None
+    assert got.message_count == 3
+
+
+async def test_compact_refuses_when_the_older_messages_changed(store: BaseSessionStore) -> None:
+    manager = SessionManager(store)
+    sid = await filled(manager, 4)
+
+    async def summarize(messages: list[Message]) -> str:
+        await manager.rewind(sid, to=1)
+        return "s"
+
+    with pytest.raises(ConflictError):
+        await manager.compact(sid, keep_last=1, summarize=summarize)
+    assert texts(await manager.history(sid)) == ["m1"]
+
+
+async def test_compact_can_keep_the_originals_readable(store: BaseSessionStore) -> None:
+    manager = SessionManager(store)
+    sid = await filled(manager, 5)
+
+    async def summarize(messages: list[Message]) -> str:
+        return "s"
+
+    summary = await manager.compact(sid, keep_last=2, summarize=summarize, keep_originals=True)
+    assert summary is not None
+    originals = summary.metadata["compaction"]["originals"]
+    assert texts(await manager.history(originals)) == ["m1", "m2", "m3"]
+    assert texts(await manager.history(sid)) == ["s", "m4", "m5"]
+    fork = await manager.fork_session(sid, at=4)
+    assert texts(fork.conversation_history) == ["s", "m4"]

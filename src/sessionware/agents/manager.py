@@ -688,7 +688,7 @@ class SessionManager:
             newest = await ChainReader(self._logs, chain).log_read(chain.own, last=1)
             if not newest:
                 return None, None
-            if newest[0].seq > chain.offset and not chain.shared:
+            if newest[0].seq > chain.floor and not chain.shared:
                 entry = await logs.log_pop(chain.own)
                 return (None if entry is None else shifted([entry], chain.offset)[0]), None
             # The newest message is in a log a fork reads too: hide it instead of removing it.
@@ -882,6 +882,80 @@ class SessionManager:
             if key:
                 await self._logs.log_delete(key)
         return record.snapshot()
+
+    async def compact(
+        self,
+        session_id: str,
+        *,
+        keep_last: int,
+        summarize: Callable[[list[Message]], Awaitable[str | Message]],
+        keep_originals: bool = False,
+        user_id: str | None = None,
+    ) -> Message | None:
+        """Replace all but the newest ``keep_last`` messages by one summary; return it (``None``: nothing to do).
+
+        ``summarize`` gets the older messages, oldest first, and returns the
+        summary's text (stored as a system message) or a :class:`Message`
+        (its role, content and metadata are used). The boundary moves back so
+        a tool call is never parted from its results. The summary takes the
+        ``seq`` of the newest message it replaces and its metadata says which
+        ones: ``{"compaction": {"from": first seq, "to": last seq, "count": n}}``,
+        plus ``"originals"``: the id of a fork holding them when
+        ``keep_originals`` (else they are no longer readable). ``summarize``
+        runs outside the session's update unit; the replacement is then made
+        under it, atomically, and messages appended meanwhile are kept. If the
+        older messages changed meanwhile (a pop, rewind, clear or another
+        compaction), :class:`~sessionware.errors.ConflictError` and nothing is
+        written.
+        """
+        check_session_id(session_id)
+        owner = _opt_user(user_id)
+        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
+            raise InvalidValueError("keep_last", f"must be an int >= 0, not {keep_last!r:.60}")
+        if not callable(summarize):
+            raise InvalidValueError("summarize", "must be an async function taking the messages it replaces")
+        record = await self._load(session_id, owner)
+        if record is None:
+            raise SessionNotFoundError(session_id)
+        chain = self._hchain(record)
+        messages = await read_window(ChainReader(self._logs, chain), chain.own)
+        cut = max(len(messages) - keep_last, 0)
+        while 0 < cut < len(messages) and messages[cut].role == "tool":
+            cut -= 1
+        older = messages[:cut]
+        if len(older) < 1:
+            return None
+        shape, removed = chain.shape(), record.messages_removed
+        first, upto = older[0].seq, older[-1].seq
+        made = await summarize(list(older))
+        info: JsonDict = {"from": first, "to": upto, "count": len(older)}
+        if keep_originals:
+            originals = await self.fork_session(session_id, at=upto, user_id=owner)
+            info["originals"] = originals.id
+        if isinstance(made, Message):
+            meta = {**metadata_dict(made.metadata), "compaction": info}
+            entry = message_entry(made.role, made.content, name=made.name, metadata=meta)
+        elif isinstance(made, str):
+            entry = message_entry("system", made, metadata={"compaction": info})
+        else:
+            raise InvalidValueError("summarize", f"must return a str or a Message, not {type(made).__name__}")
+        summary_key = fresh_key(self._keys.history(session_id))
+
+        async def write(record: SessionRecord, now: float) -> bool:
+            current = self._hchain(record)
+            if current.shape() != shape or record.messages_removed != removed:
+                raise ConflictError(f"session {session_id!r}: its older messages changed while being summarized")
+            entry["ts"] = now
+            await self._logs.log_append(summary_key, [entry], ttl=self._log_ttl(record))
+            return True
+
+        def count(record: SessionRecord, done: bool, now: float) -> bool:
+            record.history = self._hchain(record).compacted(upto, summary_key)
+            record.messages_removed += len(older) - 1
+            return True
+
+        await self._logged_write(session_id, owner, write, count)
+        return message_from_entry(summary_key, LogEntry(upto, entry))
 
     async def _after(self, hchain: LogChain, tchain: LogChain, upto: int, tools: int) -> tuple[int, int, int]:
         """How many messages follow ``upto``; the last tool seq recorded before them and how many tools follow."""
@@ -1264,6 +1338,10 @@ class UserSessions:
     async def fork_session(self, session_id: str, **options: Any) -> Session:
         """:meth:`SessionManager.fork_session` of this user's session."""
         return await self.manager.fork_session(session_id, user_id=self.user_id, **options)
+
+    async def compact(self, session_id: str, **options: Any) -> Message | None:
+        """:meth:`SessionManager.compact` of this user's session."""
+        return await self.manager.compact(session_id, user_id=self.user_id, **options)
 
     async def rewind(self, session_id: str, *, to: int) -> Session:
         """:meth:`SessionManager.rewind` of this user's session."""

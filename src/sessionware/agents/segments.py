@@ -50,14 +50,31 @@ class Segment:
 class LogChain:
     """One log of a session (history or tool invocations): closed ``base`` segments, oldest first, then ``own``.
 
-    The own log's entries are shown with ``seq = stored + offset``; ``shared``
-    says a fork references the own log, which must then only be appended to.
+    The own log's entries are shown with ``seq = stored + offset`` and only
+    above ``lo`` (older ones were compacted); ``shared`` says a fork
+    references the own log, which must then only be appended to.
     """
 
     own: str
     offset: int = 0
     base: list[Segment] = field(default_factory=list)
     shared: bool = False
+    lo: int = 0
+
+    @property
+    def floor(self) -> int:
+        """The own log shows entries with ``seq > floor``."""
+        return max(self.offset, self.lo)
+
+    def shape(self) -> tuple[object, ...]:
+        """What the chain shows (not who else reads it): equal shapes, equal histories up to the own log."""
+        return (self.own, self.offset, self.lo, [(s.key, s.offset, s.lo, s.upto) for s in self.base])
+
+    def compacted(self, upto: int, summary: str) -> LogChain:
+        """This chain with the entries up to ``upto`` replaced by the entry of log ``summary`` (as ``upto``)."""
+        kept = [replace(s, lo=max(s.lo, upto)) for s in self.base if s.upto > upto]
+        head = Segment(summary, upto - 1, upto - 1, upto, mine=True)
+        return LogChain(own=self.own, offset=self.offset, base=[head, *kept], shared=self.shared, lo=max(self.lo, upto))
 
     @property
     def simple(self) -> bool:
@@ -65,7 +82,8 @@ class LogChain:
         return not self.base and not self.shared
 
     def to_json(self) -> JsonDict:
-        return {"own": self.own, "o": self.offset, "base": [s.to_json() for s in self.base], "s": self.shared}
+        data = {"own": self.own, "o": self.offset, "base": [s.to_json() for s in self.base], "s": self.shared}
+        return {**data, "l": self.lo} if self.lo else data
 
     @classmethod
     def from_json(cls, data: JsonDict) -> LogChain:
@@ -74,6 +92,7 @@ class LogChain:
             offset=int(data["o"]),
             base=[Segment.from_json(s) for s in data["base"]],
             shared=bool(data["s"]),
+            lo=int(data.get("l", 0)),
         )
 
     def prefix(self, upto: int, *, mine: bool = True) -> list[Segment]:
@@ -82,8 +101,8 @@ class LogChain:
         ``mine=False``: for another session (a fork), which never deletes them.
         """
         segments = [replace(s, upto=min(s.upto, upto), mine=mine and s.mine) for s in self.base if s.lo < upto]
-        if upto > self.offset:
-            segments.append(Segment(self.own, self.offset, self.offset, upto, mine=mine, shared=self.shared))
+        if upto > self.floor:
+            segments.append(Segment(self.own, self.offset, self.floor, upto, mine=mine, shared=self.shared))
         return segments
 
     def cut(self, upto: int, fresh: str, high: int) -> tuple[LogChain, str | None]:
@@ -103,7 +122,7 @@ class LogChain:
             if s.lo < upto and s.mine and not s.shared:
                 self.base[i] = replace(s, shared=True)
                 changed = True
-        if upto > self.offset and not self.shared:
+        if upto > self.floor and not self.shared:
             self.shared = changed = True
         return changed
 
@@ -141,7 +160,7 @@ class ChainReader:
         self, key: str, *, after: int | None = None, before: int | None = None, last: int | None = None
     ) -> list[LogEntry]:
         chain = self.chain
-        own = Segment(chain.own, chain.offset, chain.offset, 2**62)
+        own = Segment(chain.own, chain.offset, chain.floor, 2**62)
         found: list[LogEntry] = []
         for seg in [own, *reversed(chain.base)]:
             if last is not None and len(found) >= last:
