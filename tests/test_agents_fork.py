@@ -334,3 +334,21 @@ async def test_compact_can_keep_the_originals_readable(store: BaseSessionStore) 
     assert texts(await manager.history(sid)) == ["s", "m4", "m5"]
     fork = await manager.fork_session(sid, at=4)
     assert texts(fork.conversation_history) == ["s", "m4"]
+
+
+async def test_history_entries_and_log_keys_cover_the_shared_prefix(store: BaseSessionStore) -> None:
+    manager = SessionManager(store)
+    sid = await filled(manager, 3)
+    fork = await manager.fork_session(sid, at=2)
+    await manager.add_message(fork.id, "user", "f3")
+    entries = await manager.history_entries(fork.id)
+    assert [(e.seq, e.value["content"]) for e in entries] == [(1, "m1"), (2, "m2"), (3, "f3")]
+    assert [e.seq for e in await manager.history_entries(fork.id, last=1)] == [3]
+    from sessionware.agents.records import SessionRecord
+
+    key = manager.keys.record(fork.id)
+    data = await store.get(key)
+    assert data is not None
+    logs = SessionRecord.from_json(key, data).log_keys(manager.keys.history(fork.id), manager.keys.tools(fork.id))
+    assert manager.keys.history(sid) in logs
+    assert manager.keys.history(fork.id) in logs

@@ -587,6 +587,26 @@ class SessionManager:
             count_tokens=count_tokens,
         )
 
+    async def history_entries(
+        self, session_id: str, *, last: int | None = None, user_id: str | None = None
+    ) -> list[LogEntry]:
+        """The stored history entries (``seq`` and the stored dict), oldest first, across forks and rewinds.
+
+        For adapters that keep their own item shapes in the history; they must
+        read through this rather than the history log key, which holds only a
+        forked, rewound or compacted session's own part.
+        """
+        check_session_id(session_id)
+        owner = _opt_user(user_id)
+        last = check_window(last, "last")
+        record = await self._load(session_id, owner)
+        if record is None:
+            raise SessionNotFoundError(session_id)
+        if last == 0:
+            return []
+        chain = self._hchain(record)
+        return await ChainReader(self._logs, chain).log_read(chain.own, last=last)
+
     async def track_tool_invocation(
         self,
         session_id: str,

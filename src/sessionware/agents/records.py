@@ -71,6 +71,11 @@ class SessionRecord:
         """Tool invocations recorded and not cleared (those trimmed by ``max_tool_invocations`` included)."""
         return self.tools - self.tools_removed
 
+    def log_keys(self, history: str, tools: str) -> list[str]:
+        """Every log this session reads (``history`` / ``tools``: its default log keys), for backups."""
+        chains = [self.history or LogChain(history), self.tool_log or LogChain(tools)]
+        return list(dict.fromkeys(key for chain in chains for key in chain.logs()))
+
     def to_json(self) -> JsonDict:
         """The dict stored under the record key."""
         return {
