@@ -712,7 +712,7 @@ class SessionManager:
                 entry = await logs.log_pop(chain.own)
                 return (None if entry is None else shifted([entry], chain.offset)[0]), None
             # The newest message is in a log a fork reads too: hide it instead of removing it.
-            cut, _ = chain.cut(newest[0].seq - 1, fresh_key(key), max(record.messages, newest[0].seq))
+            cut = chain.cut(newest[0].seq - 1, fresh_key(key), max(record.messages, newest[0].seq))
             return newest[0], cut
 
         def count(record: SessionRecord, result: tuple[LogEntry | None, LogChain | None], now: float) -> bool:
@@ -722,10 +722,13 @@ class SessionManager:
             record.messages = max(record.messages, entry.seq)
             record.messages_removed += 1
             if cut is not None:
+                garbage[:] = self._hchain(record).unreferenced(cut)
                 record.history = cut
             return True
 
+        garbage: list[str] = []
         (entry, _), _ = await self._logged_write(session_id, owner, pop, count)
+        await self._delete_logs(garbage)
         return None if entry is None else message_from_entry(key, entry)
 
     async def clear_history(self, session_id: str, *, user_id: str | None = None) -> Session:
@@ -757,17 +760,24 @@ class SessionManager:
         def count(record: SessionRecord, last: tuple[int, int], now: float) -> bool:
             # Every number up to the log's last one is gone; later ones (appended since, when the
             # record is saved again after a lost lease) stay counted.
+            garbage.clear()
             if last[0] < 0:
+                old = self._hchain(record)
                 record.history = LogChain(fresh[0], offset=record.messages)
+                garbage.extend(old.unreferenced(record.history))
             record.messages = max(record.messages, last[0])
             record.messages_removed = last[0] if last[0] > 0 else record.messages
             if last[1] < 0:
+                old = self._tchain(record)
                 record.tool_log = LogChain(fresh[1], offset=record.tools)
+                garbage.extend(old.unreferenced(record.tool_log))
             record.tools = max(record.tools, last[1])
             record.tools_removed = last[1] if last[1] > 0 else record.tools
             return True
 
+        garbage: list[str] = []
         _, record = await self._logged_write(session_id, owner, clear, count)
+        await self._delete_logs(garbage)
         return record.snapshot()
 
     async def fork_session(
@@ -887,20 +897,19 @@ class SessionManager:
             if result is None:
                 return False
             dropped, tools_upto, tools_dropped = result
-            garbage.clear()
-            record.history, old = self._hchain(record).cut(to, fresh[0], record.messages)
-            garbage.append(old or "")
+            old = self._hchain(record)
+            record.history = old.cut(to, fresh[0], record.messages)
+            garbage[:] = old.unreferenced(record.history)
             record.messages_removed += dropped
             if tools_dropped:
-                record.tool_log, old = self._tchain(record).cut(tools_upto, fresh[1], record.tools)
-                garbage.append(old or "")
+                old = self._tchain(record)
+                record.tool_log = old.cut(tools_upto, fresh[1], record.tools)
+                garbage.extend(old.unreferenced(record.tool_log))
                 record.tools_removed += tools_dropped
             return True
 
         _, record = await self._logged_write(session_id, owner, cut, count)
-        for key in garbage:
-            if key:
-                await self._logs.log_delete(key)
+        await self._delete_logs(garbage)
         return record.snapshot()
 
     async def compact(
@@ -970,11 +979,15 @@ class SessionManager:
             return True
 
         def count(record: SessionRecord, done: bool, now: float) -> bool:
-            record.history = self._hchain(record).compacted(upto, summary_key)
+            old = self._hchain(record)
+            record.history = old.compacted(upto, summary_key)
+            garbage[:] = old.unreferenced(record.history)
             record.messages_removed += len(older) - 1
             return True
 
+        garbage: list[str] = []
         await self._logged_write(session_id, owner, write, count)
+        await self._delete_logs(garbage)
         return message_from_entry(summary_key, LogEntry(upto, entry))
 
     async def _after(self, hchain: LogChain, tchain: LogChain, upto: int, tools: int) -> tuple[int, int, int]:
@@ -1148,6 +1161,11 @@ class SessionManager:
         chain = self._tchain(record)
         entries = await ChainReader(self._logs, chain).log_read(chain.own, before=before, last=last)
         return [invocation_from_entry(chain.own, entry) for entry in entries]
+
+    async def _delete_logs(self, keys: list[str]) -> None:
+        """Remove logs no session reads any more (after the record stopped naming them)."""
+        for key in keys:
+            await self._logs.log_delete(key)
 
     def _hchain(self, record: SessionRecord) -> LogChain:
         return record.history if record.history is not None else LogChain(self._keys.history(record.id))

@@ -105,15 +105,17 @@ class LogChain:
             segments.append(Segment(self.own, self.offset, self.floor, upto, mine=mine, shared=self.shared))
         return segments
 
-    def cut(self, upto: int, fresh: str, high: int) -> tuple[LogChain, str | None]:
-        """This chain without the entries after ``upto``, appending to ``fresh`` from ``high`` on.
+    def cut(self, upto: int, fresh: str, high: int) -> LogChain:
+        """This chain without the entries after ``upto``, appending to ``fresh`` from ``high`` on."""
+        return LogChain(own=fresh, offset=high, base=self.prefix(upto))
 
-        Also returns the old own log if nothing references it any more (to be deleted).
-        """
-        segments = self.prefix(upto)
-        kept = bool(segments) and segments[-1].key == self.own
-        garbage = None if kept or self.shared else self.own
-        return LogChain(own=fresh, offset=high, base=segments), garbage
+    def unreferenced(self, new: LogChain) -> list[str]:
+        """The logs of this chain that ``new`` (its successor) no longer reads and no fork reads: to delete."""
+        still = set(new.logs())
+        mine = [s.key for s in self.base if s.mine and not s.shared]
+        if not self.shared:
+            mine.append(self.own)
+        return [key for key in mine if key not in still]
 
     def mark_shared(self, upto: int) -> bool:
         """Mark every log a fork up to ``upto`` reads as shared; whether anything changed."""
