@@ -10,6 +10,7 @@ import pytest
 
 from sessionware import BaseSessionStore, ConflictError, InvalidValueError, SessionManager
 from sessionware.agents import Message, SessionNotFoundError
+from sessionware.store import LogStore
 
 from .helpers import Calls
 
@@ -352,3 +353,47 @@ async def test_history_entries_and_log_keys_cover_the_shared_prefix(store: BaseS
     logs = SessionRecord.from_json(key, data).log_keys(manager.keys.history(fork.id), manager.keys.tools(fork.id))
     assert manager.keys.history(sid) in logs
     assert manager.keys.history(fork.id) in logs
+
+
+async def test_logs_nobody_reads_are_deleted_and_shared_ones_kept(store: BaseSessionStore) -> None:
+    manager = SessionManager(store)
+    logs = manager.store
+    assert isinstance(logs, LogStore)
+    sid = await filled(manager, 4)
+    await manager.rewind(sid, to=0)
+    assert await logs.log_length(manager.keys.history(sid)) == 0  # the old log went with the rewind
+    await manager.add_messages(sid, [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])
+    fork = await manager.fork_session(sid)
+    await manager.rewind(sid, to=0)
+    await manager.delete_session(sid)
+    assert texts(await manager.history(fork.id)) == ["a", "b"]
+    await manager.delete_user_data("ada")
+    assert await logs.log_length(manager.keys.history(sid)) == 0
+
+
+async def test_max_messages_never_trims_a_log_a_fork_reads(store: BaseSessionStore) -> None:
+    manager = SessionManager(store, max_messages=3)
+    sid = await filled(manager, 3)
+    fork = await manager.fork_session(sid)
+    for i in range(4, 8):
+        await manager.add_message(sid, "user", f"m{i}")
+    assert texts(await manager.history(fork.id)) == ["m1", "m2", "m3"]
+    for i in range(4, 9):
+        await manager.add_message(fork.id, "user", f"f{i}")
+    assert texts(await manager.history(fork.id))[-3:] == ["f6", "f7", "f8"]
+
+
+async def test_a_cancelled_rewind_is_whole_or_not_at_all(store: BaseSessionStore) -> None:
+    manager = SessionManager(store)
+    for delay in (0, 0.0005, 0.001, 0.002, 0.004):
+        sid = await filled(manager, 4)
+        task = asyncio.ensure_future(manager.rewind(sid, to=1))
+        await asyncio.sleep(delay)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        got = await manager.get_session(sid)
+        assert got is not None
+        assert texts(got.conversation_history) in (["m1"], ["m1", "m2", "m3", "m4"])
+        assert got.message_count == len(got.conversation_history)
+        assert (await manager.add_message(sid, "user", "next")).seq == 5
