@@ -9,14 +9,21 @@ from typing import Any
 import pytest
 
 from sessionware import BaseSessionStore, ConflictError, InvalidValueError, SessionManager
-from sessionware.agents import Message, SessionNotFoundError
-from sessionware.store import LogStore
+from sessionware.agents import Message, Session, SessionNotFoundError
+from sessionware.store import LockingStore, LogStore
 
 from .helpers import Calls
 
 
 def texts(messages: Any) -> list[str]:
     return [m.content for m in messages]
+
+
+async def whole_snapshot(manager: SessionManager, session: Session) -> Session:
+    """The session with its whole history and tool invocations (a fork returns none)."""
+    got = await manager.get_session(session.id, history="all", tool_invocations="all")
+    assert got is not None
+    return got
 
 
 async def filled(manager: SessionManager, n: int, user: str = "ada") -> str:
@@ -31,7 +38,8 @@ async def test_fork_at_a_point_and_both_go_on(store: BaseSessionStore) -> None:
     fork = await manager.fork_session(sid, at=3, user_id="ada", metadata={"branch": "b"})
     assert fork.id != sid
     assert fork.user_id == "ada"
-    assert texts(fork.conversation_history) == ["m1", "m2", "m3"]
+    assert fork.conversation_history == []
+    assert texts((await whole_snapshot(manager, fork)).conversation_history) == ["m1", "m2", "m3"]
     assert fork.message_count == 3
     assert fork.forked_from == {"session_id": sid, "seq": 3}
     assert fork.metadata == {"topic": "t", "nested": {"a": 1}, "branch": "b"}
@@ -61,11 +69,11 @@ async def test_fork_defaults_to_everything_and_keeps_tool_invocations(store: Bas
     await asyncio.sleep(0.01)
     await manager.add_message(session.id, "user", "q2")
     await manager.track_tool_invocation(session.id, "search", arguments={"q": 2})
-    whole = await manager.fork_session(session.id)
+    whole = await whole_snapshot(manager, await manager.fork_session(session.id))
     assert texts(whole.conversation_history) == ["q1", "a1", "q2"]
     assert [t.arguments for t in whole.tool_invocations] == [{"q": 1}, {"q": 2}]
     assert whole.tool_invocation_count == 2
-    early = await manager.fork_session(session.id, at=2)
+    early = await whole_snapshot(manager, await manager.fork_session(session.id, at=2))
     assert texts(early.conversation_history) == ["q1", "a1"]
     assert [t.arguments for t in early.tool_invocations] == [{"q": 1}]
     assert early.tool_invocation_count == 1
@@ -334,7 +342,7 @@ async def test_compact_can_keep_the_originals_readable(store: BaseSessionStore) 
     assert texts(await manager.history(originals)) == ["m1", "m2", "m3"]
     assert texts(await manager.history(sid)) == ["s", "m4", "m5"]
     fork = await manager.fork_session(sid, at=4)
-    assert texts(fork.conversation_history) == ["s", "m4"]
+    assert texts((await whole_snapshot(manager, fork)).conversation_history) == ["s", "m4"]
 
 
 async def test_history_entries_and_log_keys_cover_the_shared_prefix(store: BaseSessionStore) -> None:
@@ -397,3 +405,19 @@ async def test_a_cancelled_rewind_is_whole_or_not_at_all(store: BaseSessionStore
         assert texts(got.conversation_history) in (["m1"], ["m1", "m2", "m3", "m4"])
         assert got.message_count == len(got.conversation_history)
         assert (await manager.add_message(sid, "user", "next")).seq == 5
+
+
+async def test_fork_rewind_and_compact_with_distributed_isolation(store: BaseSessionStore) -> None:
+    assert isinstance(store, LockingStore)
+    manager = SessionManager(store, isolation="distributed")
+    sid = await filled(manager, 4)
+    fork = await manager.fork_session(sid, at=3)
+    await manager.rewind(fork.id, to=2)
+    await manager.add_message(fork.id, "user", "f")
+
+    async def summarize(messages: list[Message]) -> str:
+        return "s"
+
+    await manager.compact(sid, keep_last=1, summarize=summarize)
+    assert texts(await manager.history(fork.id)) == ["m1", "m2", "f"]
+    assert texts(await manager.history(sid)) == ["s", "m4"]

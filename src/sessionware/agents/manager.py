@@ -807,6 +807,7 @@ class SessionManager:
         them); ``max_messages`` trims only logs no fork reads. Both sessions
         then go on independently; the fork's messages get numbers above
         ``at``. A cancelled fork has either been made whole or not at all.
+        Returns a snapshot of the fork without history (``get_session`` reads it).
         """
         check_session_id(session_id)
         owner = _opt_user(user_id)
@@ -867,10 +868,7 @@ class SessionManager:
                     raise
                 return record
 
-        record = await _to_the_end(fork(), progress)
-        chain = self._hchain(record)
-        messages = await read_window(ChainReader(self._logs, chain), chain.own, last=self._window)
-        return record.snapshot(messages, await self._read_tools(record, last=self._window, before=None))
+        return (await _to_the_end(fork(), progress)).snapshot()
 
     async def rewind(self, session_id: str, *, to: int, user_id: str | None = None) -> Session:
         """Drop every message with ``seq > to``, and the tool invocations recorded since the first of them.
