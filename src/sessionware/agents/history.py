@@ -14,14 +14,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from ..errors import InvalidValueError
 from ..frozen import thaw
-from ..store import LogStore
+from ..store import LogEntry
 from .models import Message
 from .records import message_from_entry
 
 TokenCounter = Callable[[Message], int]
+
+
+class LogReader(Protocol):
+    """What a window is read from: a :class:`~sessionware.store.LogStore`, or the logs of a fork composed."""
+
+    async def log_read(
+        self, key: str, *, after: int | None = None, before: int | None = None, last: int | None = None
+    ) -> list[LogEntry]: ...
+
 
 _FIRST_CHUNK = 64
 _MAX_CHUNK = 1024
@@ -66,7 +76,7 @@ def check_window(value: object, name: str) -> int | None:
 
 
 async def read_window(
-    store: LogStore,
+    store: LogReader,
     key: str,
     *,
     last: int | None = None,
@@ -117,4 +127,4 @@ async def read_window(
     return window if before is None else window[: _unanswered_tail(window)]
 
 
-__all__ = ["TokenCounter", "approx_tokens", "check_window", "drop_orphans", "read_window"]
+__all__ = ["LogReader", "TokenCounter", "approx_tokens", "check_window", "drop_orphans", "read_window"]

@@ -56,6 +56,7 @@ from .records import (
     metadata_dict,
     tool_entry,
 )
+from .segments import ChainReader, LogChain, fresh_key, shifted
 
 DEFAULT_HISTORY_WINDOW: int | None = None
 """How many of the newest messages and tool invocations ``get_session`` includes unless told otherwise:
@@ -275,8 +276,9 @@ class SessionManager:
             return None
         messages: list[Message] = []
         if last_messages != 0:
-            messages = await read_window(self._logs, self._keys.history(session_id), last=last_messages)
-        tools = await self._read_tools(session_id, last=last_tools, before=None)
+            chain = self._hchain(record)
+            messages = await read_window(ChainReader(self._logs, chain), chain.own, last=last_messages)
+        tools = await self._read_tools(record, last=last_tools, before=None)
         return record.snapshot(messages, tools)
 
     async def update_session(
@@ -360,7 +362,7 @@ class SessionManager:
 
         async def erase() -> None:
             async with self._begin(progress, session_id, owner) as (update, record):
-                await self._erase(update, record.id, record.user_id, record.index)
+                await self._erase(update, record.id, record.user_id, record.index, record)
 
         try:
             await _to_the_end(erase(), progress)
@@ -424,7 +426,7 @@ class SessionManager:
                     if record is None:
                         await self._erase(update, session_id, user_id, entry)
                     elif _same_user(record.user_id, user_id):
-                        await self._erase(update, session_id, user_id, record.index)
+                        await self._erase(update, session_id, user_id, record.index, record, everything=True)
                         deleted += 1
             await self._store.delete(key)
         return deleted
@@ -574,16 +576,38 @@ class SessionManager:
         max_tokens = check_window(max_tokens, "max_tokens")
         if count_tokens is not None and not callable(count_tokens):
             raise InvalidValueError("count_tokens", "must be a callable taking a Message and returning an int")
-        if await self._load(session_id, owner) is None:
+        record = await self._load(session_id, owner)
+        if record is None:
             raise SessionNotFoundError(session_id)
+        chain = self._hchain(record)
         return await read_window(
-            self._logs,
-            self._keys.history(session_id),
+            ChainReader(self._logs, chain),
+            chain.own,
             last=last,
             before=before,
             max_tokens=max_tokens,
             count_tokens=count_tokens,
         )
+
+    async def history_entries(
+        self, session_id: str, *, last: int | None = None, user_id: str | None = None
+    ) -> list[LogEntry]:
+        """The stored history entries (``seq`` and the stored dict), oldest first, across forks and rewinds.
+
+        For adapters that keep their own item shapes in the history; they must
+        read through this rather than the history log key, which holds only a
+        forked, rewound or compacted session's own part.
+        """
+        check_session_id(session_id)
+        owner = _opt_user(user_id)
+        last = check_window(last, "last")
+        record = await self._load(session_id, owner)
+        if record is None:
+            raise SessionNotFoundError(session_id)
+        if last == 0:
+            return []
+        chain = self._hchain(record)
+        return await ChainReader(self._logs, chain).log_read(chain.own, last=last)
 
     async def track_tool_invocation(
         self,
@@ -628,7 +652,11 @@ class SessionManager:
         key = self._keys.tools(session_id)
 
         async def append(record: SessionRecord, now: float) -> list[int]:
-            return await self._logs.log_append(key, [entry], ttl=self._log_ttl(record), max_len=self._max_tools)
+            chain = self._tchain(record)
+            entry["ts"] = now
+            max_len = None if chain.shared else self._max_tools
+            seqs = await self._logs.log_append(chain.own, [entry], ttl=self._log_ttl(record), max_len=max_len)
+            return [seq + chain.offset for seq in seqs]
 
         def count(record: SessionRecord, seqs: list[int], now: float) -> bool:
             record.tools = max(record.tools, seqs[-1])
@@ -652,9 +680,10 @@ class SessionManager:
         owner = _opt_user(user_id)
         last = check_window(last, "last")
         before = check_window(before, "before")
-        if await self._load(session_id, owner) is None:
+        record = await self._load(session_id, owner)
+        if record is None:
             raise SessionNotFoundError(session_id)
-        return await self._read_tools(session_id, last=last, before=before)
+        return await self._read_tools(record, last=last, before=before)
 
     async def pop_message(self, session_id: str, *, user_id: str | None = None) -> Message | None:
         """Remove the newest message of the history and return it; ``None`` if the history is empty.
@@ -673,17 +702,35 @@ class SessionManager:
         logs = self._editable("pop_message")
         key = self._keys.history(session_id)
 
-        async def pop(record: SessionRecord, now: float) -> LogEntry | None:
-            return await logs.log_pop(key)
+        async def pop(record: SessionRecord, now: float) -> tuple[LogEntry | None, LogChain | None]:
+            chain = self._hchain(record)
+            if chain.simple:
+                entry = await logs.log_pop(chain.own)
+                return (None if entry is None else shifted([entry], chain.offset)[0]), None
+            newest = await ChainReader(self._logs, chain).log_read(chain.own, last=1)
+            if not newest:
+                return None, None
+            if newest[0].seq > chain.floor and not chain.shared:
+                entry = await logs.log_pop(chain.own)
+                return (None if entry is None else shifted([entry], chain.offset)[0]), None
+            # The newest message is in a log a fork reads too: hide it instead of removing it.
+            cut = chain.cut(newest[0].seq - 1, fresh_key(key), max(record.messages, newest[0].seq))
+            return newest[0], cut
 
-        def count(record: SessionRecord, entry: LogEntry | None, now: float) -> bool:
+        def count(record: SessionRecord, result: tuple[LogEntry | None, LogChain | None], now: float) -> bool:
+            entry, cut = result
             if entry is None:
                 return False
             record.messages = max(record.messages, entry.seq)
             record.messages_removed += 1
+            if cut is not None:
+                garbage[:] = self._hchain(record).unreferenced(cut)
+                record.history = cut
             return True
 
-        entry, _ = await self._logged_write(session_id, owner, pop, count)
+        garbage: list[str] = []
+        (entry, _), _ = await self._logged_write(session_id, owner, pop, count)
+        await self._delete_logs(garbage)
         return None if entry is None else message_from_entry(key, entry)
 
     async def clear_history(self, session_id: str, *, user_id: str | None = None) -> Session:
@@ -701,20 +748,269 @@ class SessionManager:
         logs = self._editable("clear_history")
         history, tools = self._keys.history(session_id), self._keys.tools(session_id)
 
+        fresh = fresh_key(history), fresh_key(tools)
+
+        async def empty(chain: LogChain) -> int:
+            if chain.simple:
+                last = await logs.log_clear(chain.own)
+                return last + chain.offset if last else 0
+            return -1  # read by forks: replaced by a fresh log
+
         async def clear(record: SessionRecord, now: float) -> tuple[int, int]:
-            return await logs.log_clear(history), await logs.log_clear(tools)
+            return await empty(self._hchain(record)), await empty(self._tchain(record))
 
         def count(record: SessionRecord, last: tuple[int, int], now: float) -> bool:
             # Every number up to the log's last one is gone; later ones (appended since, when the
             # record is saved again after a lost lease) stay counted.
+            garbage.clear()
+            if last[0] < 0:
+                old = self._hchain(record)
+                record.history = LogChain(fresh[0], offset=record.messages)
+                garbage.extend(old.unreferenced(record.history))
             record.messages = max(record.messages, last[0])
-            record.messages_removed = last[0] or record.messages
+            record.messages_removed = last[0] if last[0] > 0 else record.messages
+            if last[1] < 0:
+                old = self._tchain(record)
+                record.tool_log = LogChain(fresh[1], offset=record.tools)
+                garbage.extend(old.unreferenced(record.tool_log))
             record.tools = max(record.tools, last[1])
-            record.tools_removed = last[1] or record.tools
+            record.tools_removed = last[1] if last[1] > 0 else record.tools
             return True
 
+        garbage: list[str] = []
         _, record = await self._logged_write(session_id, owner, clear, count)
+        await self._delete_logs(garbage)
         return record.snapshot()
+
+    async def fork_session(
+        self,
+        session_id: str,
+        *,
+        at: int | None = None,
+        user_id: str | None = None,
+        fork_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Session:
+        """A new session of the same owner that starts as this one did at message ``at`` (default: now).
+
+        Its history is the messages with ``seq <= at``; its tool invocations
+        those recorded before the first message after ``at`` was appended (all
+        of them when ``at`` is the newest); its metadata a copy of the
+        original's, with ``metadata`` merged over it; its lifetime the
+        original's. ``forked_from`` of the snapshot is ``{"session_id", "seq"}``.
+        ``fork_id`` chooses the new id (as ``create_session``'s ``session_id``).
+
+        Nothing is copied: the fork reads the shared prefix from the original's
+        logs, so the cost does not grow with its length (it reads only the
+        messages after ``at``). From then on the shared logs are only appended
+        to: popping into them, clearing or rewinding either session hides
+        entries from that session alone. Deleting the original keeps the logs
+        a fork reads (they expire with the fork; ``delete_user_data`` removes
+        them); ``max_messages`` trims only logs no fork reads. Both sessions
+        then go on independently; the fork's messages get numbers above
+        ``at``. A cancelled fork has either been made whole or not at all.
+        Returns a snapshot of the fork without history (``get_session`` reads it).
+        """
+        check_session_id(session_id)
+        owner = _opt_user(user_id)
+        at = None if at is None else _seq_arg(at, "at")
+        new_id = new_session_id() if fork_id is None else check_session_id(fork_id)
+        extra = {} if metadata is None else metadata_dict(metadata)
+        progress = self._progress()
+
+        async def fork() -> SessionRecord:
+            async with self._begin(progress, session_id, owner) as (update, parent):
+                upto = parent.messages if at is None else at
+                if upto > parent.messages:
+                    raise InvalidValueError("at", f"is {upto}, after the newest message ({parent.messages})")
+                hchain, tchain = self._hchain(parent), self._tchain(parent)
+                dropped, tools_upto, tools_dropped = await self._after(hchain, tchain, upto, parent.tools)
+                now = time.time()
+                ttl = parent.ttl
+                record = SessionRecord(
+                    id=new_id,
+                    user_id=parent.user_id,
+                    metadata={**copy.deepcopy(parent.metadata), **extra},
+                    created_at=now,
+                    updated_at=now,
+                    ttl=ttl,
+                    expires_at=None if ttl is None else now + ttl,
+                    index=index_entry(now, new_id),
+                    metadata_version=parent.metadata_version,
+                    messages=upto,
+                    messages_removed=upto - (parent.message_count - dropped),
+                    tools=tools_upto,
+                    tools_removed=tools_upto - (parent.tool_invocation_count - tools_dropped),
+                    history=LogChain(self._keys.history(new_id), offset=upto, base=hchain.prefix(upto, mine=False)),
+                    tool_log=LogChain(
+                        self._keys.tools(new_id), offset=tools_upto, base=tchain.prefix(tools_upto, mine=False)
+                    ),
+                )
+                shared_logs = {*self._hchain(record).logs(), *self._tchain(record).logs()}
+                record.forked_from = {"session_id": parent.id, "seq": upto}
+                if ttl is not None:
+                    record.until = {"i": now + 2 * ttl, "h": now + 2 * ttl, "t": now + 2 * ttl}
+                    for key in shared_logs:
+                        await self._logs.log_append(key, [], ttl=2 * ttl)
+                # The original learns first that its logs are read by a fork: it never edits them in place again.
+                marked = hchain.mark_shared(upto)
+                marked = tchain.mark_shared(tools_upto) or marked
+                if marked:
+                    parent.history, parent.tool_log = hchain, tchain
+                    await self._save(update, parent, now)
+                await self._create_exclusive(self._keys.record(new_id), record, ttl)
+                try:
+                    await self._set(
+                        self._keys.user_index(record.user_id, record.index),
+                        {"id": new_id},
+                        None if ttl is None else 2 * ttl,
+                    )
+                except BaseException:
+                    await self._store.delete(self._keys.record(new_id))
+                    raise
+                return record
+
+        return (await _to_the_end(fork(), progress)).snapshot()
+
+    async def rewind(self, session_id: str, *, to: int, user_id: str | None = None) -> Session:
+        """Drop every message with ``seq > to``, and the tool invocations recorded since the first of them.
+
+        Atomic under the session's update unit; the dropped numbers are never
+        given again (the next message gets one above every earlier one).
+        Nothing is read or rewritten but what is dropped. ``to`` at or after
+        the newest message changes nothing. Returns a snapshot without history.
+        """
+        check_session_id(session_id)
+        owner = _opt_user(user_id)
+        to = _seq_arg(to, "to")
+        fresh = fresh_key(self._keys.history(session_id)), fresh_key(self._keys.tools(session_id))
+        garbage: list[str] = []
+
+        async def cut(record: SessionRecord, now: float) -> tuple[int, int, int] | None:
+            hchain, tchain = self._hchain(record), self._tchain(record)
+            dropped, tools_upto, tools_dropped = await self._after(hchain, tchain, to, record.tools)
+            if not dropped:
+                return None
+            return dropped, tools_upto, tools_dropped
+
+        def count(record: SessionRecord, result: tuple[int, int, int] | None, now: float) -> bool:
+            if result is None:
+                return False
+            dropped, tools_upto, tools_dropped = result
+            old = self._hchain(record)
+            record.history = old.cut(to, fresh[0], record.messages)
+            garbage[:] = old.unreferenced(record.history)
+            record.messages_removed += dropped
+            if tools_dropped:
+                old = self._tchain(record)
+                record.tool_log = old.cut(tools_upto, fresh[1], record.tools)
+                garbage.extend(old.unreferenced(record.tool_log))
+                record.tools_removed += tools_dropped
+            return True
+
+        _, record = await self._logged_write(session_id, owner, cut, count)
+        await self._delete_logs(garbage)
+        return record.snapshot()
+
+    async def compact(
+        self,
+        session_id: str,
+        *,
+        keep_last: int,
+        summarize: Callable[[list[Message]], Awaitable[str | Message]],
+        keep_originals: bool = False,
+        user_id: str | None = None,
+    ) -> Message | None:
+        """Replace all but the newest ``keep_last`` messages by one summary; return it (``None``: nothing to do).
+
+        ``summarize`` gets the older messages, oldest first, and returns the
+        summary's text (stored as a system message) or a :class:`Message`
+        (its role, content and metadata are used). The boundary moves back so
+        a tool call is never parted from its results. The summary takes the
+        ``seq`` of the newest message it replaces and its metadata says which
+        ones: ``{"compaction": {"from": first seq, "to": last seq, "count": n}}``,
+        plus ``"originals"``: the id of a fork holding them when
+        ``keep_originals`` (else they are no longer readable). ``summarize``
+        runs outside the session's update unit; the replacement is then made
+        under it, atomically, and messages appended meanwhile are kept. If the
+        older messages changed meanwhile (a pop, rewind, clear or another
+        compaction), :class:`~sessionware.errors.ConflictError` and nothing is
+        written.
+        """
+        check_session_id(session_id)
+        owner = _opt_user(user_id)
+        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
+            raise InvalidValueError("keep_last", f"must be an int >= 0, not {keep_last!r:.60}")
+        if not callable(summarize):
+            raise InvalidValueError("summarize", "must be an async function taking the messages it replaces")
+        record = await self._load(session_id, owner)
+        if record is None:
+            raise SessionNotFoundError(session_id)
+        chain = self._hchain(record)
+        messages = await read_window(ChainReader(self._logs, chain), chain.own)
+        cut = max(len(messages) - keep_last, 0)
+        while 0 < cut < len(messages) and messages[cut].role == "tool":
+            cut -= 1
+        older = messages[:cut]
+        if len(older) < 1:
+            return None
+        shape, removed = chain.shape(), record.messages_removed
+        first, upto = older[0].seq, older[-1].seq
+        made = await summarize(list(older))
+        info: JsonDict = {"from": first, "to": upto, "count": len(older)}
+        if keep_originals:
+            originals = await self.fork_session(session_id, at=upto, user_id=owner)
+            info["originals"] = originals.id
+        if isinstance(made, Message):
+            meta = {**metadata_dict(made.metadata), "compaction": info}
+            entry = message_entry(made.role, made.content, name=made.name, metadata=meta)
+        elif isinstance(made, str):
+            entry = message_entry("system", made, metadata={"compaction": info})
+        else:
+            raise InvalidValueError("summarize", f"must return a str or a Message, not {type(made).__name__}")
+        summary_key = fresh_key(self._keys.history(session_id))
+
+        async def write(record: SessionRecord, now: float) -> bool:
+            current = self._hchain(record)
+            if current.shape() != shape or record.messages_removed != removed:
+                raise ConflictError(f"session {session_id!r}: its older messages changed while being summarized")
+            entry["ts"] = now
+            await self._logs.log_append(summary_key, [entry], ttl=self._log_ttl(record))
+            return True
+
+        def count(record: SessionRecord, done: bool, now: float) -> bool:
+            old = self._hchain(record)
+            record.history = old.compacted(upto, summary_key)
+            garbage[:] = old.unreferenced(record.history)
+            record.messages_removed += len(older) - 1
+            return True
+
+        garbage: list[str] = []
+        await self._logged_write(session_id, owner, write, count)
+        await self._delete_logs(garbage)
+        return message_from_entry(summary_key, LogEntry(upto, entry))
+
+    async def _after(self, hchain: LogChain, tchain: LogChain, upto: int, tools: int) -> tuple[int, int, int]:
+        """How many messages follow ``upto``; the last tool seq recorded before them and how many tools follow."""
+        later = await ChainReader(self._logs, hchain).log_read(hchain.own, after=upto)
+        if not later:
+            return 0, tools, 0
+        since = float(later[0].value["ts"])
+        reader = ChainReader(self._logs, tchain)
+        dropped = 0
+        boundary = tools
+        before: int | None = None
+        while True:
+            chunk = await reader.log_read(tchain.own, before=before, last=64)
+            for entry in reversed(chunk):
+                stamp: Any = entry.value.get("ts", entry.value.get("started_at", 0.0))
+                if float(stamp) < since:
+                    return len(later), boundary, dropped
+                dropped += 1
+                boundary = entry.seq - 1
+            if len(chunk) < 64:
+                return len(later), boundary, dropped
+            before = chunk[0].seq
 
     # -- maintenance ---------------------------------------------------------------------------------
 
@@ -766,11 +1062,12 @@ class SessionManager:
         ttl = record.ttl
         if ttl is not None:
             expires_at = record.expires_at = now + ttl
-            for name, key in (("h", self._keys.history(record.id)), ("t", self._keys.tools(record.id))):
+            for name, chain in (("h", self._hchain(record)), ("t", self._tchain(record))):
                 until = record.until.get(name)
                 if until is not None and until < expires_at:
-                    # An append of no entries only resets the log's expiry.
-                    await self._logs.log_append(key, [], ttl=2 * ttl)
+                    # An append of no entries only resets the log's expiry (a fork's keeps the shared logs).
+                    for key in chain.logs():
+                        await self._logs.log_append(key, [], ttl=2 * ttl)
                     record.until[name] = now + 2 * ttl
             if record.until.get("i", 0.0) < expires_at:
                 await self._set(self._keys.user_index(record.user_id, record.index), {"id": record.id}, 2 * ttl)
@@ -787,7 +1084,10 @@ class SessionManager:
         async def append(record: SessionRecord, now: float) -> list[int]:
             for entry in entries:
                 entry["ts"] = now
-            return await self._logs.log_append(key, entries, ttl=self._log_ttl(record), max_len=self._max_messages)
+            chain = self._hchain(record)
+            max_len = None if chain.shared else self._max_messages
+            seqs = await self._logs.log_append(chain.own, entries, ttl=self._log_ttl(record), max_len=max_len)
+            return [seq + chain.offset for seq in seqs]
 
         def count(record: SessionRecord, seqs: list[int], now: float) -> bool:
             record.messages = max(record.messages, seqs[-1])
@@ -859,17 +1159,45 @@ class SessionManager:
             raise MissingCapabilityError(self._store, "LogEditStore (log_pop / log_clear)", operation)
         return self._logs
 
-    async def _read_tools(self, session_id: str, *, last: int | None, before: int | None) -> list[ToolInvocation]:
+    async def _read_tools(self, record: SessionRecord, *, last: int | None, before: int | None) -> list[ToolInvocation]:
         if last == 0:
             return []
-        key = self._keys.tools(session_id)
-        entries = await self._logs.log_read(key, before=before, last=last)
-        return [invocation_from_entry(key, entry) for entry in entries]
+        chain = self._tchain(record)
+        entries = await ChainReader(self._logs, chain).log_read(chain.own, before=before, last=last)
+        return [invocation_from_entry(chain.own, entry) for entry in entries]
 
-    async def _erase(self, update: SessionUpdate, session_id: str, user_id: str, index: str) -> None:
+    async def _delete_logs(self, keys: list[str]) -> None:
+        """Remove logs no session reads any more (after the record stopped naming them)."""
+        for key in keys:
+            await self._logs.log_delete(key)
+
+    def _hchain(self, record: SessionRecord) -> LogChain:
+        return record.history if record.history is not None else LogChain(self._keys.history(record.id))
+
+    def _tchain(self, record: SessionRecord) -> LogChain:
+        return record.tool_log if record.tool_log is not None else LogChain(self._keys.tools(record.id))
+
+    async def _erase(
+        self,
+        update: SessionUpdate,
+        session_id: str,
+        user_id: str,
+        index: str,
+        record: SessionRecord | None = None,
+        *,
+        everything: bool = False,
+    ) -> None:
         await update.delete()
-        await self._logs.log_delete(self._keys.history(session_id))
-        await self._logs.log_delete(self._keys.tools(session_id))
+        if record is None:
+            logs = [self._keys.history(session_id), self._keys.tools(session_id)]
+        else:
+            # Logs a fork reads stay (they expire with the fork, or go with delete_user_data).
+            logs = [
+                *self._hchain(record).owned_logs(everything=everything),
+                *self._tchain(record).owned_logs(everything=everything),
+            ]
+        for key in logs:
+            await self._logs.log_delete(key)
         await self._store.delete(self._keys.user_index(user_id, index))
 
     async def _set(self, key: str, value: JsonDict, ttl: float | None) -> None:
@@ -1063,6 +1391,24 @@ class UserSessions:
     async def clear_history(self, session_id: str) -> Session:
         """:meth:`SessionManager.clear_history` of this user's session."""
         return await self.manager.clear_history(session_id, user_id=self.user_id)
+
+    async def fork_session(self, session_id: str, **options: Any) -> Session:
+        """:meth:`SessionManager.fork_session` of this user's session."""
+        return await self.manager.fork_session(session_id, user_id=self.user_id, **options)
+
+    async def compact(self, session_id: str, **options: Any) -> Message | None:
+        """:meth:`SessionManager.compact` of this user's session."""
+        return await self.manager.compact(session_id, user_id=self.user_id, **options)
+
+    async def rewind(self, session_id: str, *, to: int) -> Session:
+        """:meth:`SessionManager.rewind` of this user's session."""
+        return await self.manager.rewind(session_id, to=to, user_id=self.user_id)
+
+
+def _seq_arg(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidValueError(name, f"must be a message seq (an int >= 0), not {value!r:.60}")
+    return value
 
 
 def _version_arg(value: object) -> int | None:

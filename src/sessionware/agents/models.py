@@ -115,7 +115,8 @@ class Session(_Snapshot):
     for a window (``history=N``); both compare equal to lists of the same
     items. ``message_count`` and ``tool_invocation_count`` count every entry
     ever appended (those trimmed by ``max_messages`` too) less those popped
-    or cleared. Read windows of a long history with
+    or cleared. ``forked_from`` is ``{"session_id", "seq"}`` for a session made by
+    :meth:`SessionManager.fork_session`. Read windows of a long history with
     :meth:`SessionManager.history`.
 
     Nothing here can be changed in place: attribute assignment, ``metadata``
@@ -137,6 +138,7 @@ class Session(_Snapshot):
     message_count: int = 0
     tool_invocation_count: int = 0
     version: int = 1
+    forked_from: FrozenObject | None = None
 
 
 class SessionPage(_Snapshot):

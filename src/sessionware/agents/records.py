@@ -20,6 +20,7 @@ from ..providers.inputs import read_tool_call
 from ..providers.parts import part
 from ..store import LogEntry
 from .models import ROLES, TOOL_STATUSES, Message, Session, Source, ToolInvocation
+from .segments import LogChain
 
 RECORD_FORMAT = 1
 
@@ -56,6 +57,9 @@ class SessionRecord:
     metadata_version: int = 0
     messages_removed: int = 0
     tools_removed: int = 0
+    history: LogChain | None = None
+    tool_log: LogChain | None = None
+    forked_from: JsonDict | None = None
 
     @property
     def message_count(self) -> int:
@@ -66,6 +70,11 @@ class SessionRecord:
     def tool_invocation_count(self) -> int:
         """Tool invocations recorded and not cleared (those trimmed by ``max_tool_invocations`` included)."""
         return self.tools - self.tools_removed
+
+    def log_keys(self, history: str, tools: str) -> list[str]:
+        """Every log this session reads (``history`` / ``tools``: its default log keys), for backups."""
+        chains = [self.history or LogChain(history), self.tool_log or LogChain(tools)]
+        return list(dict.fromkeys(key for chain in chains for key in chain.logs()))
 
     def to_json(self) -> JsonDict:
         """The dict stored under the record key."""
@@ -86,6 +95,9 @@ class SessionRecord:
             **({"metadata_version": self.metadata_version} if self.metadata_version else {}),
             **({"messages_removed": self.messages_removed} if self.messages_removed else {}),
             **({"tools_removed": self.tools_removed} if self.tools_removed else {}),
+            **({"hc": self.history.to_json()} if self.history is not None else {}),
+            **({"tc": self.tool_log.to_json()} if self.tool_log is not None else {}),
+            **({"forked_from": self.forked_from} if self.forked_from is not None else {}),
         }
 
     @classmethod
@@ -113,6 +125,9 @@ class SessionRecord:
                 metadata_version=_field(data, "metadata_version", int) if "metadata_version" in data else 0,
                 messages_removed=_field(data, "messages_removed", int) if "messages_removed" in data else 0,
                 tools_removed=_field(data, "tools_removed", int) if "tools_removed" in data else 0,
+                history=LogChain.from_json(_field(data, "hc", dict)) if "hc" in data else None,
+                tool_log=LogChain.from_json(_field(data, "tc", dict)) if "tc" in data else None,
+                forked_from=_field(data, "forked_from", dict) if "forked_from" in data else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SessionDecodeError(key, f"not a session record ({exc})") from exc
@@ -135,6 +150,7 @@ class SessionRecord:
             message_count=self.message_count,
             tool_invocation_count=self.tool_invocation_count,
             version=self.version,
+            forked_from=None if self.forked_from is None else FrozenMap(self.forked_from),
         )
 
 
