@@ -342,3 +342,30 @@ async def test_replace_restores_the_history_exactly_and_counts_read_right(url: s
     assert restored is not None
     assert [(m.seq, m.text) for m in restored.conversation_history] == [(1, "one")]
     assert restored.message_count == 1
+
+
+async def test_a_fork_and_its_original_export_and_import_with_their_shared_history(url: str, tmp_path: Path) -> None:
+    source = f"sqlite:///{tmp_path / 'forks.db'}"
+    async with SessionManager(source) as manager:
+        original = await manager.create_session("ada")
+        for text in ("one", "two", "three"):
+            await manager.add_message(original.id, "user", text)
+        fork = await manager.fork_session(original.id, at=2)
+        await manager.add_message(fork.id, "user", "fork's own")
+        await manager.add_message(original.id, "user", "original's own")
+        expected = {s: [(m.seq, m.text) for m in await manager.history(s)] for s in (original.id, fork.id)}
+    assert expected[fork.id][:2] == [(1, "one"), (2, "two")]
+    only_fork = tmp_path / "fork.jsonl"
+    only_fork.write_text(cli("export", "--store", source, "--prefix", f"agent:s:{{{fork.id}}}").stdout)
+    cli("import", str(only_fork), "--store", url)
+    async with SessionManager(url) as manager:
+        got = [(m.seq, m.text) for m in await manager.history(fork.id)]
+        assert got == expected[fork.id], "a fork exported alone brings the history it shares"
+    both = tmp_path / "forks.jsonl"
+    both.write_text(cli("export", "--store", source).stdout)
+    shared = [line for line in both.read_text().splitlines() if f'"log":"agent:h:{{{original.id}}}"' in line]
+    assert len(shared) == 4, "a log shared by a fork is exported once"
+    cli("import", str(both), "--store", url, "--replace")
+    async with SessionManager(url) as manager:
+        for session_id, history in expected.items():
+            assert [(m.seq, m.text) for m in await manager.history(session_id)] == history

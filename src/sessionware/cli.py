@@ -533,6 +533,7 @@ async def export(url: str, prefix: str, namespace: str, out: TextIO, *, sealed: 
             raise CliError(f"{type(store).__name__} cannot list its keys")
         keys = AgentKeys(namespace)
         sessions = entries = 0
+        exported: set[str] = set()
 
         def emit(obj: dict[str, Any]) -> None:
             out.write(json.dumps(obj, ensure_ascii=True, separators=(",", ":")) + "\n")
@@ -552,7 +553,10 @@ async def export(url: str, prefix: str, namespace: str, out: TextIO, *, sealed: 
             sessions += kind_of(keys, key) != AGENT_INDEX
             session_id = keys.session_id_of(key)
             if session_id is not None and isinstance(store, LogStore):
-                for log_key in (keys.history(session_id), keys.tools(session_id)):
+                for log_key in _logs_of(keys, key, session_id, line.get("value")):
+                    if log_key in exported:
+                        continue  # a log shared by forks goes once
+                    exported.add(log_key)
                     async for seq, entry in iter_log(store, log_key):
                         emit({"log": log_key, "seq": seq, "value": entry})
                         entries += 1
@@ -685,6 +689,17 @@ async def restore(
     if log is not None:
         report.entries += await log.finish(ttl=_log_ttl(plan, log.key))
     return report
+
+
+def _logs_of(keys: AgentKeys, key: str, session_id: str, value: object) -> list[str]:
+    """Every log an agent session reads: its own, and those it shares with the sessions it was forked from."""
+    history, tools = keys.history(session_id), keys.tools(session_id)
+    if isinstance(value, dict):
+        try:
+            return SessionRecord.from_json(key, value).log_keys(history, tools)
+        except SessionwareError:
+            pass
+    return [history, tools]
 
 
 def _unsealed(store: Any) -> Any:
