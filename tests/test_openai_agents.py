@@ -563,3 +563,15 @@ def test_the_module_example_runs_as_written(tmp_path: Path) -> None:
     done = run_module_example(integration, tmp_path)
     assert done.returncode == 0, done.stderr
     assert "sunny" in done.stdout
+
+
+async def test_a_forked_or_rewound_session_reads_its_whole_history(manager: SessionManager) -> None:
+    ada = SessionwareSession(ID, manager, user_id="ada")
+    await add(ada, [user("one"), user("two"), user("three")])
+    fork = await manager.fork_session(ID, at=2, user_id="ada")
+    forked = SessionwareSession(fork.id, manager, user_id="ada")
+    await add(forked, [user("fork's own")])
+    assert await items_of(forked) == [user("one"), user("two"), user("fork's own")]
+    await manager.rewind(ID, to=1, user_id="ada")
+    assert await items_of(ada) == [user("one")]
+    assert await forked.get_items(limit=2) == [user("two"), user("fork's own")]

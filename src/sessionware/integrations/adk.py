@@ -50,7 +50,7 @@ from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, Isolation, make_isolat
 from ..keys import TTL
 from ..providers.errors import ProviderFormatError
 from ..providers.gemini import messages_from_gemini
-from ..store import LogEntry, LogStore, ScannableStore
+from ..store import LogEntry, ScannableStore
 from ._ids import session_id_for
 
 try:
@@ -289,18 +289,15 @@ class SessionwareSessionService(BaseSessionService):
         after = None if config is None else config.after_timestamp
         if limit == 0:
             return []
-        log = self.manager.store
-        if not isinstance(log, LogStore):  # pragma: no cover - a SessionManager's store always keeps logs
-            raise MissingCapabilityError(log, "LogStore", "events")
-        key = self.manager.keys.history(stored.id)
+        read = self.manager.history_entries  # across forks and rewinds of the session
         if limit is None or after is not None:
-            items = _heads(await log.log_read(key))
+            items = _heads(await read(stored.id))
         else:
             # One event may make several history messages: read more than ``limit``, widening until
             # ``limit`` events are in the window or it holds the whole history.
             window = 2 * limit + 2
             while True:
-                entries = await log.log_read(key, last=window)
+                entries = await read(stored.id, last=window)
                 items = _heads(entries)
                 if len(items) >= limit or len(entries) < window:
                     break

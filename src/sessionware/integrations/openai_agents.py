@@ -69,7 +69,7 @@ from ..keys import TTL, ttl_seconds
 from ..providers.common import as_data
 from ..providers.errors import ProviderFormatError
 from ..providers.openai import RESPONSES, messages_from_openai_responses, to_openai_responses_items
-from ..store import LogEntry, LogStore
+from ..store import LogEntry
 from ._ids import session_id_for
 
 try:
@@ -126,7 +126,6 @@ class SessionwareSession:
         self._ttl = ttl
         self._metadata = None if metadata is None else metadata_dict(metadata)
         self._key = manager.keys.history(self._sid)
-        self._logs = cast(LogStore, manager.store)  # a SessionManager's store is always a LogStore
 
     def __repr__(self) -> str:
         return f"SessionwareSession({self.session_id!r}, user_id={self.user_id!r})"
@@ -142,9 +141,10 @@ class SessionwareSession:
         last = check_window(limit, "limit")
         if last == 0:
             return []
-        if await self.sessions.get_session(self._sid, history=0, tool_invocations=0) is None:
+        try:  # the owner's check and the read, across forks and rewinds of the session
+            entries = await self.manager.history_entries(self._sid, last=last, user_id=self.user_id)
+        except SessionNotFoundError:
             return []
-        entries = await self._logs.log_read(self._key, last=last)
         items: list[TResponseInputItem] = []
         for entry in entries:
             items.extend(self._items_of(entry))
