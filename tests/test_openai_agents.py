@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import pytest
 
@@ -607,7 +607,7 @@ def check_turns_in_order(items: list[Item], prompts: list[str]) -> None:
 
 
 async def test_concurrent_runs_in_turns_never_interleave(writers: list[SessionManager]) -> None:
-    isolation = "local" if len(writers) == 1 else "distributed"
+    isolation: Literal["local", "distributed"] = "local" if len(writers) == 1 else "distributed"
     sessions = [
         SessionwareSession(ID, m, user_id="ada", isolation=isolation, lease=5)
         for m in writers
