@@ -163,9 +163,13 @@ def test_command_writes_plain_tables_and_json(tmp_path: Path) -> None:
     assert data["pending"] == PENDING == {}
     assert {row["concurrency"] for row in data["workloads"][0]["rows"]} == {1, 64}
     w2_rows = data["workloads"][1]["rows"]
-    assert [(row["subject"], row["messages"]) for row in w2_rows] == [("ours@50", 50), ("ours@5000", 5000)]
-    assert [row["lost"] for row in w2_rows] == [0, 0]
-    assert w2_rows[1]["cost_ratio"] == w2_rows[0]["ops_per_s"] / w2_rows[1]["ops_per_s"]
+    kinds = (*W2_OURS["memory"], *W2_BASELINES["memory"])
+    assert [(row["subject"], row["messages"]) for row in w2_rows] == [
+        (f"{kind}@{size}", size) for size in (50, 5000) for kind in kinds
+    ]
+    assert [row["lost"] for row in w2_rows] == [0] * 2 * len(kinds)
+    small, large = w2_rows[0], w2_rows[len(kinds)]
+    assert large["cost_ratio"] == small["ops_per_s"] / large["ops_per_s"]
 
 
 # -- W2 --------------------------------------------------------------------------------------------
