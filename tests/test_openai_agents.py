@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -45,12 +43,11 @@ from sessionware.integrations.openai_agents import SessionwareSession  # noqa: E
 from sessionware.store import PurgeableStore  # noqa: E402
 from sessionware.testing import Advance  # noqa: E402
 
-from .helpers import import_without, run_module_example  # noqa: E402
+from .helpers import import_without, run_module_example, run_worker_processes  # noqa: E402
 from .test_agents_lifecycle import twin  # noqa: E402
 
 set_tracing_disabled(True)
 
-ROOT = Path(__file__).resolve().parent.parent
 ID = "conversation-0001-of-ada"
 OTHER = "conversation-0002-of-ada"
 
@@ -637,21 +634,9 @@ async def test_a_turn_can_wrap_the_runner_itself(manager: SessionManager) -> Non
         SessionwareSession(ID, manager, user_id="ada", isolation="none")  # type: ignore[arg-type]
 
 
-def run_workers(configs: list[dict[str, Any]]) -> None:
-    """Run one ``tests.openai_agents_worker`` process per config, side by side."""
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests.openai_agents_worker", json.dumps(config)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for config in configs
-    ]
-    for proc in procs:
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
+def run_workers(configs: list[dict[str, Any]]) -> list[str]:
+    """Run one ``tests.openai_agents_worker`` process per config, side by side; return what each printed."""
+    return run_worker_processes("tests.openai_agents_worker", configs)
 
 
 @pytest.mark.slow
