@@ -634,17 +634,13 @@ async def test_a_turn_can_wrap_the_runner_itself(manager: SessionManager) -> Non
         SessionwareSession(ID, manager, user_id="ada", isolation="none")  # type: ignore[arg-type]
 
 
-def run_workers(configs: list[dict[str, Any]]) -> list[str]:
-    """Run one ``tests.openai_agents_worker`` process per config, side by side; return what each printed."""
-    return run_worker_processes("tests.openai_agents_worker", configs)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("store_url", ["redis", "postgres", "sqlite"], indirect=True)
 async def test_four_processes_running_turns_of_one_conversation_never_interleave(store_url: str) -> None:
     turns = 3
     config = {"url": store_url, "user": "ada", "conversation": ID, "start_at": time.time() + 3, "turns": turns}
-    await asyncio.to_thread(run_workers, [{**config, "worker": w} for w in range(4)])
+    workers = [{**config, "worker": w} for w in range(4)]
+    await asyncio.to_thread(run_worker_processes, "tests.openai_agents_worker", workers)
     manager = SessionManager(store_url)
     try:
         items = await items_of(SessionwareSession(ID, manager, user_id="ada"))
