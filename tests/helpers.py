@@ -127,3 +127,28 @@ def run_module_example(module: ModuleType, cwd: Path, timeout: float = 120) -> s
     doc = module.__doc__ or ""
     example = textwrap.dedent(doc.split("::\n", 1)[1].split("\n:class:", 1)[0])
     return subprocess.run([sys.executable, "-c", example], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def run_worker_processes(module: str, configs: list[dict[str, Any]], timeout: float = 300) -> list[str]:
+    """Run ``python -m <module> '<json config>'`` once per config, side by side; return what each printed.
+
+    Every worker must exit 0 (its stderr is the assertion message otherwise).
+    """
+    import json
+
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", module, json.dumps(config)],
+            cwd=Path(__file__).resolve().parent.parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for config in configs
+    ]
+    printed = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        assert proc.returncode == 0, err
+        printed.append(out)
+    return printed

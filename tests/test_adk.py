@@ -4,11 +4,9 @@ session-service cases restated, stale writers refused by revision, ownership, ex
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,8 +26,8 @@ from sessionware.integrations.adk import PROVIDER, SessionwareSessionService
 from sessionware.store import PurgeableStore
 from sessionware.testing import Advance
 from tests.adk_worker import counting_agent, user_message
+from tests.helpers import run_worker_processes
 
-ROOT = Path(__file__).resolve().parent.parent
 APP = "my_app"
 
 
@@ -393,20 +391,9 @@ async def test_bad_input_is_refused_by_name() -> None:
     assert (await service.list_sessions(app_name=APP)).sessions == [], "nothing was stored"
 
 
-def run_workers(configs: list[dict[str, Any]]) -> None:
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests.adk_worker", json.dumps(config)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for config in configs
-    ]
-    for proc in procs:
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
+def run_workers(configs: list[dict[str, Any]]) -> list[str]:
+    """Run one ``tests.adk_worker`` process per config, side by side; return what each printed."""
+    return run_worker_processes("tests.adk_worker", configs)
 
 
 @pytest.mark.slow

@@ -163,9 +163,13 @@ def test_command_writes_plain_tables_and_json(tmp_path: Path) -> None:
     assert data["pending"] == PENDING == {}
     assert {row["concurrency"] for row in data["workloads"][0]["rows"]} == {1, 64}
     w2_rows = data["workloads"][1]["rows"]
-    assert [(row["subject"], row["messages"]) for row in w2_rows] == [("ours@50", 50), ("ours@5000", 5000)]
-    assert [row["lost"] for row in w2_rows] == [0, 0]
-    assert w2_rows[1]["cost_ratio"] == w2_rows[0]["ops_per_s"] / w2_rows[1]["ops_per_s"]
+    kinds = (*W2_OURS["memory"], *W2_BASELINES["memory"])
+    assert [(row["subject"], row["messages"]) for row in w2_rows] == [
+        (f"{kind}@{size}", size) for size in (50, 5000) for kind in kinds
+    ]
+    assert [row["lost"] for row in w2_rows] == [0] * 2 * len(kinds)
+    small, large = w2_rows[0], w2_rows[len(kinds)]
+    assert large["cost_ratio"] == small["ops_per_s"] / large["ops_per_s"]
 
 
 # -- W2 --------------------------------------------------------------------------------------------
@@ -187,6 +191,11 @@ async def test_tiny_w2_on_memory_and_sqlite(tmp_path: Path) -> None:
         (backend, f"{kind}@{size}") for backend in ("memory", "sqlite") for size in sizes for kind in kinds[backend]
     ]
     have_agents = importlib.util.find_spec("agents") is not None
+    have_frameworks = {
+        "openai": have_agents,
+        "pydantic": importlib.util.find_spec("pydantic_ai") is not None,
+        "adk": importlib.util.find_spec("google.adk") is not None,
+    }
     rows = {(row.backend, row.subject): row for row in w2.rows}
     for row in w2.rows:
         assert isinstance(row, TurnRow)
@@ -195,7 +204,7 @@ async def test_tiny_w2_on_memory_and_sqlite(tmp_path: Path) -> None:
         is_ours = kind in W2_OURS[row.backend]
         assert (row.workload, row.ours, row.messages, row.concurrency) == ("w2", is_ours, group.messages, 4)
         assert row.label == f"{W2_LABELS[kind]}, {group.messages} msgs"
-        if "openai" in kind and not have_agents:
+        if any(name in kind and not have for name, have in have_frameworks.items()):
             assert (row.status, row.note.split(":")[0]) == ("error", "ModuleNotFoundError")
             continue
         assert row.status == "ok", row.note
@@ -225,11 +234,14 @@ async def test_tiny_w2_on_memory_and_sqlite(tmp_path: Path) -> None:
             else:
                 assert large.met is None
 
-    # Ratios pair ours with each baseline of the same backend at the same size only.
-    # (the openai-agents session over ours only with the SDK's own sessions)
+    # Ratios pair ours with baselines of the same backend at the same size only: the manager with the
+    # openai-agents sessions and the raw clients, each adapter over ours with its framework's own store.
     assert sorted((r.backend, r.ours, r.baseline) for r in w2.ratios) == sorted(
-        [("sqlite", f"ours@{size}", f"{kind}@{size}") for size in sizes for kind in W2_BASELINES["sqlite"]]
+        [("sqlite", f"ours@{size}", f"{kind}@{size}") for size in sizes for kind in ("openai-sqlite", "sqlite3")]
         + [("sqlite", f"ours-openai@{size}", f"openai-sqlite@{size}") for size in sizes]
+        + [("sqlite", f"ours-adk@{size}", f"adk-sqlite@{size}") for size in sizes]
+        + [("memory", f"ours-pydantic@{size}", f"pydantic-memory@{size}") for size in sizes]
+        + [("memory", f"ours-adk@{size}", f"adk-memory@{size}") for size in sizes]
     )
     for ratio in w2.ratios:
         ours, base = rows[(ratio.backend, ratio.ours)], rows[(ratio.backend, ratio.baseline)]
@@ -253,7 +265,8 @@ async def test_tiny_w2_on_memory_and_sqlite(tmp_path: Path) -> None:
     assert "sqlite3 row per message (raw), 60 msgs" in text
     assert "60/24 cost" in text
     data = report.to_dict()["workloads"][0]
-    assert [row["messages"] for row in data["rows"]][:2] == [24, 60]
+    n = len(kinds["memory"])
+    assert [row["messages"] for row in data["rows"]][: 2 * n] == [24] * n + [60] * n
 
 
 async def test_w2_on_an_unreachable_server_gives_error_rows(tmp_path: Path) -> None:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import pytest
 
@@ -39,8 +40,10 @@ import sessionware.integrations.openai_agents as integration  # noqa: E402
 from sessionware import BaseSessionStore, InvalidValueError, SessionManager  # noqa: E402
 from sessionware.agents import SessionNotFoundError  # noqa: E402
 from sessionware.integrations.openai_agents import SessionwareSession  # noqa: E402
+from sessionware.store import PurgeableStore  # noqa: E402
+from sessionware.testing import Advance  # noqa: E402
 
-from .helpers import import_without, run_module_example  # noqa: E402
+from .helpers import import_without, run_module_example, run_worker_processes  # noqa: E402
 from .test_agents_lifecycle import twin  # noqa: E402
 
 set_tracing_disabled(True)
@@ -548,6 +551,102 @@ async def test_the_first_add_uses_the_ttl_and_metadata_given(manager: SessionMan
     assert stored is not None
     assert stored.ttl == 3600
     assert stored.metadata == {"app": "demo"}
+
+
+# -- lifetime, and turns held whole ------------------------------------------------------------
+
+
+async def test_conversations_expire_and_are_purged(store: BaseSessionStore, advance: Advance) -> None:
+    manager = SessionManager(store)
+    model = ScriptedModel([say("Hi.", 1)], [say("Hi again.", 2)])
+    agent = Agent(name="a", model=model)
+    session = SessionwareSession(ID, manager, user_id="ada", ttl=0.3)
+    await session.run(agent, "Hello")
+    assert len(await items_of(session)) == 2
+    await advance(3 * 0.3)
+    assert await items_of(session) == []
+    assert await manager.get_session(ID, user_id="ada") is None
+    purged = await manager.purge_expired()
+    assert purged >= 1 if isinstance(store, PurgeableStore) else purged == 0
+    await session.run(agent, "Hello?")
+    assert model.inputs[-1] == [user("Hello?")], "an expired conversation starts afresh under its id"
+    assert [item["role"] for item in await items_of(session)] == ["user", "assistant"]
+    stored = await manager.get_session(ID, user_id="ada")
+    assert stored is not None
+    assert stored.ttl == 0.3
+
+
+class CountingModel(Model):
+    """Answers ``saw <n>`` (``n``: the items before the turn's input), slowly enough for another turn to slip in."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def get_response(self, system_instructions: Any, input: Any, *args: Any, **kwargs: Any) -> ModelResponse:
+        await asyncio.sleep(0.01)
+        self.calls += 1
+        return ModelResponse(output=[say(f"saw {len(input) - 1}", self.calls)], usage=Usage(), response_id=None)
+
+    def stream_response(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("the tests run non-streamed turns")
+
+
+def check_turns_in_order(items: list[Item], prompts: list[str]) -> None:
+    """Every turn is its user item then the answer, contiguous; each answer saw exactly the items before it;
+    every prompt is there once."""
+    assert len(items) == 2 * len(prompts)
+    for index in range(0, len(items), 2):
+        question, answer = items[index], items[index + 1]
+        assert question["role"] == "user"
+        assert answer["role"] == "assistant"
+        assert answer["content"][0]["text"] == f"saw {index}", f"turn {index // 2} ran on a stale history"
+    assert sorted(item["content"] for item in items[::2]) == sorted(prompts), "no turn lost"
+
+
+async def test_concurrent_runs_in_turns_never_interleave(writers: list[SessionManager]) -> None:
+    isolation: Literal["local", "distributed"] = "local" if len(writers) == 1 else "distributed"
+    sessions = [
+        SessionwareSession(ID, m, user_id="ada", isolation=isolation, lease=5)
+        for m in writers
+        for _ in range(6 // len(writers))
+    ]
+    agent = Agent(name="counter", model=CountingModel())
+
+    async def runs(w: int) -> None:
+        for t in range(2):
+            await sessions[w].run(agent, f"w{w} t{t}")
+
+    await asyncio.gather(*(runs(w) for w in range(len(sessions))))
+    check_turns_in_order(await items_of(sessions[0]), [f"w{w} t{t}" for w in range(len(sessions)) for t in range(2)])
+
+
+async def test_a_turn_can_wrap_the_runner_itself(manager: SessionManager) -> None:
+    session = SessionwareSession(ID, manager, user_id="ada")
+    agent = Agent(name="counter", model=CountingModel())
+
+    async def held(n: int) -> None:
+        async with session.turn():
+            await Runner.run(agent, f"q{n}", session=session)
+
+    await asyncio.gather(*(held(n) for n in range(4)))
+    check_turns_in_order(await items_of(session), [f"q{n}" for n in range(4)])
+    with pytest.raises(InvalidValueError, match="isolation"):
+        SessionwareSession(ID, manager, user_id="ada", isolation="none")  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store_url", ["redis", "postgres", "sqlite"], indirect=True)
+async def test_four_processes_running_turns_of_one_conversation_never_interleave(store_url: str) -> None:
+    turns = 3
+    config = {"url": store_url, "user": "ada", "conversation": ID, "start_at": time.time() + 3, "turns": turns}
+    workers = [{**config, "worker": w} for w in range(4)]
+    await asyncio.to_thread(run_worker_processes, "tests.openai_agents_worker", workers)
+    manager = SessionManager(store_url)
+    try:
+        items = await items_of(SessionwareSession(ID, manager, user_id="ada"))
+    finally:
+        await manager.close()
+    check_turns_in_order(items, [f"w{w} t{t}" for w in range(4) for t in range(turns)])
 
 
 # -- the extra, and the module's own example ------------------------------------------------------

@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,7 +35,7 @@ from sessionware.providers.parts import ImagePart
 from sessionware.store import PurgeableStore
 from sessionware.testing import Advance
 
-ROOT = Path(__file__).resolve().parent.parent
+from .helpers import run_worker_processes
 
 
 def weather_model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
@@ -70,22 +69,7 @@ def weather_agent() -> Agent[None, str]:
 
 def run_workers(configs: list[dict[str, Any]]) -> list[str]:
     """Run one ``tests.pydantic_ai_worker`` process per config, side by side; return what each printed."""
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests.pydantic_ai_worker", json.dumps(config)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for config in configs
-    ]
-    printed = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
-        printed.append(out)
-    return printed
+    return run_worker_processes("tests.pydantic_ai_worker", configs)
 
 
 def as_json(messages: list[ModelMessage]) -> Any:

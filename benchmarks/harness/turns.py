@@ -1,4 +1,5 @@
-"""W2's subjects: one agent turn on our SessionManager, on openai-agents' sessions and by hand with the raw clients.
+"""W2's subjects: one agent turn on our SessionManager, on the agent frameworks' own stores and ours under them,
+and by hand with the raw clients.
 
 A turn is what an agent does per exchange: append the user's message and the
 reply (about 200 characters each, in one call) and read the newest ``window``
@@ -260,6 +261,236 @@ class OursOpenAITurns(OpenAIAgentsTurns):
             await self.store.close()
 
 
+class _OursStore:
+    """Our store of a recipe and a manager on it, dropped on ``close(drop=True)``."""
+
+    recipe: TurnRecipe
+
+    async def _open_manager(self) -> Any:
+        from sessionware.agents import SessionManager
+
+        self.spec = self.recipe.store_spec()
+        self.store: BaseSessionStore = self.spec.open()
+        self.manager = SessionManager(self.store)
+        return self.manager
+
+    async def close(self, *, drop: bool) -> None:
+        """Close the store, dropping its namespace first if asked."""
+        if drop:
+            await self.spec.drop(self.store)
+        else:
+            await self.store.close()
+
+
+def pydantic_messages(messages: list[Message]) -> list[Any]:
+    """The exchange's messages as Pydantic AI's: a user prompt request, a text response."""
+    from pydantic_ai.messages import ModelRequest, ModelResponse, TextPart, UserPromptPart
+
+    return [
+        ModelRequest(parts=[UserPromptPart(m["content"])])
+        if m["role"] == "user"
+        else ModelResponse(parts=[TextPart(m["content"])])
+        for m in messages
+    ]
+
+
+def _pydantic_newest(messages: list[Any]) -> str:
+    return str(messages[-1].parts[0].content)
+
+
+class OursPydanticTurns(_OursStore, TurnSubject[tuple[Any, str]]):
+    """sessionware's ``PydanticAIHistory`` on one of our stores, one per user: ``append`` then ``load(last=window)``."""
+
+    kind = "ours-pydantic"
+
+    async def open(self) -> None:
+        """Open our store and a manager on it."""
+        from sessionware.integrations.pydantic_ai import PydanticAIHistory
+
+        self.history_class: Any = PydanticAIHistory
+        await self._open_manager()
+
+    async def create(self, number: int) -> tuple[Any, str]:
+        """User ``user-<number>``'s history and conversation ``conversation-<number>`` (started by its first append)."""
+        return self.history_class(self.manager, user_id=f"user-{number}"), f"conversation-{number}"
+
+    async def append_bulk(self, conversation: tuple[Any, str], messages: list[Message]) -> None:
+        """One ``append`` of all the Pydantic AI messages."""
+        history, conversation_id = conversation
+        await history.append(conversation_id, pydantic_messages(messages))
+
+    async def turn(self, conversation: tuple[Any, str], messages: list[Message]) -> tuple[int, str]:
+        """``append`` the exchange, ``load(last=window)``."""
+        history, conversation_id = conversation
+        await history.append(conversation_id, pydantic_messages(messages))
+        loaded = await history.load(conversation_id, last=self.recipe.window)
+        return len(loaded), _pydantic_newest(loaded)
+
+    async def stored(self, conversation: tuple[Any, str]) -> int:
+        """How many messages ``load()`` returns."""
+        history, conversation_id = conversation
+        return len(await history.load(conversation_id))
+
+
+class PydanticMemory(TurnSubject[list[Any]]):
+    """pydantic-ai's ``InMemoryConversationStore``: a turn ``save``s the conversation with the exchange added, then
+    ``load(limit=window)``s it (the conversation to continue next turn)."""
+
+    kind = "pydantic-memory"
+
+    async def open(self) -> None:
+        """Create the store."""
+        from pydantic_ai.conversation import Conversation
+        from pydantic_ai.conversation_store import InMemoryConversationStore
+
+        self.conversation_class: Any = Conversation
+        self.store: Any = InMemoryConversationStore()
+
+    async def create(self, number: int) -> list[Any]:
+        """A new ``Conversation("conversation-<number>")``, held in a one-item list (the handle)."""
+        return [self.conversation_class(conversation_id=f"conversation-{number}")]
+
+    async def append_bulk(self, conversation: list[Any], messages: list[Message]) -> None:
+        """One ``save`` with all the messages added."""
+        conversation[0].messages.extend(pydantic_messages(messages))
+        await self.store.save(conversation[0])
+
+    async def turn(self, conversation: list[Any], messages: list[Message]) -> tuple[int, str]:
+        """``save`` with the exchange added, ``load(limit=window)``."""
+        current = conversation[0]
+        current.messages.extend(pydantic_messages(messages))
+        await self.store.save(current)
+        loaded = await self.store.load(current.conversation_id, limit=self.recipe.window)
+        conversation[0] = loaded
+        return len(loaded.messages), _pydantic_newest(loaded.messages)
+
+    async def stored(self, conversation: list[Any]) -> int:
+        """How many messages ``load()`` returns."""
+        loaded = await self.store.load(conversation[0].conversation_id)
+        return len(loaded.messages)
+
+    async def close(self, *, drop: bool) -> None:
+        """Nothing to release."""
+
+
+def adk_events(messages: list[Message]) -> list[Any]:
+    """The exchange's messages as ADK events: the user's, then the agent's."""
+    from google.adk.events.event import Event
+    from google.genai import types
+
+    return [
+        Event(
+            author="user" if m["role"] == "user" else "assistant",
+            invocation_id="w2",
+            content=types.Content(
+                role="user" if m["role"] == "user" else "model", parts=[types.Part(text=m["content"])]
+            ),
+        )
+        for m in messages
+    ]
+
+
+class ADKTurns(TurnSubject[list[Any]]):
+    """What the ADK session services share: a turn is ``append_event`` of each event, then ``get_session`` of the
+    newest ``window`` events (the session the next turn appends to). The handle is a one-item list of it."""
+
+    APP = "w2"
+    service: Any
+
+    async def create(self, number: int) -> list[Any]:
+        """``create_session`` for user ``user-<number>``."""
+        session = await self.service.create_session(
+            app_name=self.APP, user_id=f"user-{number}", session_id=f"conversation-{number}"
+        )
+        return [session]
+
+    async def append_bulk(self, conversation: list[Any], messages: list[Message]) -> None:
+        """``append_event`` of each message (ADK has no bulk path)."""
+        for event in adk_events(messages):
+            await self.service.append_event(conversation[0], event)
+        conversation[0] = await self._window(conversation[0], 1)
+
+    async def _window(self, session: Any, events: int | None) -> Any:
+        from google.adk.sessions.base_session_service import GetSessionConfig
+
+        config = None if events is None else GetSessionConfig(num_recent_events=events)
+        return await self.service.get_session(
+            app_name=session.app_name, user_id=session.user_id, session_id=session.id, config=config
+        )
+
+    async def turn(self, conversation: list[Any], messages: list[Message]) -> tuple[int, str]:
+        """``append_event`` both, ``get_session(num_recent_events=window)``."""
+        session = conversation[0]
+        for event in adk_events(messages):
+            await self.service.append_event(session, event)
+        session = conversation[0] = await self._window(session, self.recipe.window)
+        return len(session.events), str(session.events[-1].content.parts[0].text)
+
+    async def stored(self, conversation: list[Any]) -> int:
+        """How many events ``get_session`` returns."""
+        return len((await self._window(conversation[0], None)).events)
+
+
+class OursADKTurns(_OursStore, ADKTurns):
+    """sessionware's ``SessionwareSessionService`` on one of our stores (prefilled by our own bulk path,
+    ``add_messages`` of the events' history messages)."""
+
+    kind = "ours-adk"
+
+    async def open(self) -> None:
+        """Open our store, a manager and the service on it."""
+        from sessionware.integrations.adk import SessionwareSessionService, event_entries
+
+        self.event_entries: Any = event_entries
+        self.service = SessionwareSessionService(await self._open_manager())
+
+    async def append_bulk(self, conversation: list[Any], messages: list[Message]) -> None:
+        """One ``add_messages`` of every event's history messages (the session's revision moves: read it again)."""
+        from sessionware.integrations.adk import _owner, _stored_id
+
+        session = conversation[0]
+        entries = [entry for event in adk_events(messages) for entry in self.event_entries(event)]
+        await self.manager.add_messages(
+            _stored_id(session.app_name, session.user_id, session.id),
+            entries,
+            user_id=_owner(session.app_name, session.user_id),
+        )
+        conversation[0] = await self._window(session, 1)
+
+
+class ADKMemory(ADKTurns):
+    """google-adk's ``InMemorySessionService``."""
+
+    kind = "adk-memory"
+
+    async def open(self) -> None:
+        """Create the service."""
+        from google.adk.sessions import InMemorySessionService
+
+        self.service = InMemorySessionService()
+
+    async def close(self, *, drop: bool) -> None:
+        """Nothing to release."""
+
+
+class ADKSqlite(ADKTurns):
+    """google-adk's ``SqliteSessionService`` on one database file (aiosqlite)."""
+
+    kind = "adk-sqlite"
+
+    async def open(self) -> None:
+        """Create the service; its file and tables appear with the first session."""
+        from google.adk.sessions.sqlite_session_service import SqliteSessionService
+
+        self.service = SqliteSessionService(str(self.recipe.sqlite_path))
+
+    async def close(self, *, drop: bool) -> None:
+        """Close the service; with ``drop``, delete the file."""
+        await self.service.close()
+        if drop:
+            remove_sqlite_files(self.recipe.sqlite_path)
+
+
 def asyncpg_url(url: str) -> str:
     """A ``postgresql://`` URL in SQLAlchemy's spelling for the asyncpg driver."""
     scheme, sep, rest = url.partition("://")
@@ -479,9 +710,14 @@ TURN_SUBJECTS: dict[str, type[TurnSubject[Any]]] = {
     for cls in (
         OursTurns,
         OursOpenAITurns,
+        OursPydanticTurns,
+        OursADKTurns,
         OpenAISqlite,
         OpenAIRedis,
         OpenAISQLAlchemy,
+        PydanticMemory,
+        ADKMemory,
+        ADKSqlite,
         RawSqliteTurns,
         RawRedisTurns,
         RawAsyncpgTurns,

@@ -69,6 +69,11 @@ W2_QUICK = TurnPlan((TurnGroup(50, 32, 5), TurnGroup(5_000, 8, 20)), concurrency
 W2_LABELS = {
     "ours": "sessionware SessionManager",
     "ours-openai": "sessionware SessionwareSession (openai-agents)",
+    "ours-pydantic": "sessionware PydanticAIHistory (pydantic-ai)",
+    "ours-adk": "sessionware SessionwareSessionService (google-adk)",
+    "pydantic-memory": "pydantic-ai InMemoryConversationStore",
+    "adk-memory": "google-adk InMemorySessionService",
+    "adk-sqlite": "google-adk SqliteSessionService",
     "openai-sqlite": "openai-agents SQLiteSession",
     "openai-redis": "openai-agents RedisSession",
     "openai-sqlalchemy": "openai-agents SQLAlchemySession",
@@ -77,22 +82,36 @@ W2_LABELS = {
     "asyncpg": "asyncpg row per message (raw)",
 }
 W2_BASELINES: dict[str, tuple[str, ...]] = {
-    "memory": (),
-    "sqlite": ("openai-sqlite", "sqlite3"),
+    "memory": ("pydantic-memory", "adk-memory"),
+    "sqlite": ("openai-sqlite", "adk-sqlite", "sqlite3"),
     "redis": ("openai-redis", "redis-py"),
     "postgres": ("openai-sqlalchemy", "asyncpg"),
 }
 """The subjects W2 measures next to ours on each backend."""
 W2_OURS: dict[str, tuple[str, ...]] = {
-    "memory": ("ours",),
-    "sqlite": ("ours", "ours-openai"),
+    "memory": ("ours", "ours-pydantic", "ours-adk"),
+    "sqlite": ("ours", "ours-openai", "ours-adk"),
     "redis": ("ours", "ours-openai"),
     "postgres": ("ours", "ours-openai"),
 }
-"""Our subjects of W2 on each backend: the manager, and the openai-agents session over it beside the SDK's own."""
-W2_PEERS = {"ours": None, "ours-openai": "openai-"}
-"""Which baselines each of ours is compared with: all (``None``), or those whose kind starts so."""
-W2_MIN_RATIOS = {"openai-sqlite": 2.0, "openai-redis": 2.0, "openai-sqlalchemy": 5.0}
+"""Our subjects of W2 on each backend: the manager, and each framework adapter over it where the framework has a
+store of its own on the backend (ADK has none on Redis or PostgreSQL here, Pydantic AI only an in-memory one)."""
+W2_PEERS: dict[str, tuple[str, ...]] = {
+    "ours": ("openai-", "sqlite3", "redis-py", "asyncpg"),
+    "ours-openai": ("openai-",),
+    "ours-pydantic": ("pydantic-",),
+    "ours-adk": ("adk-",),
+}
+"""Which baselines each of ours is compared with: those whose kind starts with one of these (the manager with the
+openai-agents sessions and the raw clients, each adapter with its framework's own stores)."""
+W2_MIN_RATIOS = {
+    "openai-sqlite": 2.0,
+    "openai-redis": 2.0,
+    "openai-sqlalchemy": 5.0,
+    "pydantic-memory": 2.0,
+    "adk-memory": 2.0,
+    "adk-sqlite": 2.0,
+}
 W2_COST_LIMIT = 1.2
 """Ours' time per turn at the largest size may be at most this many times its time at the smallest."""
 
@@ -116,8 +135,7 @@ def w2_targets(plan: TurnPlan) -> list[Target]:
 
 def _w2_compared(ours: str, kind: str) -> bool:
     """Whether W2 compares our subject ``ours`` with baseline ``kind``."""
-    prefix = W2_PEERS[ours]
-    return prefix is None or kind.startswith(prefix)
+    return kind.startswith(W2_PEERS[ours])
 
 
 TARGETS = [

@@ -46,12 +46,13 @@ from ..agents.keyspace import escape_user_id
 from ..agents.manager import SessionManager
 from ..agents.models import Session as _Stored
 from ..errors import ConflictError, InvalidValueError, MissingExtraError
-from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, Isolation, make_isolation
+from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, Isolation
 from ..keys import TTL
 from ..providers.errors import ProviderFormatError
 from ..providers.gemini import messages_from_gemini
 from ..store import LogEntry, ScannableStore
 from ._ids import session_id_for
+from ._turns import hold_turn, turn_isolation
 
 try:
     from google.adk.errors.already_exists_error import AlreadyExistsError
@@ -111,9 +112,7 @@ class SessionwareSessionService(BaseSessionService):
         reserved = sorted(set(self.metadata) & {_APP, _USER, _ID, _STATE, _UPDATED})
         if reserved:
             raise InvalidValueError("metadata", f"must not set the keys {reserved}: the service keeps them")
-        self._holds: Isolation = make_isolation(
-            manager.store, isolation, lease=lease, lock_wait=lock_wait, allowed=("local", "distributed")
-        )
+        self._holds: Isolation = turn_isolation(manager, isolation, lease=lease, lock_wait=lock_wait)
 
     # -- the ADK interface ----------------------------------------------------------------------------------
 
@@ -223,7 +222,7 @@ class SessionwareSessionService(BaseSessionService):
             return event
         owner = _owner(session.app_name, session.user_id)
         stored_id = _stored_id(session.app_name, session.user_id, session.id)
-        async with self._holds.open(self.manager.keys.record(stored_id) + ":adk", load=False):
+        async with hold_turn(self._holds, self.manager, stored_id, "adk"):
             expected = await self._revision(session, stored_id, owner)
             self._apply_temp_state(session, event)
             event = self._trim_temp_delta_state(event)
@@ -254,8 +253,7 @@ class SessionwareSessionService(BaseSessionService):
         """Hold the session for one run (``async with service.turn(...): async for e in runner.run_async(...)``):
         another holder of the same session, in this process or (distributed isolation) another, waits."""
         _owner(app_name, user_id)
-        stored_id = _stored_id(app_name, user_id, session_id)
-        async with self._holds.open(self.manager.keys.record(stored_id) + ":adk-turn", load=False):
+        async with hold_turn(self._holds, self.manager, _stored_id(app_name, user_id, session_id), "adk-turn"):
             yield
 
     async def delete_user_data(self, *, app_name: str, user_id: str) -> int:

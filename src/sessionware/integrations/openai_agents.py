@@ -30,8 +30,16 @@ under ``session_id`` on the first ``add_items`` (two first writers at once
 make one session), and every item is one message of its history log, so a
 turn appends and never rewrites what came before; the items of one
 ``add_items`` call are appended atomically and stay together, in order,
-however many writers run at once (with ``isolation="distributed"``, across
-processes too).
+however many writers run at once (with a manager of
+``isolation="distributed"``, across processes too).
+
+The SDK's ``Runner`` reads the items, calls the model, then adds the new
+items in separate calls, so two runs of one conversation at once would each
+answer on a history without the other's turn. :meth:`SessionwareSession.turn`
+holds the conversation for a whole run (``async with session.turn(): await
+Runner.run(agent, input, session=session)``, or :meth:`SessionwareSession.run`):
+another holder waits, in this process, and with ``isolation="distributed"``
+in other processes too, by a store lease renewed while the run lasts.
 
 Each item is stored as the message it means (a user or assistant message
 with its content parts, reasoning, a tool call, a tool result, any other
@@ -55,9 +63,9 @@ is a ``session_id``: one without the shape of a sessionware id (22-64 of
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from contextlib import suppress
-from typing import Any, cast
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager, suppress
+from typing import Any, Literal, cast
 
 from ..agents.errors import SessionNotFoundError
 from ..agents.history import check_window
@@ -65,12 +73,14 @@ from ..agents.manager import SessionManager, UserSessions
 from ..agents.records import message_entry, message_from_entry, metadata_dict, plain_json
 from ..errors import ConflictError, InvalidValueError, MissingExtraError
 from ..frozen import thaw
+from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, Isolation
 from ..keys import TTL, ttl_seconds
 from ..providers.common import as_data
 from ..providers.errors import ProviderFormatError
 from ..providers.openai import RESPONSES, messages_from_openai_responses, to_openai_responses_items
 from ..store import LogEntry
 from ._ids import session_id_for
+from ._turns import hold_turn, turn_isolation
 
 try:
     from agents.items import TResponseInputItem
@@ -87,7 +97,10 @@ class SessionwareSession:
     ``session_settings`` (a ``SessionSettings`` or its dict) gives the default
     ``limit`` of :meth:`get_items`, as in the SDK's own sessions; ``ttl`` and
     ``metadata`` are given to the session when the first ``add_items``
-    creates it (the manager's default lifetime otherwise).
+    creates it (the manager's default lifetime otherwise). ``isolation``
+    says how :meth:`turn` holds the conversation: ``"local"`` (default) in
+    this process, ``"distributed"`` across processes by a store lease
+    (``lease`` seconds, renewed while held; ``lock_wait`` to get it).
     """
 
     session_settings: SessionSettings | None
@@ -101,6 +114,9 @@ class SessionwareSession:
         session_settings: SessionSettings | Mapping[str, Any] | None = None,
         ttl: TTL = None,
         metadata: Mapping[str, Any] | None = None,
+        isolation: Literal["local", "distributed"] = "local",
+        lease: float = DEFAULT_LEASE,
+        lock_wait: float = DEFAULT_LOCK_WAIT,
     ) -> None:
         if not isinstance(manager, SessionManager):
             raise InvalidValueError("manager", f"must be a SessionManager, not {type(manager).__name__}")
@@ -126,6 +142,7 @@ class SessionwareSession:
         self._ttl = ttl
         self._metadata = None if metadata is None else metadata_dict(metadata)
         self._key = manager.keys.history(self._sid)
+        self._turns: Isolation = turn_isolation(manager, isolation, lease=lease, lock_wait=lock_wait)
 
     def __repr__(self) -> str:
         return f"SessionwareSession({self.session_id!r}, user_id={self.user_id!r})"
@@ -169,6 +186,24 @@ class SessionwareSession:
             with suppress(ConflictError):
                 await self.sessions.create_session(session_id=self._sid, ttl=self._ttl, metadata=self._metadata)
             await self._append(messages)
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Hold the conversation for one run: ``async with session.turn(): await Runner.run(..., session=session)``.
+
+        Another ``turn()`` of the same conversation (any ``SessionwareSession``
+        of it on the same store) waits until this one ends; with
+        ``isolation="distributed"`` also in other processes.
+        """
+        async with hold_turn(self._turns, self.manager, self._sid, "turn"):
+            yield
+
+    async def run(self, agent: Any, input: Any, **options: Any) -> Any:
+        """``Runner.run(agent, input, session=self, **options)`` in one :meth:`turn`; returns the run's result."""
+        from agents import Runner
+
+        async with self.turn():
+            return await Runner.run(agent, input, session=self, **options)
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove the newest item and return it as it was added; ``None`` if there is none.

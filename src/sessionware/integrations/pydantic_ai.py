@@ -32,9 +32,10 @@ from ..agents.errors import SessionNotFoundError
 from ..agents.manager import SessionManager
 from ..agents.models import Message
 from ..errors import ConflictError, InvalidValueError, MissingExtraError
-from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, Isolation, make_isolation
+from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, Isolation
 from ..keys import TTL
 from ._ids import session_id_for
+from ._turns import hold_turn, turn_isolation
 
 try:
     from pydantic_ai import messages as pai
@@ -89,9 +90,7 @@ class PydanticAIHistory:
         self.user_id = user_id
         self.ttl = ttl
         self.metadata = dict(metadata or {})
-        self._turns: Isolation = make_isolation(
-            manager.store, isolation, lease=lease, lock_wait=lock_wait, allowed=("local", "distributed")
-        )
+        self._turns: Isolation = turn_isolation(manager, isolation, lease=lease, lock_wait=lock_wait)
 
     async def load(self, conversation_id: str, *, last: int | None = None) -> list[ModelMessage]:
         """The conversation's messages, oldest first (``[]`` for a conversation not started yet).
@@ -125,8 +124,7 @@ class PydanticAIHistory:
     async def turn(self, conversation_id: str) -> AsyncIterator[Turn]:
         """Hold the conversation for one turn: ``async with history.turn(id) as turn:`` gives ``turn.messages``
         to run with; what ``turn.add()`` kept is appended when the block ends without an error."""
-        session_id = session_id_for(conversation_id)
-        async with self._turns.open(self.manager.keys.record(session_id) + ":turn", load=False):
+        async with hold_turn(self._turns, self.manager, session_id_for(conversation_id), "turn"):
             turn = Turn(await self.load(conversation_id))
             yield turn
             if turn.new:
