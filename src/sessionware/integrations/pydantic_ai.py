@@ -31,6 +31,7 @@ from typing import Any, Literal
 from ..agents.errors import SessionNotFoundError
 from ..agents.manager import SessionManager
 from ..agents.models import Message
+from ..agents.records import message_from_entry
 from ..errors import ConflictError, InvalidValueError, MissingExtraError
 from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, Isolation
 from ..keys import TTL
@@ -98,11 +99,25 @@ class PydanticAIHistory:
         ``last`` reads only the newest ``last`` history messages (so at most
         that many ``ModelMessage``s), for a long conversation.
         """
+        session_id = session_id_for(conversation_id)
         try:
-            history = await self.sessions.history(session_id_for(conversation_id), last=last)
+            entries = await self.manager.history_entries(session_id, last=last, user_id=self.user_id)
         except SessionNotFoundError:
             return []
-        return model_messages(history)
+        key = self.manager.keys.history(session_id)
+        dumped: list[Any] = []
+        pending: list[Message] = []
+        for entry in entries:
+            source = entry.value.get("source")
+            if isinstance(source, dict) and source.get("provider") == PROVIDER:
+                dumped.extend(_foreign(pending))
+                pending.clear()
+                if source.get("item") != _CONTINUED:
+                    dumped.append(source.get("item"))  # as stored: plain JSON, read without building a Message
+            else:
+                pending.append(message_from_entry(key, entry))
+        dumped.extend(_foreign(pending))
+        return list(ModelMessagesTypeAdapter.validate_python(dumped))
 
     async def append(self, conversation_id: str, messages: Sequence[ModelMessage]) -> list[Message]:
         """Append ``messages`` (a run's ``new_messages()``) atomically, starting the conversation if needed."""
