@@ -30,7 +30,7 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from sessionware import BaseSessionStore, InvalidValueError, SessionManager, SessionNotFoundError
 from sessionware.agents.export import to_openai_messages
-from sessionware.integrations.pydantic_ai import PROVIDER, PydanticAIHistory, session_id_for
+from sessionware.integrations.pydantic_ai import PROVIDER, PydanticAIHistory, model_messages, session_id_for
 from sessionware.providers.parts import ImagePart
 from sessionware.store import PurgeableStore
 from sessionware.testing import Advance
@@ -210,6 +210,8 @@ async def test_messages_added_by_other_means_load_as_requests_and_responses(stor
     returned = loaded[2].parts[0]
     assert isinstance(returned, ToolReturnPart)
     assert (returned.content, returned.tool_call_id) == ("rain", "c1")
+    assert as_json(await history.load("mixed")) == as_json(loaded), "every load reads the same, timestamps too"
+    assert as_json(model_messages(await manager.history(session.id))) == as_json(loaded)
     result = await history.run(weather_agent(), "And tomorrow?", conversation_id="mixed")
     assert result.output == "it rains; I was sent 9 messages"
 

@@ -14,7 +14,15 @@ from contextlib import asynccontextmanager
 from typing import Literal
 
 from ..agents.manager import SessionManager
+from ..errors import InvalidValueError
 from ..isolation import Isolation, make_isolation
+
+
+def checked_manager(manager: object) -> SessionManager:
+    """``manager`` if it is a :class:`SessionManager` (what every adapter stores its conversations in)."""
+    if not isinstance(manager, SessionManager):
+        raise InvalidValueError("manager", f"must be a SessionManager, not {type(manager).__name__}")
+    return manager
 
 
 def turn_isolation(
@@ -31,4 +39,4 @@ async def hold_turn(holds: Isolation, manager: SessionManager, session_id: str, 
         yield
 
 
-__all__ = ["hold_turn", "turn_isolation"]
+__all__ = ["checked_manager", "hold_turn", "turn_isolation"]

@@ -52,7 +52,7 @@ from ..providers.errors import ProviderFormatError
 from ..providers.gemini import messages_from_gemini
 from ..store import LogEntry, ScannableStore
 from ._ids import session_id_for
-from ._turns import hold_turn, turn_isolation
+from ._turns import checked_manager, hold_turn, turn_isolation
 
 try:
     from google.adk.errors.already_exists_error import AlreadyExistsError
@@ -104,9 +104,7 @@ class SessionwareSessionService(BaseSessionService):
         ttl: TTL = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
-        if not isinstance(manager, SessionManager):
-            raise InvalidValueError("manager", f"must be a SessionManager, not {type(manager).__name__}")
-        self.manager = manager
+        self.manager = checked_manager(manager)
         self.ttl = ttl
         self.metadata = dict(metadata or {})
         reserved = sorted(set(self.metadata) & {_APP, _USER, _ID, _STATE, _UPDATED})

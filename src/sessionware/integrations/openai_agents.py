@@ -80,7 +80,7 @@ from ..providers.errors import ProviderFormatError
 from ..providers.openai import RESPONSES, messages_from_openai_responses, to_openai_responses_items
 from ..store import LogEntry
 from ._ids import session_id_for
-from ._turns import hold_turn, turn_isolation
+from ._turns import checked_manager, hold_turn, turn_isolation
 
 try:
     from agents.items import TResponseInputItem
@@ -118,8 +118,7 @@ class SessionwareSession:
         lease: float = DEFAULT_LEASE,
         lock_wait: float = DEFAULT_LOCK_WAIT,
     ) -> None:
-        if not isinstance(manager, SessionManager):
-            raise InvalidValueError("manager", f"must be a SessionManager, not {type(manager).__name__}")
+        manager = checked_manager(manager)
         self.session_id = session_id
         self._sid = session_id_for(session_id)
         self.manager = manager

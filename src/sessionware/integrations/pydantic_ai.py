@@ -23,9 +23,9 @@ one conversation never interleave.
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from typing import Any, Literal
 
 from ..agents.errors import SessionNotFoundError
@@ -33,10 +33,11 @@ from ..agents.manager import SessionManager
 from ..agents.models import Message
 from ..agents.records import message_from_entry
 from ..errors import ConflictError, InvalidValueError, MissingExtraError
+from ..frozen import thaw
 from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, Isolation
 from ..keys import TTL
 from ._ids import session_id_for
-from ._turns import hold_turn, turn_isolation
+from ._turns import checked_manager, hold_turn, turn_isolation
 
 try:
     from pydantic_ai import messages as pai
@@ -84,8 +85,7 @@ class PydanticAIHistory:
         ttl: TTL = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
-        if not isinstance(manager, SessionManager):
-            raise InvalidValueError("manager", f"must be a SessionManager, not {type(manager).__name__}")
+        manager = checked_manager(manager)
         self.manager = manager
         self.sessions = manager.for_user(user_id)
         self.user_id = user_id
@@ -105,19 +105,8 @@ class PydanticAIHistory:
         except SessionNotFoundError:
             return []
         key = self.manager.keys.history(session_id)
-        dumped: list[Any] = []
-        pending: list[Message] = []
-        for entry in entries:
-            source = entry.value.get("source")
-            if isinstance(source, dict) and source.get("provider") == PROVIDER:
-                dumped.extend(_foreign(pending))
-                pending.clear()
-                if source.get("item") != _CONTINUED:
-                    dumped.append(source.get("item"))  # as stored: plain JSON, read without building a Message
-            else:
-                pending.append(message_from_entry(key, entry))
-        dumped.extend(_foreign(pending))
-        return list(ModelMessagesTypeAdapter.validate_python(dumped))
+        # The stored items as they are (plain JSON), building a Message only for what came from elsewhere.
+        return _model_messages((e.value.get("source"), partial(message_from_entry, key, e)) for e in entries)
 
     async def append(self, conversation_id: str, messages: Sequence[ModelMessage]) -> list[Message]:
         """Append ``messages`` (a run's ``new_messages()``) atomically, starting the conversation if needed."""
@@ -252,37 +241,27 @@ def _provider_part(part: Any) -> dict[str, Any]:
 def model_messages(history: Sequence[Message]) -> list[ModelMessage]:
     """The Pydantic AI messages of a history: those stored from Pydantic AI exactly as they were, the rest as
     the nearest request or response."""
+    return _model_messages((m.source.model_dump() if m.source else None, partial(_same, m)) for m in history)
+
+
+def _model_messages(items: Iterable[tuple[Any, Callable[[], Message]]]) -> list[ModelMessage]:
+    """``(stored source, the message)`` pairs, in history order, as Pydantic AI messages."""
     dumped: list[Any] = []
     pending: list[Message] = []
-
-    def flush() -> None:
-        if pending:
+    for source, message in items:
+        if isinstance(source, Mapping) and source.get("provider") == PROVIDER:
             dumped.extend(_foreign(pending))
             pending.clear()
-
-    for message in history:
-        source = message.source
-        if source is not None and source.provider == PROVIDER:
-            flush()
-            item = _plain(source.item)
-            if item != _CONTINUED:
-                dumped.append(item)
+            if source.get("item") != _CONTINUED:
+                dumped.append(source.get("item"))
         else:
-            pending.append(message)
-    flush()
+            pending.append(message())
+    dumped.extend(_foreign(pending))
     return list(ModelMessagesTypeAdapter.validate_python(dumped))
 
 
-def _plain(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=_thawed))
-
-
-def _thawed(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, tuple | list):
-        return list(value)
-    raise TypeError(f"not JSON: {type(value).__name__}")
+def _same(message: Message) -> Message:
+    return message
 
 
 def _foreign(messages: Sequence[Message]) -> list[dict[str, Any]]:
@@ -302,24 +281,27 @@ def _foreign(messages: Sequence[Message]) -> list[dict[str, Any]]:
                     {
                         "part_kind": "tool-call",
                         "tool_name": call.name,
-                        "args": _plain(call.arguments),
+                        "args": thaw(call.arguments),
                         "tool_call_id": call.id,
                     }
                 )
-            out.append({"kind": "response", "parts": parts})
-        elif message.role == "tool":
+            out.append({"kind": "response", "parts": parts, "timestamp": message.created_at})
+            continue
+        at = {"timestamp": message.created_at}  # when it was stored, so every load reads the same
+        if message.role == "tool":
             request.append(
                 {
                     "part_kind": "tool-return",
                     "tool_name": message.name or "",
                     "content": message.text,
                     "tool_call_id": message.tool_call_id,
+                    **at,
                 }
             )
         elif message.role in ("system", "developer"):
-            request.append({"part_kind": "system-prompt", "content": message.text})
+            request.append({"part_kind": "system-prompt", "content": message.text, **at})
         else:
-            request.append({"part_kind": "user-prompt", "content": message.text})
+            request.append({"part_kind": "user-prompt", "content": message.text, **at})
     if request:
         out.append({"kind": "request", "parts": request})
     return out
