@@ -154,15 +154,31 @@ class Load:
                 self.uncertain += 1  # the commit may or may not have been applied
 
     async def run(self, fault: Any, *, before: float = 1.0, after: float = 1.5) -> float:
-        """Run the load, call ``fault()`` (in a thread) after ``before`` seconds; return when the fault ended."""
+        """Run the load, call ``fault()`` (in a thread) after ``before`` seconds; return when the fault ended.
+
+        The load goes on for ``after`` seconds past the fault, and longer (up to a minute) until 100 writes
+        were acknowledged after it, so a slow machine still checks writes made on the new master.
+        """
         tasks = [asyncio.create_task(self.writer(t)) for t in range(12)]
         tasks += [asyncio.create_task(self.incrementer()) for _ in range(4)]
-        await asyncio.sleep(before)
-        await asyncio.to_thread(fault)
-        healed = time.monotonic()
-        await asyncio.sleep(after)
-        self.stop.set()
-        await asyncio.gather(*tasks)
+        try:
+            await asyncio.sleep(before)
+            await asyncio.to_thread(fault)
+            healed = time.monotonic()
+            await asyncio.sleep(after)
+            for _ in range(600):
+                if sum(at > healed for at in self.acked.values()) >= 100:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            self.stop.set()
+            _, pending = await asyncio.wait(tasks, timeout=60)
+            for task in pending:
+                task.cancel()
+        for task in tasks:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        assert not pending, f"{len(pending)} load tasks did not stop within a minute of the end of the load"
         return healed
 
     async def check(self, url: str, healed: float) -> None:
