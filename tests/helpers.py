@@ -82,7 +82,18 @@ def callback(user: int, data: str, chat: int | None = None) -> dict[str, Any]:
 class Calls:
     """Counts the calls that reach a real store, passing every one through to it."""
 
-    NAMES = ("get", "get_raw", "set", "set_raw", "delete", "touch", "lock", "commit", "unlock", "renew")
+    NAMES: tuple[str, ...] = (
+        "get",
+        "get_raw",
+        "set",
+        "set_raw",
+        "delete",
+        "touch",
+        "lock",
+        "commit",
+        "unlock",
+        "renew",
+    )
 
     def __init__(self, store: Any) -> None:
         self.counts: dict[str, int] = {}

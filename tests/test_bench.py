@@ -241,6 +241,7 @@ async def test_tiny_w2_on_memory_and_sqlite(tmp_path: Path) -> None:
         + [("sqlite", f"ours-openai@{size}", f"openai-sqlite@{size}") for size in sizes]
         + [("sqlite", f"ours-adk@{size}", f"adk-sqlite@{size}") for size in sizes]
         + [("memory", f"ours-pydantic@{size}", f"pydantic-memory@{size}") for size in sizes]
+        + [("memory", f"ours-pydantic-store@{size}", f"pydantic-memory@{size}") for size in sizes]
         + [("memory", f"ours-adk@{size}", f"adk-memory@{size}") for size in sizes]
     )
     for ratio in w2.ratios:

@@ -373,6 +373,31 @@ class PydanticMemory(TurnSubject[list[Any]]):
         """Nothing to release."""
 
 
+class OursPydanticStore(PydanticMemory):
+    """sessionware's ``SessionwareConversationStore`` (Pydantic AI's ``ConversationStore``) on one of our stores:
+    the same turn as ``pydantic-memory``, ``save`` then ``load(limit=window)``."""
+
+    kind = "ours-pydantic-store"
+
+    async def open(self) -> None:
+        """Open our store and the conversation store on it."""
+        from pydantic_ai.conversation import Conversation
+
+        from sessionware.integrations.pydantic_ai import SessionwareConversationStore
+
+        self.conversation_class = Conversation
+        self.spec = self.recipe.store_spec()
+        self.sessions: BaseSessionStore = self.spec.open()
+        self.store = SessionwareConversationStore(self.sessions)
+
+    async def close(self, *, drop: bool) -> None:
+        """Close our store, dropping its namespace first if asked."""
+        if drop:
+            await self.spec.drop(self.sessions)
+        else:
+            await self.sessions.close()
+
+
 def adk_events(messages: list[Message]) -> list[Any]:
     """The exchange's messages as ADK events: the user's, then the agent's."""
     from google.adk.events.event import Event
@@ -716,6 +741,7 @@ TURN_SUBJECTS: dict[str, type[TurnSubject[Any]]] = {
         OpenAIRedis,
         OpenAISQLAlchemy,
         PydanticMemory,
+        OursPydanticStore,
         ADKMemory,
         ADKSqlite,
         RawSqliteTurns,

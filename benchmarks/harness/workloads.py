@@ -70,6 +70,7 @@ W2_LABELS = {
     "ours": "sessionware SessionManager",
     "ours-openai": "sessionware SessionwareSession (openai-agents)",
     "ours-pydantic": "sessionware PydanticAIHistory (pydantic-ai)",
+    "ours-pydantic-store": "sessionware SessionwareConversationStore (pydantic-ai)",
     "ours-adk": "sessionware SessionwareSessionService (google-adk)",
     "pydantic-memory": "pydantic-ai InMemoryConversationStore",
     "adk-memory": "google-adk InMemorySessionService",
@@ -89,9 +90,9 @@ W2_BASELINES: dict[str, tuple[str, ...]] = {
 }
 """The subjects W2 measures next to ours on each backend."""
 W2_OURS: dict[str, tuple[str, ...]] = {
-    "memory": ("ours", "ours-pydantic", "ours-adk"),
+    "memory": ("ours", "ours-pydantic", "ours-pydantic-store", "ours-adk"),
     "sqlite": ("ours", "ours-openai", "ours-adk"),
-    "redis": ("ours", "ours-openai"),
+    "redis": ("ours", "ours-openai", "ours-pydantic-store"),
     "postgres": ("ours", "ours-openai"),
 }
 """Our subjects of W2 on each backend: the manager, and each framework adapter over it where the framework has a
@@ -100,6 +101,7 @@ W2_PEERS: dict[str, tuple[str, ...]] = {
     "ours": ("openai-", "sqlite3", "redis-py", "asyncpg"),
     "ours-openai": ("openai-",),
     "ours-pydantic": ("pydantic-",),
+    "ours-pydantic-store": ("pydantic-",),
     "ours-adk": ("adk-",),
 }
 """Which baselines each of ours is compared with: those whose kind starts with one of these (the manager with the

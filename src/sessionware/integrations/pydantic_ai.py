@@ -307,4 +307,14 @@ def _foreign(messages: Sequence[Message]) -> list[dict[str, Any]]:
     return out
 
 
-__all__ = ["PROVIDER", "PydanticAIHistory", "Turn", "history_entries", "model_messages", "session_id_for"]
+from .pydantic_ai_store import SessionwareConversationStore  # noqa: E402 - needs the extra checked above
+
+__all__ = [
+    "PROVIDER",
+    "PydanticAIHistory",
+    "SessionwareConversationStore",
+    "Turn",
+    "history_entries",
+    "model_messages",
+    "session_id_for",
+]
