@@ -202,7 +202,7 @@ async def test_bad_arguments_are_refused(store: BaseSessionStore) -> None:
 class LogCalls(Calls):
     """Calls, counting the log operations too."""
 
-    NAMES: tuple[str, ...] = (  # type: ignore[assignment]  # the base names its ten record operations
+    NAMES: tuple[str, ...] = (  # the base names its ten record operations
         *Calls.NAMES,
         "log_read",
         "log_append",

@@ -251,7 +251,7 @@ async def test_pops_from_two_processes_never_return_one_message_twice(store: Bas
 
 
 class LogCalls(Calls):
-    NAMES = (*Calls.NAMES, "log_append", "log_read", "log_pop", "log_clear", "log_delete")  # type: ignore[assignment]
+    NAMES = (*Calls.NAMES, "log_append", "log_read", "log_pop", "log_clear", "log_delete")
 
 
 async def test_round_trips_of_pop_and_clear(store: BaseSessionStore) -> None:
