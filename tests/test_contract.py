@@ -302,7 +302,7 @@ class LogRewriteContract:
         good = LogRewrite(1, {"n": 1}, {"n": 10})
         bad_calls: list[tuple[Any, type[Exception], str | None]] = [
             ([good, LogRewrite(0, {"n": 0}, {"n": 1})], InvalidValueError, r"rewrites\[1\]\.seq"),
-            ([good, LogRewrite(True, {"n": 1}, {"n": 1})], InvalidValueError, "seq"),  # type: ignore[arg-type]
+            ([good, LogRewrite(True, {"n": 1}, {"n": 1})], InvalidValueError, "seq"),
             ([good, LogRewrite(1, {"n": 1}, {"n": 11})], InvalidValueError, "twice"),
             ([good, LogRewrite(2, {"n": 2}, {"x": "y" * (store.max_size + 1)})], ValueTooLargeError, None),
             ([good, LogRewrite(2, {"n": 2}, {"x": {1, 2}})], InvalidValueError, None),
