@@ -14,7 +14,8 @@ record into a log, fails to decrypt; so does one sealed with a key not in the
 ring, or changed by a single bit: a typed :class:`~sessionware.errors.EncryptionError`
 naming the key, never an empty session. New writes use the ring's primary
 key; older keys stay in the ring to read what they sealed until
-:func:`rotate_keys` (``sessionware rotate-keys``) has re-sealed the records.
+:func:`rotate_keys` (``sessionware rotate-keys``) has re-sealed the records
+and the logs, each entry in place (:class:`~sessionware.store.LogRewriteStore`).
 
 What is compared to decide whether to write is the plaintext (the update unit
 sees decrypted bytes), so encryption adds no writes; leases, versions and
