@@ -235,6 +235,68 @@ async def test_agent_log_keys_follow_namespace_and_prefix(store: BaseSessionStor
     assert len([key async for key in agent_log_keys(sealed, prefix="agent")]) == 8
 
 
+APPENDER = """
+import asyncio, sys, time
+from sessionware import EncryptedStore, KeyRing, open_store
+
+async def main(url, keys, first, count):
+    store = EncryptedStore(open_store(url), KeyRing.from_string(keys))
+    try:
+        for n in range(first, first + count):
+            await store.log_append("log:mp", [{"n": n}])
+            print(time.monotonic(), flush=True)
+            await asyncio.sleep(0.001)
+    finally:
+        await store.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "postgres"])
+async def test_appends_from_another_process_during_rotation_are_kept(backend: str, tmp_path: Any) -> None:
+    import sys
+    import time
+
+    from sessionware import open_store
+
+    from .test_cli import drop, store_url
+
+    url = store_url(backend, tmp_path)
+    try:
+        sealed = EncryptedStore(open_store(url), old_ring())
+        await sealed.log_append("log:mp", [{"n": i} for i in range(3000)])
+        await sealed.close()
+        keys = f"new:{KEY_B},old:{KEY_A}"
+        writer = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", APPENDER, url, keys, "3000", "400", stdout=asyncio.subprocess.PIPE
+        )
+        assert writer.stdout is not None
+        await writer.stdout.readline()  # its first append is in
+        rotating = EncryptedStore(open_store(url), both_rings())
+        try:
+            began = time.monotonic()
+            done = await rotate_keys(rotating, logs=["log:mp"], page=10)
+            ended = time.monotonic()
+        finally:
+            await rotating.close()
+        out = (await asyncio.wait_for(writer.stdout.read(), timeout=120)).decode()
+        assert await writer.wait() == 0
+        during = [t for t in map(float, out.split()) if began <= t <= ended]
+        assert during, "appends landed while the rotation ran"
+        assert done.entries_resealed == 3000
+        reader = EncryptedStore(open_store(url), new_ring())
+        try:
+            read = await reader.log_read("log:mp")
+        finally:
+            await reader.close()
+        assert [entry.value["n"] for entry in read] == list(range(3400)), "every append kept, all under the new key"
+        print(f"\n{backend}: {len(during)} appends from another process during a rotation of 3000 entries")
+    finally:
+        await drop(url)
+
+
 # -- the command line ---------------------------------------------------------------------------
 
 
