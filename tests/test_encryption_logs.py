@@ -14,6 +14,7 @@ from sessionware.agents import SessionManager, agent_log_keys
 from sessionware.encryption import LOG_FIELD
 from sessionware.store import LogRewrite, RewriteResult
 
+from .helpers import Calls
 from .test_encryption import KEY_A, KEY_B, SECRET
 
 KEY_C = base64.urlsafe_b64encode(bytes(range(64, 96))).decode()
@@ -96,6 +97,22 @@ async def test_without_rotation_the_old_key_is_still_needed(store: BaseSessionSt
     assert await manager.store.get(manager.keys.record(chats[0])) is not None, "the record reads"
     with pytest.raises(EncryptionError, match="key 'old', which is not in the key ring"):
         await manager.history(chats[0])
+
+
+class LogCalls(Calls):
+    NAMES = ("log_read", "log_rewrite")
+
+
+async def test_rotation_costs_one_read_and_one_rewrite_per_page(store: BaseSessionStore) -> None:
+    await EncryptedStore(store, old_ring()).log_append("log:pages", [{"n": i} for i in range(1000)])
+    await EncryptedStore(store, both_rings()).log_append("log:pages", [{"n": i} for i in range(1000, 1100)])
+    calls = LogCalls(store)
+    done = await rotate_keys(EncryptedStore(store, both_rings()), logs=["log:pages"], page=500)
+    assert (done.entries_resealed, done.entries_current) == (1000, 100)
+    assert calls.take() == {"log_read": 3, "log_rewrite": 3}, "1100 entries: three pages, each read and rewritten once"
+    again = await rotate_keys(EncryptedStore(store, both_rings()), logs=["log:pages"], page=500)
+    assert again.entries_current == 1100
+    assert calls.take() == {"log_read": 3}, "a rerun only reads"
 
 
 async def test_an_append_during_rotation_is_kept(store: BaseSessionStore, backend: str) -> None:
