@@ -428,14 +428,16 @@ class EncryptedStore(BaseSessionStore):
         if not isinstance(rewrites, Sequence) or isinstance(rewrites, (str, bytes, dict)):
             raise InvalidValueError("rewrites", "must be a sequence of LogRewrite(seq, expected, value)")
         sealed: list[tuple[int, JsonDict, JsonDict]] = []
+        seen: set[int] = set()
         for i, rewrite in enumerate(rewrites):
             if not isinstance(rewrite, tuple) or len(rewrite) != 3:
                 raise InvalidValueError(f"rewrites[{i}]", "must be a LogRewrite(seq, expected, value)")
             seq, expected, value = rewrite
             if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
                 raise InvalidValueError(f"rewrites[{i}].seq", f"must be a sequence number from 1, not {seq!r}")
-            if any(seq == other for other, _, _ in sealed):
+            if seq in seen:
                 raise InvalidValueError(f"rewrites[{i}].seq", f"entry {seq} is rewritten twice in one call")
+            seen.add(seq)
             self.codec.encode(expected)
             sealed.append((seq, expected, self._seal_entry(key, self.codec.encode(value))))
         if not sealed:
