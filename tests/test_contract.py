@@ -9,9 +9,9 @@ from typing import Any, Protocol, cast
 import pytest
 
 from sessionware import BaseSessionStore, InMemorySessionStore
-from sessionware.errors import InvalidKeyError, InvalidValueError
+from sessionware.errors import InvalidKeyError, InvalidValueError, ValueTooLargeError
 from sessionware.logs import LogRestore, iter_log
-from sessionware.store import LogEditStore, LogEntry, LogStore
+from sessionware.store import LogEditStore, LogEntry, LogRewrite, LogRewriteStore, LogStore, RewriteResult
 from sessionware.stores.redis import RedisSessionStore
 from sessionware.testing import Advance, FakeClock, StoreContract
 
@@ -183,6 +183,159 @@ class LogEditContract:
         assert await logs.log_read("log:copy") == original
         with pytest.raises(InvalidValueError, match="goes back"):
             await restore.add(9, {"n": 9})
+
+
+class RewritableLogs(LogStore, LogEditStore, LogRewriteStore, Protocol):
+    """A store with logs that can be popped, cleared and rewritten in place."""
+
+
+def rewritable(store: object) -> RewritableLogs:
+    assert isinstance(store, LogStore)
+    assert isinstance(store, LogEditStore)
+    assert isinstance(store, LogRewriteStore)
+    return cast(RewritableLogs, store)
+
+
+APPLIED, CHANGED, MISSING = RewriteResult.APPLIED, RewriteResult.CHANGED, RewriteResult.MISSING
+
+
+class LogRewriteContract:
+    """``log_rewrite`` (:class:`~sessionware.store.LogRewriteStore`): in place, conditional, nothing else changes."""
+
+    async def test_rewrites_in_place_only_what_still_holds_the_value_read(self, store: BaseSessionStore) -> None:
+        logs = rewritable(store)
+        await logs.log_append("log:r", [{"n": i} for i in range(1, 6)])
+        results = await logs.log_rewrite(
+            "log:r",
+            [
+                LogRewrite(2, {"n": 2}, {"n": 20}),
+                LogRewrite(4, {"n": 999}, {"n": 40}),  # not what it holds
+                LogRewrite(9, {"n": 9}, {"n": 90}),  # never assigned
+                LogRewrite(5, {"n": 5}, {"n": 50}),
+            ],
+        )
+        assert results == [APPLIED, CHANGED, MISSING, APPLIED]
+        assert await logs.log_read("log:r") == [
+            LogEntry(1, {"n": 1}),
+            LogEntry(2, {"n": 20}),
+            LogEntry(3, {"n": 3}),
+            LogEntry(4, {"n": 4}),
+            LogEntry(5, {"n": 50}),
+        ]
+        assert (await logs.log_length("log:r"), await logs.log_last_seq("log:r")) == (5, 5)
+        again = await logs.log_rewrite("log:r", [LogRewrite(2, {"n": 2}, {"n": 20})])
+        assert again == [APPLIED], "a repeat (the reply of the first was lost) finds its own value and says so"
+        assert await logs.log_rewrite("log:r", [LogRewrite(2, {"n": 2}, {"n": 21})]) == [CHANGED]
+        assert (await logs.log_read("log:r", after=1, before=3))[0].value == {"n": 20}
+        assert await logs.log_append("log:r", [{"n": 6}]) == [6], "the numbering goes on as before"
+        assert await logs.log_rewrite("log:r", []) == []
+
+    async def test_a_missing_log_and_removed_entries_are_missing(self, store: BaseSessionStore) -> None:
+        logs = rewritable(store)
+        assert await logs.log_rewrite("log:none", [LogRewrite(1, {"n": 1}, {"n": 2})]) == [MISSING]
+        assert await logs.log_read("log:none") == []
+        assert await logs.log_last_seq("log:none") == 0, "a rewrite never creates a log"
+        await logs.log_append("log:gone", [{"n": i} for i in range(1, 6)], max_len=3)  # 1 and 2 trimmed
+        await logs.log_pop("log:gone")  # 5
+        results = await logs.log_rewrite(
+            "log:gone", [LogRewrite(seq, {"n": seq}, {"n": -seq}) for seq in (1, 2, 3, 4, 5)]
+        )
+        assert results == [MISSING, MISSING, APPLIED, APPLIED, MISSING]
+        assert await logs.log_read("log:gone") == [LogEntry(3, {"n": -3}), LogEntry(4, {"n": -4})]
+        await logs.log_clear("log:gone")
+        assert await logs.log_rewrite("log:gone", [LogRewrite(3, {"n": -3}, {"n": 3})]) == [MISSING]
+        assert await logs.log_read("log:gone") == []
+        assert await logs.log_last_seq("log:gone") == 5
+
+    async def test_finds_entries_across_gaps(self, store: BaseSessionStore) -> None:
+        logs = rewritable(store)
+        await logs.log_append("log:g", [{"n": i} for i in range(1, 9)])
+        for _ in range(3):
+            await logs.log_pop("log:g")  # 8, 7, 6
+        await logs.log_append("log:g", [{"n": i} for i in range(9, 14)])
+        held = [e.seq for e in await logs.log_read("log:g")]
+        assert held == [1, 2, 3, 4, 5, 9, 10, 11, 12, 13]
+        wanted = [1, 5, 6, 7, 9, 13, 14]
+        results = await logs.log_rewrite("log:g", [LogRewrite(seq, {"n": seq}, {"n": seq * 100}) for seq in wanted])
+        assert results == [APPLIED, APPLIED, MISSING, MISSING, APPLIED, APPLIED, MISSING]
+        assert [e.value["n"] for e in await logs.log_read("log:g")] == [100, 2, 3, 4, 500, 900, 10, 11, 12, 1300]
+
+    async def test_many_in_one_call(self, store: BaseSessionStore) -> None:
+        logs = rewritable(store)
+        await logs.log_append("log:m", [{"n": i} for i in range(1, 601)])
+        results = await logs.log_rewrite("log:m", [LogRewrite(s, {"n": s}, {"n": s, "v": 2}) for s in range(1, 601)])
+        assert results == [APPLIED] * 600
+        assert [e.value for e in await logs.log_read("log:m")] == [{"n": s, "v": 2} for s in range(1, 601)]
+
+    async def test_keeps_the_expiry(self, store: BaseSessionStore, advance: Advance) -> None:
+        logs = rewritable(store)
+        ttl = 0.3
+        await logs.log_append("log:t", [{"n": 1}, {"n": 2}], ttl=ttl)
+        assert await logs.log_rewrite("log:t", [LogRewrite(1, {"n": 1}, {"n": 10})]) == [APPLIED]
+        await logs.log_append("log:keep", [{"n": 1}])
+        assert await logs.log_rewrite("log:keep", [LogRewrite(1, {"n": 1}, {"n": 10})]) == [APPLIED]
+        await advance(3 * ttl)
+        assert await logs.log_read("log:t") == [], "the rewrite left the log's expiry as it was"
+        assert await logs.log_rewrite("log:t", [LogRewrite(2, {"n": 2}, {"n": 20})]) == [MISSING]
+        assert await logs.log_read("log:t") == []
+        assert await logs.log_read("log:keep") == [LogEntry(1, {"n": 10})], "a log without expiry keeps none"
+
+    async def test_concurrent_rewrites_of_one_entry_have_one_winner(self, store: BaseSessionStore) -> None:
+        logs = rewritable(store)
+        await logs.log_append("log:w", [{"n": 0}] * 20)
+        results = await asyncio.gather(
+            *(
+                logs.log_rewrite("log:w", [LogRewrite(seq, {"n": 0}, {"n": writer}) for seq in range(1, 21)])
+                for writer in range(1, 9)
+            )
+        )
+        for seq in range(20):
+            winners = [writer for writer, got in enumerate(results, start=1) if got[seq] is APPLIED]
+            assert len(winners) == 1, (seq, results)
+            assert all(got[seq] in (APPLIED, CHANGED) for got in results)
+        values = [e.value["n"] for e in await logs.log_read("log:w")]
+        assert values == [next(w for w, got in enumerate(results, start=1) if got[i] is APPLIED) for i in range(20)]
+
+    async def test_bad_rewrites_are_refused_before_anything_is_written(self, store: BaseSessionStore) -> None:
+        logs = rewritable(store)
+        await logs.log_append("log:b", [{"n": 1}, {"n": 2}])
+        good = LogRewrite(1, {"n": 1}, {"n": 10})
+        bad_calls: list[tuple[Any, type[Exception], str | None]] = [
+            ([good, LogRewrite(0, {"n": 0}, {"n": 1})], InvalidValueError, r"rewrites\[1\]\.seq"),
+            ([good, LogRewrite(True, {"n": 1}, {"n": 1})], InvalidValueError, "seq"),
+            ([good, LogRewrite(1, {"n": 1}, {"n": 11})], InvalidValueError, "twice"),
+            ([good, LogRewrite(2, {"n": 2}, {"x": "y" * (store.max_size + 1)})], ValueTooLargeError, None),
+            ([good, LogRewrite(2, {"n": 2}, {"x": {1, 2}})], InvalidValueError, None),
+            ([good, (2, {"n": 2})], InvalidValueError, r"rewrites\[1\]"),
+            ({"seq": 1}, InvalidValueError, "rewrites"),
+        ]
+        for rewrites, error, match in bad_calls:
+            with pytest.raises(error, match=match):
+                await logs.log_rewrite("log:b", rewrites)
+        with pytest.raises(InvalidKeyError):
+            await logs.log_rewrite("", [good])
+        assert await logs.log_read("log:b") == [LogEntry(1, {"n": 1}), LogEntry(2, {"n": 2})]
+
+
+class TestLogRewriteEveryBackend(LogRewriteContract):
+    """Over conftest's ``store``: memory, SQLite, Redis (both clients) and PostgreSQL."""
+
+
+@pytest.mark.slow
+class TestLogRewriteOnCluster(LogRewriteContract):
+    """On the Redis Cluster this module starts: a rewrite touches the log's list alone."""
+
+    @pytest.fixture
+    async def store(self, client: Any) -> AsyncIterator[BaseSessionStore]:
+        prefix = unique("clr")
+        opened = RedisSessionStore(client, prefix)
+        yield opened
+        async for name in client.scan_iter(match=prefix + ":*", count=1000):
+            await client.delete(name)
+
+    @pytest.fixture
+    def advance(self) -> Advance:
+        return asyncio.sleep
 
 
 class TestLogEditEveryBackend(LogEditContract):

@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal, TextIO, TypeVar
 
 from .agents import SessionManager
 from .agents.keyspace import AgentKeys, check_session_id
+from .agents.logkeys import agent_log_keys, session_log_keys
 from .agents.migrate import MigrationReport, migrate_agent_sessions
 from .agents.records import SessionRecord
 from .codec import DEFAULT_CODEC, Codec, JsonDict
@@ -116,20 +117,27 @@ def open_reading(url: str, *, keys: bool = True) -> BaseSessionStore:
     return _sealed(store) if keys else store
 
 
-async def rotate(url: str, prefix: str, out: TextIO) -> Any:
-    """Re-seal every record of the store at ``url`` with the primary key of ``SESSIONWARE_KEYS``."""
+async def rotate(url: str, prefix: str, namespace: str, out: TextIO) -> Any:
+    """Re-seal every record of the store at ``url`` (under ``prefix``), and every log of its agent sessions, with
+    the primary key of ``SESSIONWARE_KEYS``."""
     from .encryption import EncryptedStore, KeyRing, rotate_keys
 
     keys = KeyRing.from_env()
     store = EncryptedStore(open_store(url), keys)
     try:
-        done = await rotate_keys(store, prefix=prefix)
+        done = await rotate_keys(store, prefix=prefix, logs=agent_log_keys(store, namespace=namespace, prefix=prefix))
     finally:
         await store.close()
     print(
         f"re-sealed {counted(done.resealed, 'record')} with key {keys.primary!r}; "
         f"{done.current} already were, {done.raced} written meanwhile (so sealed with it), "
         f"{done.plaintext} plaintext sealed",
+        file=out,
+    )
+    print(
+        f"re-sealed {counted(done.entries_resealed, 'log entry', 'log entries')} of {counted(done.logs, 'log')}; "
+        f"{done.entries_current} already were, {done.entries_raced} changed or removed meanwhile, "
+        f"{done.entries_plaintext} plaintext sealed",
         file=out,
     )
     return done
@@ -553,7 +561,7 @@ async def export(url: str, prefix: str, namespace: str, out: TextIO, *, sealed: 
             sessions += kind_of(keys, key) != AGENT_INDEX
             session_id = keys.session_id_of(key)
             if session_id is not None and isinstance(store, LogStore):
-                for log_key in _logs_of(keys, key, session_id, line.get("value")):
+                for log_key in session_log_keys(keys, key, session_id, line.get("value")):
                     if log_key in exported:
                         continue  # a log shared by forks goes once
                     exported.add(log_key)
@@ -689,17 +697,6 @@ async def restore(
     if log is not None:
         report.entries += await log.finish(ttl=_log_ttl(plan, log.key))
     return report
-
-
-def _logs_of(keys: AgentKeys, key: str, session_id: str, value: object) -> list[str]:
-    """Every log an agent session reads: its own, and those it shares with the sessions it was forked from."""
-    history, tools = keys.history(session_id), keys.tools(session_id)
-    if isinstance(value, dict):
-        try:
-            return SessionRecord.from_json(key, value).log_keys(history, tools)
-        except SessionwareError:
-            pass
-    return [history, tools]
 
 
 def _unsealed(store: Any) -> Any:
@@ -1009,9 +1006,11 @@ def _app() -> "typer.Typer":
     def rotate_cmd(
         store: Store,
         prefix: Annotated[str, typer.Option(help="Only keys starting with this (literally).")] = "",
+        namespace: Namespace = "agent",
     ) -> None:
-        """Re-seal every record with the primary key of SESSIONWARE_KEYS, in place (run again to resume)."""
-        _run(rotate(store, prefix, sys.stdout))
+        """Re-seal every record, and every agent session's history and tool log, with the primary key of
+        SESSIONWARE_KEYS, in place (run again to resume)."""
+        _run(rotate(store, prefix, namespace, sys.stdout))
 
     @app.command("purge-expired")
     def purge_cmd(store: Store) -> None:

@@ -14,7 +14,8 @@ record into a log, fails to decrypt; so does one sealed with a key not in the
 ring, or changed by a single bit: a typed :class:`~sessionware.errors.EncryptionError`
 naming the key, never an empty session. New writes use the ring's primary
 key; older keys stay in the ring to read what they sealed until
-:func:`rotate_keys` (``sessionware rotate-keys``) has re-sealed the records.
+:func:`rotate_keys` (``sessionware rotate-keys``) has re-sealed the records
+and the logs, each entry in place (:class:`~sessionware.store.LogRewriteStore`).
 
 What is compared to decide whether to write is the plaintext (the update unit
 sees decrypted bytes), so encryption adds no writes; leases, versions and
@@ -29,7 +30,7 @@ import contextlib
 import os
 import re
 import secrets
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -45,10 +46,13 @@ from .store import (
     LockingStore,
     LogEditStore,
     LogEntry,
+    LogRewrite,
+    LogRewriteStore,
     LogStore,
     PinningStore,
     PurgeableStore,
     RawStore,
+    RewriteResult,
     ScannableStore,
     SessionStore,
     Versioned,
@@ -82,6 +86,17 @@ def _record_aad(key: str) -> bytes:
 
 def _log_aad(key: str) -> bytes:
     return b"sessionware log\x00" + key.encode("utf-8", "surrogatepass")
+
+
+def _entry_envelope(key: str, seq: int, value: JsonDict) -> bytes | None:
+    """The envelope a stored log entry holds; ``None`` if it is a plaintext entry."""
+    sealed = value.get(LOG_FIELD) if len(value) == 1 else None
+    if not isinstance(sealed, str):
+        return None
+    try:
+        return base64.b64decode(sealed, validate=True)
+    except (binascii.Error, ValueError):
+        raise EncryptionError(f"entry {seq} of log {key!r} holds a damaged envelope") from None
 
 
 class KeyRing:
@@ -339,17 +354,17 @@ class EncryptedStore(BaseSessionStore):
     # -- logs ----------------------------------------------------------------------------------
 
     def _open_entry(self, key: str, seq: int, value: JsonDict) -> JsonDict:
-        what = f"entry {seq} of log {key!r}"
-        sealed = value.get(LOG_FIELD) if len(value) == 1 else None
-        if not isinstance(sealed, str):
+        envelope = _entry_envelope(key, seq, value)
+        if envelope is None:
             if self.accept_plaintext:
                 return value
-            raise EncryptionError(f"{what} is not encrypted")
-        try:
-            envelope = base64.b64decode(sealed, validate=True)
-        except (binascii.Error, ValueError):
-            raise EncryptionError(f"{what} holds a damaged envelope") from None
-        return self.codec.decode(key, self.keys.open(envelope, _log_aad(key), what))
+            raise EncryptionError(f"entry {seq} of log {key!r} is not encrypted")
+        return self.codec.decode(key, self.keys.open(envelope, _log_aad(key), f"entry {seq} of log {key!r}"))
+
+    def _seal_entry(self, key: str, plain: bytes) -> JsonDict:
+        if len(plain) > self.max_size:
+            raise ValueTooLargeError(len(plain), self.max_size)
+        return {LOG_FIELD: base64.b64encode(self.keys.seal(plain, _log_aad(key))).decode("ascii")}
 
     async def log_append(
         self, key: str, entries: Sequence[JsonDict], *, ttl: TTL = None, max_len: int | None = None
@@ -357,12 +372,7 @@ class EncryptedStore(BaseSessionStore):
         """Seal and append ``entries`` atomically; return their sequence numbers."""
         self._check_open("log_append")
         check_key(key)
-        sealed = []
-        for entry in entries:
-            plain = self.codec.encode(entry)
-            if len(plain) > self.max_size:
-                raise ValueTooLargeError(len(plain), self.max_size)
-            sealed.append({LOG_FIELD: base64.b64encode(self.keys.seal(plain, _log_aad(key))).decode("ascii")})
+        sealed = [self._seal_entry(key, self.codec.encode(entry)) for entry in entries]
         seqs: list[int] = await self.inner.log_append(key, sealed, ttl=ttl_seconds(ttl), max_len=max_len)
         return seqs
 
@@ -400,29 +410,134 @@ class EncryptedStore(BaseSessionStore):
         self._check_open("log_clear")
         return int(await self.inner.log_clear(key))
 
+    async def log_rewrite(self, key: str, rewrites: Sequence[LogRewrite]) -> list[RewriteResult]:
+        """Seal and rewrite entries in place, each only if its plaintext is still ``expected``; one result each.
+
+        The entries are read (one read over their span) and opened, and each
+        whose plaintext equals ``expected`` is rewritten on the backend by
+        comparing the ciphertext read, so a change in between is never
+        overwritten (``CHANGED``). An entry that does not open is an
+        :class:`EncryptionError`, with nothing written. Needs a backend with
+        :class:`~sessionware.store.LogRewriteStore`.
+        """
+        self._check_open("log_rewrite")
+        check_key(key)
+        rewritable = isinstance(self.inner, LogRewriteStore)
+        if not rewritable:
+            raise InvalidValueError("inner", f"{type(self.inner).__name__} cannot rewrite log entries in place")
+        if not isinstance(rewrites, Sequence) or isinstance(rewrites, (str, bytes, dict)):
+            raise InvalidValueError("rewrites", "must be a sequence of LogRewrite(seq, expected, value)")
+        sealed: list[tuple[int, JsonDict, JsonDict]] = []
+        seen: set[int] = set()
+        for i, rewrite in enumerate(rewrites):
+            if not isinstance(rewrite, tuple) or len(rewrite) != 3:
+                raise InvalidValueError(f"rewrites[{i}]", "must be a LogRewrite(seq, expected, value)")
+            seq, expected, value = rewrite
+            if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+                raise InvalidValueError(f"rewrites[{i}].seq", f"must be a sequence number from 1, not {seq!r}")
+            if seq in seen:
+                raise InvalidValueError(f"rewrites[{i}].seq", f"entry {seq} is rewritten twice in one call")
+            seen.add(seq)
+            self.codec.encode(expected)
+            sealed.append((seq, expected, self._seal_entry(key, self.codec.encode(value))))
+        if not sealed:
+            return []
+        seqs = [seq for seq, _, _ in sealed]
+        read = await self.inner.log_read(key, after=min(seqs) - 1, before=max(seqs) + 1)
+        stored = {entry.seq: entry.value for entry in read}
+        results: dict[int, RewriteResult] = {}
+        inner: list[LogRewrite] = []
+        for seq, expected, value in sealed:
+            current = stored.get(seq)
+            if current is None:
+                results[seq] = RewriteResult.MISSING
+            elif self._open_entry(key, seq, current) != expected:
+                results[seq] = RewriteResult.CHANGED
+            else:
+                inner.append(LogRewrite(seq, current, value))
+        done = await self.inner.log_rewrite(key, inner) if inner else []
+        results.update(zip((r.seq for r in inner), done, strict=True))
+        return [results[seq] for seq in seqs]
+
 
 @dataclass
 class Rotation:
-    """What :func:`rotate_keys` did: records re-sealed with the primary key, already sealed with it, left
-    because another writer wrote them meanwhile (sealed with the primary by that write), and plaintext
-    records sealed."""
+    """What :func:`rotate_keys` did.
+
+    Records: re-sealed with the primary key, already sealed with it, left
+    because another writer wrote them meanwhile (sealed with the primary by
+    that write), and plaintext records sealed. Log entries: the same four
+    counts, where ``entries_raced`` are entries changed or removed (popped,
+    trimmed, cleared) meanwhile; ``logs`` is how many logs were walked.
+    """
 
     resealed: int = 0
     current: int = 0
     raced: int = 0
     plaintext: int = 0
+    logs: int = 0
+    entries_resealed: int = 0
+    entries_current: int = 0
+    entries_raced: int = 0
+    entries_plaintext: int = 0
 
 
-async def rotate_keys(store: EncryptedStore, *, prefix: str = "") -> Rotation:
-    """Re-seal every record (under ``prefix``) that is not sealed with the ring's primary key, in place.
+ROTATION_PAGE = 500
+"""How many log entries :func:`rotate_keys` reads and rewrites per round trip."""
+
+
+async def rotate_keys(
+    store: EncryptedStore,
+    *,
+    prefix: str = "",
+    logs: Iterable[str] | AsyncIterable[str] | None = None,
+    page: int = ROTATION_PAGE,
+) -> Rotation:
+    """Re-seal every record (under ``prefix``), and every entry of the logs ``logs`` names, that is not sealed
+    with the ring's primary key, in place.
 
     Each record is rewritten by compare-and-set on its version, keeping its
-    expiry, so a concurrent write is never overwritten; a stopped rotation is
-    resumed by running it again (what is done is skipped). Plaintext records
-    are sealed too. Log entries keep the key they were sealed with; keep old
-    keys in the ring while logs they sealed are alive.
+    expiry, so a concurrent write is never overwritten. Logs cannot be listed
+    by every backend, so their keys are given: for agent sessions,
+    :func:`sessionware.agents.agent_log_keys` names each session's history
+    and tool logs (``sessionware rotate-keys`` does so). A log is walked from
+    its newest entry back, ``page`` entries a round trip, and each entry is
+    rewritten only if it still holds the ciphertext read
+    (:class:`~sessionware.store.LogRewriteStore`), keeping its number and the
+    log's expiry; entries appended meanwhile are sealed by their writer. A
+    stopped rotation is resumed by running it again (what is done is
+    skipped). Plaintext records and entries are sealed too. Anything sealed
+    with a key not in the ring is an :class:`EncryptionError` naming it,
+    raised with that record or entry left as it is.
     """
+    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+        raise InvalidValueError("page", f"must be a positive int, not {page!r}")
+    inner = store.inner
+    if logs is not None and not isinstance(inner, LogRewriteStore):
+        raise InvalidValueError("store", f"{type(inner).__name__} cannot rewrite log entries in place (no log_rewrite)")
     done = Rotation()
+    await _rotate_records(store, prefix, done)
+    if logs is not None:
+        seen: set[str] = set()
+        async for key in _keys(logs):
+            if key not in seen:
+                seen.add(key)
+                await _rotate_log(store, key, page, done)
+    return done
+
+
+async def _keys(logs: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[str]:
+    if isinstance(logs, AsyncIterable):
+        async for key in logs:
+            yield check_key(key)
+    else:
+        if isinstance(logs, str):
+            raise InvalidValueError("logs", "must be an iterable of log keys, not one str")
+        for key in logs:
+            yield check_key(key)
+
+
+async def _rotate_records(store: EncryptedStore, prefix: str, done: Rotation) -> None:
     inner = store.inner
     primary = store.keys.primary
     async for key in inner.scan(prefix):
@@ -446,7 +561,44 @@ async def rotate_keys(store: EncryptedStore, *, prefix: str = "") -> Rotation:
             done.plaintext += 1
         else:
             done.resealed += 1
-    return done
 
 
-__all__ = ["KEYS_VARIABLE", "EncryptedStore", "KeyRing", "Rotation", "rotate_keys"]
+async def _rotate_log(store: EncryptedStore, key: str, page: int, done: Rotation) -> None:
+    """Re-seal one log, a page at a time from the newest entry back."""
+    inner = store.inner
+    keys = store.keys
+    aad = _log_aad(key)
+    before: int | None = None
+    done.logs += 1
+    while True:
+        entries: list[LogEntry] = await inner.log_read(key, before=before, last=page)
+        if not entries:
+            return
+        rewrites: list[LogRewrite] = []
+        plain: set[int] = set()
+        for seq, value in entries:
+            envelope = _entry_envelope(key, seq, value)
+            if envelope is None:
+                plaintext = store.codec.encode(value)
+                plain.add(seq)
+            elif keys.key_id_of(envelope) == keys.primary:
+                done.entries_current += 1
+                continue
+            else:
+                plaintext = keys.open(envelope, aad, f"entry {seq} of log {key!r}")
+            rewrites.append(LogRewrite(seq, value, store._seal_entry(key, plaintext)))
+        if rewrites:
+            results = await inner.log_rewrite(key, rewrites)
+            for rewrite, result in zip(rewrites, results, strict=True):
+                if result is not RewriteResult.APPLIED:
+                    done.entries_raced += 1
+                elif rewrite.seq in plain:
+                    done.entries_plaintext += 1
+                else:
+                    done.entries_resealed += 1
+        if len(entries) < page:
+            return
+        before = entries[0].seq
+
+
+__all__ = ["KEYS_VARIABLE", "ROTATION_PAGE", "EncryptedStore", "KeyRing", "Rotation", "rotate_keys"]

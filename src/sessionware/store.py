@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -178,6 +179,48 @@ class LogEditStore(Protocol):
         """Remove every entry, keeping the numbering and the log's expiry; return ``log_last_seq``.
 
         A log that does not exist is left so (and 0 returned).
+        """
+        ...
+
+
+class RewriteResult(enum.Enum):
+    """What :meth:`LogRewriteStore.log_rewrite` did with one entry."""
+
+    APPLIED = "applied"
+    """The entry held the expected value (or already the new one) and now holds the new one."""
+    CHANGED = "changed"
+    """The entry holds another value (changed since it was read): left as it is."""
+    MISSING = "missing"
+    """No such entry: the log is missing or expired, or the number was never assigned, trimmed, popped or
+    cleared."""
+
+
+class LogRewrite(NamedTuple):
+    """One entry to rewrite in place: its number, the value it must still hold, and the value to put there."""
+
+    seq: int
+    expected: JsonDict
+    value: JsonDict
+
+
+@runtime_checkable
+class LogRewriteStore(Protocol):
+    """Logs whose entries can be rewritten in place, each only if it still holds what was read.
+
+    Made for re-encrypting logs (:func:`~sessionware.encryption.rotate_keys`):
+    an entry keeps its number and position, the log its length, numbering and
+    expiry, and an entry changed or removed meanwhile is never overwritten.
+    """
+
+    async def log_rewrite(self, key: str, rewrites: Sequence[LogRewrite]) -> list[RewriteResult]:
+        """Rewrite the entries numbered ``rewrite.seq`` atomically; one result per rewrite, in order.
+
+        An entry is rewritten only if its stored bytes are the store codec's
+        encoding of ``expected`` (or already of ``value``, so a repeated call
+        reports the same); otherwise it is left alone (``CHANGED``), and a
+        number the log does not hold is ``MISSING``. Nothing else changes.
+        Bad arguments (a number below 1, one given twice, a value over the
+        size limit) raise before anything is written.
         """
         ...
 
@@ -410,10 +453,13 @@ __all__ = [
     "LockingStore",
     "LogEditStore",
     "LogEntry",
+    "LogRewrite",
+    "LogRewriteStore",
     "LogStore",
     "PinningStore",
     "PurgeableStore",
     "RawStore",
+    "RewriteResult",
     "ScannableStore",
     "SessionStore",
     "Versioned",

@@ -15,6 +15,7 @@ from .errors import InvalidCursorError, InvalidSessionIdError, MissingCapability
 from .export import to_anthropic_messages, to_gemini_contents, to_openai_messages, to_openai_responses_input
 from .history import TokenCounter, approx_tokens
 from .keyspace import AgentKeys
+from .logkeys import agent_log_keys
 from .manager import DEFAULT_HISTORY_WINDOW, SessionManager, UserSessions, bound_caller
 from .models import Message, Role, Session, SessionPage, Source, ToolCall, ToolInvocation, ToolStatus
 
@@ -38,6 +39,7 @@ __all__ = [
     "ToolInvocation",
     "ToolStatus",
     "UserSessions",
+    "agent_log_keys",
     "approx_tokens",
     "bound_caller",
     "to_anthropic_messages",

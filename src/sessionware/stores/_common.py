@@ -25,7 +25,7 @@ from ..errors import (
     ValueTooLargeError,
 )
 from ..keys import MAX_SECONDS, TTL, check_key, check_seconds, ttl_seconds
-from ..store import Lease, Locked, Versioned
+from ..store import Lease, Locked, LogRewrite, Versioned
 
 MAX_TTL_SECONDS = MAX_SECONDS
 """About 317 years: far enough for "keep", near enough that every engine can store the timestamp."""
@@ -176,6 +176,34 @@ def log_window(after: object, before: object, last: object) -> tuple[int, int, i
     if newest == 0 or hi - lo <= 1:
         return None
     return lo, hi, newest
+
+
+class EncodedRewrite(NamedTuple):
+    """A validated :class:`~sessionware.store.LogRewrite`: the number, the expected bytes and the new bytes."""
+
+    seq: int
+    expected: bytes
+    value: bytes
+
+
+def encode_rewrites(codec: Codec, max_size: int, key: str, rewrites: Sequence[LogRewrite]) -> list[EncodedRewrite]:
+    """Check every argument of ``log_rewrite`` and encode both values of each rewrite before anything is written."""
+    check_key(key)
+    if not isinstance(rewrites, Sequence) or isinstance(rewrites, (str, bytes, dict)):
+        raise InvalidValueError("rewrites", "must be a sequence of LogRewrite(seq, expected, value)")
+    encoded: list[EncodedRewrite] = []
+    seen: set[int] = set()
+    for i, rewrite in enumerate(rewrites):
+        if not isinstance(rewrite, tuple) or len(rewrite) != 3:
+            raise InvalidValueError(f"rewrites[{i}]", "must be a LogRewrite(seq, expected, value)")
+        seq, expected, value = rewrite
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= MAX_SEQ:
+            raise InvalidValueError(f"rewrites[{i}].seq", f"must be a sequence number from 1 to {MAX_SEQ}, not {seq!r}")
+        if seq in seen:
+            raise InvalidValueError(f"rewrites[{i}].seq", f"entry {seq} is rewritten twice in one call")
+        seen.add(seq)
+        encoded.append(EncodedRewrite(seq, codec.encode(expected), check_size(codec.encode(value), max_size)))
+    return encoded
 
 
 # -- closing -------------------------------------------------------------------------------------
@@ -344,6 +372,7 @@ __all__ = [
     "DEFAULT_RETRIES",
     "Batch",
     "Closed",
+    "EncodedRewrite",
     "FencedWrite",
     "Taken",
     "TryLock",
@@ -365,6 +394,7 @@ __all__ = [
     "check_window",
     "conflict",
     "encode_log_entries",
+    "encode_rewrites",
     "fenced_commit",
     "lease_lost",
     "log_batch",

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from ..codec import Codec, JsonDict
 from ..errors import InvalidValueError, ValueTooLargeError
 from ..keys import TTL, check_key, hash_tag, ttl_seconds
-from ..store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, Versioned
+from ..store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, LogRewrite, RewriteResult, Versioned
 from ._common import (
     Closed,
     Taken,
     check_lease,
     check_record,
+    encode_rewrites,
     fenced_commit,
     log_batch,
     log_window,
@@ -354,6 +355,29 @@ class InMemorySessionStore(BaseSessionStore):
     async def log_delete(self, key: str) -> None:
         """Remove the whole log."""
         self._drop_log(check_key(key))
+
+    async def log_rewrite(self, key: str, rewrites: Sequence[LogRewrite]) -> list[RewriteResult]:
+        """Rewrite entries in place, each only if it still holds ``expected``; one result each (no I/O).
+
+        See :class:`~sessionware.store.LogRewriteStore`; the log keeps its expiry.
+        """
+        encoded = encode_rewrites(self.codec, self.max_size, key, rewrites)
+        log = self._live_log(key)
+        if log is None or not log.entries:
+            return [RewriteResult.MISSING] * len(encoded)
+        self._used(key)
+        entries = log.entries
+        results = []
+        for seq, expected, value in encoded:
+            i = bisect_left(entries, seq, key=_seq_of)
+            if i == len(entries) or entries[i][0] != seq:
+                results.append(RewriteResult.MISSING)
+            elif entries[i][1] in (expected, value):
+                entries[i] = (seq, value)
+                results.append(RewriteResult.APPLIED)
+            else:
+                results.append(RewriteResult.CHANGED)
+        return results
 
     # -- versions and leases ---------------------------------------------------------------------
 

@@ -113,7 +113,7 @@ from urllib.parse import parse_qsl, urlencode
 from ...codec import Codec, JsonDict
 from ...errors import InvalidKeyError, InvalidStoreURLError, SessionDecodeError
 from ...keys import TTL, check_key, hash_tag
-from ...store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, Versioned
+from ...store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, LogRewrite, RewriteResult, Versioned
 from ...urls import redact_url, url_int, url_seconds
 from .._common import (
     DEFAULT_OPERATION_TIMEOUT,
@@ -128,6 +128,7 @@ from .._common import (
     check_window,
     conflict,
     encode_log_entries,
+    encode_rewrites,
     lease_lost,
     new_token,
     retry_backoff,
@@ -284,6 +285,7 @@ class RedisSessionStore(BaseSessionStore):
         self._tagged_log_top_prefix = self._key_prefix + _TAGGED_LOG_TOP_KIND
         self._append = Script("append")
         self._read = Script("read")
+        self._rewrite = Script("rewrite")
         self._pop = Script("newest", "pop")
         self._clear = Script("newest", "clear")
         self._last_seq = Script("newest", "last_seq")
@@ -693,6 +695,25 @@ class RedisSessionStore(BaseSessionStore):
         names = self._log_edit_names(key, "log_clear")
         return int(await self._run("log_clear", self._eval(self._clear, key, names, (), safe=False)))
 
+    async def log_rewrite(self, key: str, rewrites: Sequence[LogRewrite]) -> list[RewriteResult]:
+        """Rewrite entries in place in one script, each only if it still holds ``expected``; one result each.
+
+        The entry is found by its framed number (by bisection when the
+        numbers have gaps) and replaced with ``LSET``, which keeps the list's
+        expiry. Safe to repeat (an entry already holding the new value is
+        reported rewritten), so it is retried like a read.
+        """
+        encoded = encode_rewrites(self.codec, self.max_size, key, rewrites)
+        sent = [rewrite for rewrite in encoded if rewrite.seq < _SEQ_LIMIT]
+        codes: dict[int, int] = {}
+        if sent:
+            args = tuple(part for r in sent for part in (str(r.seq), r.expected, r.value))
+            found = await self._run(
+                "log_rewrite", self._eval(self._rewrite, key, (self._log_key(key),), args, safe=True)
+            )
+            codes = {r.seq: int(code) for r, code in zip(sent, found, strict=True)}
+        return [_REWRITE_RESULTS[codes.get(r.seq, -1)] for r in encoded]
+
     @staticmethod
     def _seq(key: str, raw: bytes) -> tuple[int, bytes]:
         head, sep, payload = raw.partition(b":")
@@ -703,6 +724,9 @@ class RedisSessionStore(BaseSessionStore):
     def _unframe_entry(self, key: str, raw: bytes) -> LogEntry:
         seq, payload = self._seq(key, raw)
         return LogEntry(seq, self.codec.decode(key, payload))
+
+
+_REWRITE_RESULTS = {1: RewriteResult.APPLIED, 0: RewriteResult.CHANGED, -1: RewriteResult.MISSING}
 
 
 def _found(found: object) -> str:

@@ -21,9 +21,10 @@ from typing import Any, Generic, Protocol, TypeVar
 from ...codec import Codec, JsonDict
 from ...errors import InvalidValueError, SchemaVersionError
 from ...keys import MAX_KEY_LENGTH, TTL, check_key
-from ...store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, Versioned
+from ...store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, LogRewrite, RewriteResult, Versioned
 from .._common import (
     Batch,
+    EncodedRewrite,
     Taken,
     bounded_ttl,
     check_expected,
@@ -32,6 +33,7 @@ from .._common import (
     check_prefix,
     check_record,
     conflict,
+    encode_rewrites,
     fenced_commit,
     log_batch,
     log_window,
@@ -298,6 +300,17 @@ class SQLStatements:
             f" RETURNING seq, {d.value}"
         )
 
+        # A rewrite in place: only a live log's entry still holding the expected bytes (or already the new ones).
+        self.log_rewrite = stmt(
+            f"UPDATE {n.log} SET value = :data WHERE key = :key AND seq = :seq"
+            f" AND ({d.value} = :expected OR {d.value} = :data)"
+            f" AND EXISTS (SELECT 1 FROM {n.logs} WHERE key = :key AND {live}) RETURNING 1"
+        )
+        self.log_holds = stmt(
+            f"SELECT 1 FROM {n.log} WHERE key = :key AND seq = :seq"
+            f" AND EXISTS (SELECT 1 FROM {n.logs} WHERE key = :key AND {live})"
+        )
+
     def statement(self, text: str) -> Statement:
         """Compile ``text`` for this engine."""
         return Statement(text, self.dialect.marker)
@@ -444,6 +457,10 @@ class SQLSessionStore(BaseSessionStore, Generic[S]):
     async def _clear(self, key: str) -> int | None:
         """Delete every entry of a live log in one transaction; its ``last_seq``, or ``None`` if it is not live."""
 
+    @abstractmethod
+    async def _rewrite(self, key: str, rewrites: list[EncodedRewrite]) -> list[RewriteResult]:
+        """Rewrite entries of a live log in place in one transaction (safe to repeat); one result each."""
+
     # -- records ---------------------------------------------------------------------------------
 
     async def _get(self, key: str) -> bytes | None:
@@ -543,6 +560,19 @@ class SQLSessionStore(BaseSessionStore, Generic[S]):
         """Remove every entry in one transaction, keeping the head (numbering, expiry); return ``last_seq``."""
         last = await self._run("log_clear", self._clear(check_key(key)))
         return 0 if last is None else int(last)
+
+    async def log_rewrite(self, key: str, rewrites: Sequence[LogRewrite]) -> list[RewriteResult]:
+        """Rewrite entries in place in one transaction, each only if it still holds ``expected``; one result each.
+
+        An ``UPDATE`` of the entry's row compares the stored bytes, so a
+        concurrent change is never overwritten; the log's head (numbering,
+        expiry) is not touched. Safe to repeat: an entry already holding the
+        new value is reported rewritten.
+        """
+        encoded = encode_rewrites(self.codec, self.max_size, key, rewrites)
+        if not encoded:
+            return []
+        return await self._run("log_rewrite", self._rewrite(key, encoded))
 
     # -- versions (compare-and-set) --------------------------------------------------------------
 

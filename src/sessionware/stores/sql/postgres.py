@@ -13,12 +13,13 @@ from urllib.parse import parse_qsl, urlencode, urlunsplit
 from ...codec import Codec
 from ...errors import InvalidStoreURLError, InvalidValueError, MissingExtraError, StoreError, StoreUnavailableError
 from ...keys import check_seconds
-from ...store import DEFAULT_MAX_SIZE, Versioned
+from ...store import DEFAULT_MAX_SIZE, RewriteResult, Versioned
 from ...urls import redact_url, split_url, url_bool, url_int, url_seconds
 from .._common import (
     DEFAULT_OPERATION_TIMEOUT,
     DEFAULT_RETRIES,
     Batch,
+    EncodedRewrite,
     Taken,
     check_retries,
     check_timeout,
@@ -161,6 +162,19 @@ class _Statements(SQLStatements):
         self.log_insert_trim = self.statement(
             f"WITH ins AS ({insert}) DELETE FROM {n.log} WHERE key = :key AND seq <= (SELECT seq FROM {n.log}"
             " WHERE key = :key ORDER BY seq DESC LIMIT 1 OFFSET :keep::bigint)"
+        )
+
+        # Every rewrite of one call in one statement: the UPDATE compares each row's bytes (and re-checks
+        # a row a concurrent writer changed first); the SELECT reads the snapshot from before it, to tell an
+        # entry that holds another value from one that is not there.
+        live_log = f"SELECT 1 FROM {n.logs} WHERE key = :key AND {self.live}"
+        self.log_rewrite_batch = self.statement(
+            "WITH c AS (SELECT * FROM unnest(:seqs::bigint[], :olds::bytea[], :news::bytea[]) AS c(seq, old, new)),"
+            f" u AS (UPDATE {n.log} AS l SET value = c.new FROM c WHERE l.key = :key::text AND l.seq = c.seq"
+            f" AND (l.value = c.old OR l.value = c.new) AND EXISTS ({live_log}) RETURNING l.seq)"
+            " SELECT c.seq, EXISTS (SELECT 1 FROM u WHERE u.seq = c.seq),"
+            f" EXISTS (SELECT 1 FROM {n.log} AS l WHERE l.key = :key::text AND l.seq = c.seq) AND EXISTS ({live_log})"
+            " FROM c"
         )
 
 
@@ -676,6 +690,22 @@ class PostgresSessionStore(SQLSessionStore[_Statements]):
             elif max_len is not None:
                 await conn.execute(sql.log_trim.sql, *sql.log_trim.args(values))
         return list(range(last - count + 1, last + 1))
+
+    async def _rewrite(self, key: str, rewrites: list[EncodedRewrite]) -> list[RewriteResult]:
+        stmt = self._sql.log_rewrite_batch
+        values: Values = {
+            "key": key,
+            "seqs": [r.seq for r in rewrites],
+            "olds": [r.expected for r in rewrites],
+            "news": [r.value for r in rewrites],
+        }
+        rows = await self._rows(stmt, values, safe=True)
+        found = {
+            int(row[0]): (RewriteResult.APPLIED if row[1] else RewriteResult.CHANGED)
+            for row in rows
+            if row[1] or row[2]
+        }
+        return [found.get(r.seq, RewriteResult.MISSING) for r in rewrites]
 
     # -- leases ----------------------------------------------------------------------------------
 

@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 from ...codec import Codec
 from ...errors import InvalidValueError, StoreTimeoutError, StoreUnavailableError, ValueTooLargeError
 from ...keys import TTL, check_key
-from ...store import DEFAULT_MAX_SIZE, Versioned
-from .._common import Batch, Taken, store_ttl
+from ...store import DEFAULT_MAX_SIZE, RewriteResult, Versioned
+from .._common import Batch, EncodedRewrite, Taken, store_ttl
 from ._base import DEFAULT_TABLE, Dialect, SQLSessionStore, SQLStatements, Statement, TableNames, Values
 
 T = TypeVar("T")
@@ -393,6 +393,23 @@ class SQLiteSessionStore(SQLSessionStore[_Statements]):
         if max_len is not None:
             _cursor(conn, sql.log_trim, {"key": key, "keep": max_len})
         return list(range(last + 1, new_last + 1))
+
+    async def _rewrite(self, key: str, rewrites: list[EncodedRewrite]) -> list[RewriteResult]:
+        return await self._write(self._rewrite_rows, key, rewrites)
+
+    def _rewrite_rows(self, conn: sqlite3.Connection, key: str, rewrites: list[EncodedRewrite]) -> list[RewriteResult]:
+        # The write transaction holds the file: every entry is compared and written with no writer in between.
+        sql = self._sql
+        results = []
+        for seq, expected, data in rewrites:
+            values = {"key": key, "seq": seq, "expected": expected, "data": data}
+            if _fetch_one(conn, sql.log_rewrite, values) is not None:
+                results.append(RewriteResult.APPLIED)
+            elif _fetch_one(conn, sql.log_holds, values) is not None:
+                results.append(RewriteResult.CHANGED)
+            else:
+                results.append(RewriteResult.MISSING)
+        return results
 
     # -- leases ----------------------------------------------------------------------------------
 
