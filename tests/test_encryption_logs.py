@@ -100,7 +100,7 @@ async def test_without_rotation_the_old_key_is_still_needed(store: BaseSessionSt
 
 
 class LogCalls(Calls):
-    NAMES = ("log_read", "log_rewrite")  # type: ignore[assignment]
+    NAMES = ("log_read", "log_rewrite")
 
 
 async def test_rotation_costs_one_read_and_one_rewrite_per_page(store: BaseSessionStore) -> None:
