@@ -321,30 +321,8 @@ class TestLogRewriteEveryBackend(LogRewriteContract):
     """Over conftest's ``store``: memory, SQLite, Redis (both clients) and PostgreSQL."""
 
 
-@pytest.mark.slow
-class TestLogRewriteOnCluster(LogRewriteContract):
-    """On the Redis Cluster this module starts: a rewrite touches the log's list alone."""
-
-    @pytest.fixture
-    async def store(self, client: Any) -> AsyncIterator[BaseSessionStore]:
-        prefix = unique("clr")
-        opened = RedisSessionStore(client, prefix)
-        yield opened
-        async for name in client.scan_iter(match=prefix + ":*", count=1000):
-            await client.delete(name)
-
-    @pytest.fixture
-    def advance(self) -> Advance:
-        return asyncio.sleep
-
-
-class TestLogEditEveryBackend(LogEditContract):
-    """Over conftest's ``store``: memory, SQLite, Redis (both clients) and PostgreSQL."""
-
-
-@pytest.mark.slow
-class TestLogEditOnCluster(LogEditContract):
-    """On a Redis Cluster this module starts (3 primaries, 3 replicas); the mark shares its list's hash slot."""
+class _OnCluster:
+    """A store on the Redis Cluster this module starts (3 primaries, 3 replicas), its keys removed afterwards."""
 
     @pytest.fixture
     async def store(self, client: Any) -> AsyncIterator[BaseSessionStore]:
@@ -357,6 +335,20 @@ class TestLogEditOnCluster(LogEditContract):
     @pytest.fixture
     def advance(self) -> Advance:
         return asyncio.sleep
+
+
+@pytest.mark.slow
+class TestLogRewriteOnCluster(_OnCluster, LogRewriteContract):
+    """On the Redis Cluster: a rewrite touches the log's list alone."""
+
+
+class TestLogEditEveryBackend(LogEditContract):
+    """Over conftest's ``store``: memory, SQLite, Redis (both clients) and PostgreSQL."""
+
+
+@pytest.mark.slow
+class TestLogEditOnCluster(_OnCluster, LogEditContract):
+    """On the Redis Cluster; the mark shares its list's hash slot."""
 
     async def test_marks_share_their_lists_slot(self, store: BaseSessionStore, client: Any) -> None:
         assert isinstance(store, RedisSessionStore)
