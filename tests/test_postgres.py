@@ -109,7 +109,7 @@ async def test_schema_created_on_first_use_with_version_row(open_store: OpenStor
     assert await conn.fetchval("SELECT to_regclass($1)", table) is None
     await store.get("k")
     names = {r[0] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE tablename LIKE $1", table + "%")}
-    assert names == {table, f"{table}_log", f"{table}_logs", f"{table}_meta", f"{table}_locks"}
+    assert names == {table, f"{table}_log", f"{table}_logs", f"{table}_meta", f"{table}_locks", f"{table}_index"}
     assert await conn.fetchval(f'SELECT value FROM "{table}_meta" WHERE name = $1', "schema_version") == (
         SCHEMA_VERSION
     )

@@ -73,7 +73,7 @@ async def test_wal_mode_and_schema_on_first_use(path: Path) -> None:
     await store.get("nothing")
     assert raw(path, "PRAGMA journal_mode") == [("wal",)]
     tables = {row[0] for row in raw(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {TABLE, f"{TABLE}_log", f"{TABLE}_logs", f"{TABLE}_meta", f"{TABLE}_locks"}
+    assert tables == {TABLE, f"{TABLE}_log", f"{TABLE}_logs", f"{TABLE}_meta", f"{TABLE}_locks", f"{TABLE}_index"}
     assert raw(path, f"SELECT value FROM {TABLE}_meta WHERE name = 'schema_version'") == [(SCHEMA_VERSION,)]
     await store.close()
 

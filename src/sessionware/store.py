@@ -329,6 +329,49 @@ class PinningStore(Protocol):
         ...
 
 
+# -- sorted indexes --------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class IndexStore(Protocol):
+    """Sorted indexes, one per key: members (str) by a float score, read highest score first.
+
+    An index's keyspace is separate from the records' and the logs':
+    ``index_delete(k)`` never touches ``get(k)`` or a log of ``k``. Members
+    of equal score come in descending member order (by code point, as Redis
+    and binary SQL collation order them). An index stays at least until the
+    latest expiry any put asked for; a put without a ``ttl`` makes it never
+    expire. An expired index reads as empty; removing its last member removes
+    the index (a later put starts a new one). Bad arguments raise
+    :class:`~sessionware.errors.InvalidKeyError` or
+    :class:`~sessionware.errors.InvalidValueError` before anything is written.
+    """
+
+    async def index_put(self, key: str, member: str, score: float, *, ttl: TTL = None) -> None:
+        """Add ``member`` at ``score``, or move it there; ``ttl`` extends the index's life, ``None`` makes it
+        permanent."""
+        ...
+
+    async def index_remove(self, key: str, member: str) -> None:
+        """Remove ``member``; nothing happens if it is missing."""
+        ...
+
+    async def index_page(
+        self, key: str, *, limit: int, before: tuple[float, str] | None = None
+    ) -> list[tuple[str, float]]:
+        """At most ``limit`` ``(member, score)`` pairs, highest score first (ties: member descending).
+
+        ``before=(score, member)`` (the last pair of the previous page, as
+        ``(score, member)``) starts strictly after that position; the cost
+        grows with ``limit``, not with the index.
+        """
+        ...
+
+    async def index_delete(self, key: str) -> None:
+        """Remove the whole index; nothing happens if it is missing."""
+        ...
+
+
 class BaseSessionStore(ABC):
     """Shared machinery of sessionware's backends: keys, codec, size limit, timeouts, errors.
 
@@ -448,6 +491,7 @@ __all__ = [
     "BaseSessionStore",
     "ClosableStore",
     "ExpiringStore",
+    "IndexStore",
     "Lease",
     "Locked",
     "LockingStore",

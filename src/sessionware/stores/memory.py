@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +27,7 @@ from ._common import (
     store_ttl,
     take_lease,
 )
+from ._index import check_member, check_page, check_put
 
 DEFAULT_MAX_SESSIONS = 100_000
 
@@ -39,6 +40,18 @@ def _seq_of(entry: tuple[int, bytes]) -> int:
 class _Log:
     entries: deque[tuple[int, bytes]] = field(default_factory=deque)
     last_seq: int = 0
+    expires_at: float | None = None
+
+
+_INDEX_EXPIRY = -2
+"""The version of an index's entries in the expiry heap (records have theirs, logs -1)."""
+
+
+@dataclass(slots=True)
+class _Index:
+    scores: dict[str, float] = field(default_factory=dict)
+    order: list[tuple[float, str]] = field(default_factory=list)
+    """Every ``(score, member)``, ascending: pages are read from the end."""
     expires_at: float | None = None
 
 
@@ -75,6 +88,7 @@ class InMemorySessionStore(BaseSessionStore):
         self._locks: dict[str, tuple[str, float]] = {}
         self._version = 0
         self._logs: OrderedDict[str, _Log] = OrderedDict()
+        self._indexes: dict[str, _Index] = {}
         self._units: OrderedDict[str, set[str] | None] = OrderedDict()
         """Each session (hash tag, or untagged key) and its keys, least recently used first (``None``: the unit
         is that one untagged key)."""
@@ -89,7 +103,7 @@ class InMemorySessionStore(BaseSessionStore):
         """Drop every session, log and lease; every later call raises :class:`~sessionware.errors.StoreClosedError`."""
         await super().close()
         closed = Closed(self._closed_error("call"))
-        self._data = self._logs = self._locks = self._units = closed  # type: ignore[assignment]
+        self._data = self._logs = self._locks = self._units = self._indexes = closed  # type: ignore[assignment]
 
     def _live(self, key: str) -> tuple[bytes, float | None, int] | None:
         entry = self._data.get(key)
@@ -163,10 +177,11 @@ class InMemorySessionStore(BaseSessionStore):
                 for member in (oldest,) if members is None else tuple(members):
                     self._data.pop(member, None)
                     self._logs.pop(member, None)
+                    self._indexes.pop(member, None)
 
     def _left(self, key: str) -> None:
         """``key`` is gone from the records or logs: forget its session once it has no key left."""
-        if key in self._data or key in self._logs:
+        if key in self._data or key in self._logs or key in self._indexes:
             return
         unit = hash_tag(key)
         members = self._units.get(unit)
@@ -192,9 +207,12 @@ class InMemorySessionStore(BaseSessionStore):
 
     def _expires(self, at: float, version: int, key: str) -> None:
         heapq.heappush(self._expiry, (at, version, key))
-        if len(self._expiry) > 2 * (len(self._data) + len(self._logs)) + 1024:
+        if len(self._expiry) > 2 * (len(self._data) + len(self._logs) + len(self._indexes)) + 1024:
             self._expiry = [(exp, v, k) for k, (_, exp, v) in self._data.items() if exp is not None]
             self._expiry += [(g.expires_at, -1, k) for k, g in self._logs.items() if g.expires_at is not None]
+            self._expiry += [
+                (x.expires_at, _INDEX_EXPIRY, k) for k, x in self._indexes.items() if x.expires_at is not None
+            ]
             heapq.heapify(self._expiry)
 
     def _drop_expired(self) -> int:
@@ -208,6 +226,8 @@ class InMemorySessionStore(BaseSessionStore):
                 entry = self._data.get(key)
                 if entry is not None and entry[2] == version and entry[1] == at:
                     dropped += self._drop_record(key)
+            elif version == _INDEX_EXPIRY:
+                dropped += self._drop_expired_index(key, at)
             else:
                 log = self._logs.get(key)
                 if log is not None and log.expires_at == at:
@@ -446,3 +466,77 @@ class InMemorySessionStore(BaseSessionStore):
         held = self._locks.get(check_lease(lease).key)
         if held is not None and held[0] == lease.token:
             del self._locks[lease.key]
+
+    # -- sorted indexes --------------------------------------------------------------------------
+
+    def _live_index(self, key: str) -> _Index | None:
+        index = self._indexes.get(key)
+        if index is not None and index.expires_at is not None and index.expires_at <= self._clock():
+            self._drop_index(key)
+            return None
+        return index
+
+    def _drop_index(self, key: str) -> bool:
+        if self._indexes.pop(key, None) is None:
+            return False
+        self._left(key)
+        return True
+
+    def _drop_expired_index(self, key: str, at: float) -> bool:
+        index = self._indexes.get(key)
+        return index is not None and index.expires_at == at and self._drop_index(key)
+
+    async def index_put(self, key: str, member: str, score: float, *, ttl: TTL = None) -> None:
+        """Add ``member`` at ``score`` or move it there (a bisection and a list insert; no I/O)."""
+        key, member, score, seconds = check_put(key, member, score, ttl)
+        index = self._live_index(key)
+        new = index is None
+        if index is None:
+            index = self._indexes[key] = _Index()
+            self._joined(key)
+        else:
+            self._used(key)
+        old = index.scores.get(member)
+        if old != score:
+            if old is not None:
+                del index.order[bisect_left(index.order, (old, member))]
+            insort(index.order, (score, member))
+            index.scores[member] = score
+        if seconds is None:
+            index.expires_at = None
+        else:
+            expires = self._clock() + seconds
+            if new or (index.expires_at is not None and index.expires_at < expires):
+                index.expires_at = expires
+                self._expires(expires, _INDEX_EXPIRY, key)
+        self._after_write()
+
+    async def index_remove(self, key: str, member: str) -> None:
+        """Remove ``member``; the index goes with its last member."""
+        member = check_member(member)
+        index = self._live_index(check_key(key))
+        if index is None:
+            return
+        score = index.scores.pop(member, None)
+        if score is None:
+            return
+        del index.order[bisect_left(index.order, (score, member))]
+        if not index.scores:
+            self._drop_index(key)
+
+    async def index_page(
+        self, key: str, *, limit: int, before: tuple[float, str] | None = None
+    ) -> list[tuple[str, float]]:
+        """At most ``limit`` pairs, highest score first, found by bisection (no I/O)."""
+        key, limit, cursor = check_page(key, limit, before)
+        index = self._live_index(key)
+        if index is None:
+            return []
+        self._used(key)
+        order = index.order
+        end = len(order) if cursor is None else bisect_left(order, cursor)
+        return [(member, score) for score, member in reversed(order[max(0, end - limit) : end])]
+
+    async def index_delete(self, key: str) -> None:
+        """Remove the whole index."""
+        self._drop_index(check_key(key))

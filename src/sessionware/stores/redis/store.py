@@ -136,6 +136,7 @@ from .._common import (
     store_ttl,
     wait_for_lease,
 )
+from .._index import check_member, check_page, check_put
 from .drivers import DRIVER_ERRORS, UNAVAILABLE, Client, Errors, RedisDriver, Script, Send, driver_for, open_url
 
 SCAN_COUNT = 1000
@@ -146,6 +147,7 @@ _LOCK_KIND = "\x00lock:"
 _TAGGED_LOCK_KIND = "\x00lockt:"
 _LOG_TOP_KIND = "\x00logtop:"
 _TAGGED_LOG_TOP_KIND = "\x00logtopt:"
+_INDEX_KIND = "\x00x:"
 _BAD_LOG = "SESSIONWARE_BADLOG"
 _BAD_RECORD = "SESSIONWARE_BADRECORD"
 _SEQ_LIMIT = 2**53  # Lua numbers are doubles: sequence numbers stay exact below this
@@ -296,6 +298,9 @@ class RedisSessionStore(BaseSessionStore):
         self._renew = Script("renew")
         self._commit = Script("record", "commit")
         self._unlock = Script("unlock")
+        self._index_prefix = self._key_prefix + _INDEX_KIND
+        self._index_put = Script("index_put")
+        self._index_page = Script("index_page")
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "session", **options: Any) -> RedisSessionStore:
@@ -724,6 +729,42 @@ class RedisSessionStore(BaseSessionStore):
     def _unframe_entry(self, key: str, raw: bytes) -> LogEntry:
         seq, payload = self._seq(key, raw)
         return LogEntry(seq, self.codec.decode(key, payload))
+
+    # -- sorted indexes --------------------------------------------------------------------------
+
+    def _index_key(self, key: str) -> str:
+        return self._index_prefix + check_key(key)
+
+    async def index_put(self, key: str, member: str, score: float, *, ttl: TTL = None) -> None:
+        """ZADD and the expiry in one script: the set lives at least until the latest ``ttl`` asked for.
+
+        Never sent twice once it may have run (a repeat could bring back a
+        member removed in between).
+        """
+        key, member, score, seconds = check_put(key, member, score, ttl)
+        args = (repr(score), member, "" if seconds is None else _ms(seconds))
+        await self._run("index_put", self._eval(self._index_put, key, (self._index_key(key),), args, safe=False))
+
+    async def index_remove(self, key: str, member: str) -> None:
+        """ZREM; the set goes with its last member."""
+        name = self._index_key(key)
+        await self._run("index_remove", self._once("ZREM", name, check_member(member)))
+
+    async def index_page(
+        self, key: str, *, limit: int, before: tuple[float, str] | None = None
+    ) -> list[tuple[str, float]]:
+        """One script: the cursor's reverse rank (ZREVRANK, or a bisection of the ties at its score if the
+        member moved), then ZREVRANGE of ``limit`` from there, O(log n + limit)."""
+        key, limit, cursor = check_page(key, limit, before)
+        args = (limit, "", "") if cursor is None else (limit, repr(cursor[0]), cursor[1])
+        flat = await self._run(
+            "index_page", self._eval(self._index_page, key, (self._index_key(key),), args, safe=True)
+        )
+        return [(flat[i].decode(), float(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    async def index_delete(self, key: str) -> None:
+        """DEL of the set."""
+        await self._run("index_delete", self._once("DEL", self._index_key(key)))
 
 
 _REWRITE_RESULTS = {1: RewriteResult.APPLIED, 0: RewriteResult.CHANGED, -1: RewriteResult.MISSING}

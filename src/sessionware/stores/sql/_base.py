@@ -16,7 +16,7 @@ import re
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from ...codec import Codec, JsonDict
 from ...errors import InvalidValueError, SchemaVersionError
@@ -41,14 +41,17 @@ from .._common import (
     store_ttl,
     take_lease,
 )
+from .._index import check_member, check_page, check_put
 
 DEFAULT_TABLE = "sessionware_sessions"
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema this release writes; a table recording a newer one is refused.
 
 1: sessions, logs and meta tables. 2: adds the ``{table}_locks`` table of
 leases (opening a version-1 table creates it and records version 2).
+3: adds the ``{table}_index`` table of sorted indexes (opening an older
+table creates whatever it lacks and records version 3).
 """
 
 SCHEMA_VERSION_NAME = "schema_version"
@@ -80,6 +83,9 @@ class TableNames:
     locks: str
     sessions_expiry_index: str
     logs_expiry_index: str
+    index: str
+    index_order_index: str
+    index_expiry_index: str
 
     @classmethod
     def for_table(cls, table: object) -> TableNames:
@@ -94,6 +100,9 @@ class TableNames:
             locks=f'"{name}_locks"',
             sessions_expiry_index=f'"{name}_exp_idx"',
             logs_expiry_index=f'"{name}_logs_exp_idx"',
+            index=f'"{name}_index"',
+            index_order_index=f'"{name}_index_idx"',
+            index_expiry_index=f'"{name}_index_exp"',
         )
 
 
@@ -316,6 +325,58 @@ class SQLStatements:
         return Statement(text, self.dialect.marker)
 
 
+# -- sorted indexes: statements ----------------------------------------------------------------
+
+
+class IndexStatements:
+    """The statements of sorted indexes (:class:`~sessionware.store.IndexStore`), one row per member.
+
+    An index's expiry is the latest ``expires_at`` of its rows (``NULL``:
+    never): a put gives its row the later of the row's old expiry and its
+    own, a remove first hands the removed row's expiry to another row, and an
+    index with no live row reads as empty (a put deletes its rows first).
+    ``greatest`` is the engine's two-argument maximum.
+    """
+
+    def __init__(self, n: TableNames, d: Dialect, greatest: str) -> None:
+        x = n.index
+
+        def stmt(text: str) -> Statement:
+            return Statement(text, d.marker)
+
+        # Two probes of the (key, expires_at) index, whatever the index's size.
+        self.live = live = (
+            f"(EXISTS (SELECT 1 FROM {x} WHERE key = :key AND expires_at IS NULL)"
+            f" OR EXISTS (SELECT 1 FROM {x} WHERE key = :key AND expires_at > {d.now}))"
+        )
+        self.drop_dead = stmt(f"DELETE FROM {x} WHERE key = :key AND NOT {live}")
+        self.put = stmt(
+            f"INSERT INTO {x} AS i (key, member, score, expires_at) VALUES (:key, :member, :score, {d.expiry})"
+            " ON CONFLICT (key, member) DO UPDATE SET score = excluded.score,"
+            " expires_at = CASE WHEN i.expires_at IS NULL OR excluded.expires_at IS NULL THEN NULL"
+            f" ELSE {greatest}(i.expires_at, excluded.expires_at) END"
+        )
+        removed = f"(SELECT r.expires_at FROM {x} AS r WHERE r.key = :key AND r.member = :member)"
+        self.carry = stmt(
+            f"UPDATE {x} SET expires_at = CASE WHEN expires_at IS NULL OR {removed} IS NULL THEN NULL"
+            f" ELSE {greatest}(expires_at, {removed}) END"
+            f" WHERE key = :key AND member = (SELECT o.member FROM {x} AS o WHERE o.key = :key AND o.member <> :member"
+            f" LIMIT 1) AND EXISTS (SELECT 1 FROM {x} AS r WHERE r.key = :key AND r.member = :member)"
+        )
+        self.remove = stmt(f"DELETE FROM {x} WHERE key = :key AND member = :member")
+        self.delete = stmt(f"DELETE FROM {x} WHERE key = :key")
+        order = "ORDER BY score DESC, member DESC LIMIT :limit"
+        self.page_first = stmt(f"SELECT member, score FROM {x} WHERE key = :key AND {live} {order}")
+        self.page_next = stmt(
+            f"SELECT member, score FROM {x} WHERE key = :key AND (score, member) < (:score, :member) AND {live} {order}"
+        )
+        self.purge = stmt(
+            f"DELETE FROM {x} WHERE key IN (SELECT e.key FROM {x} AS e WHERE e.expires_at <= {d.now}"
+            f" AND NOT EXISTS (SELECT 1 FROM {x} AS l WHERE l.key = e.key"
+            f" AND (l.expires_at IS NULL OR l.expires_at > {d.now}))) RETURNING key"
+        )
+
+
 # -- log windows, key ranges and paged scans -----------------------------------------------------
 
 
@@ -396,6 +457,7 @@ class SQLSessionStore(BaseSessionStore, Generic[S]):
         super().__init__(codec=codec, max_size=max_size, timeout=timeout)
         self.names = TableNames.for_table(table)
         self._sql = self._statements(self.names)
+        self._index_sql = IndexStatements(self.names, self._sql.dialect, self._greatest)
 
     @property
     def table(self) -> str:
@@ -497,7 +559,8 @@ class SQLSessionStore(BaseSessionStore, Generic[S]):
 
     async def purge_expired(self) -> int:
         """Delete expired sessions, logs and leases; return how many sessions and logs were removed."""
-        return await self._run("purge_expired", self._purge())
+        removed = await self._run("purge_expired", self._purge())
+        return removed + await self._run("purge_expired", self._purge_indexes())
 
     # -- append-only logs ------------------------------------------------------------------------
 
@@ -655,6 +718,55 @@ class SQLSessionStore(BaseSessionStore, Generic[S]):
         held = check_lease(lease)
         await self._run("unlock", self._row(self._sql.lock_drop, {"key": held.key, "token": held.token}, safe=True))
 
+    # -- sorted indexes --------------------------------------------------------------------------
+
+    _greatest: ClassVar[str] = "max"
+    """The engine's maximum of two values (SQLite's ``max``, PostgreSQL's ``GREATEST``)."""
+
+    @property
+    def index_statements(self) -> IndexStatements:
+        """The statements of sorted indexes, compiled for the engine (to inspect or ``EXPLAIN`` them)."""
+        return self._index_sql
+
+    @abstractmethod
+    async def _index_steps(self, key: str, steps: Sequence[tuple[Statement, Values]]) -> None:
+        """Run ``steps`` in one transaction that no other index write of ``key`` comes between; never repeated
+        once sent."""
+
+    async def index_put(self, key: str, member: str, score: float, *, ttl: TTL = None) -> None:
+        """Drop the index's rows if it expired, then upsert the member's row, in one transaction."""
+        key, member, score, seconds = check_put(key, member, score, ttl)
+        sql = self._index_sql
+        values: Values = {"key": key, "member": member, "score": score, "ttl": seconds}
+        await self._run("index_put", self._index_steps(key, ((sql.drop_dead, values), (sql.put, dict(values)))))
+
+    async def index_remove(self, key: str, member: str) -> None:
+        """Hand the member's expiry to another row, then delete it, in one transaction."""
+        values: Values = {"key": check_key(key), "member": check_member(member)}
+        sql = self._index_sql
+        await self._run("index_remove", self._index_steps(key, ((sql.carry, values), (sql.remove, dict(values)))))
+
+    async def index_page(
+        self, key: str, *, limit: int, before: tuple[float, str] | None = None
+    ) -> list[tuple[str, float]]:
+        """One keyset query on the ``(key, score, member)`` index: ``limit`` rows read from the cursor down."""
+        key, limit, cursor = check_page(key, limit, before)
+        sql = self._index_sql
+        values: Values = {"key": key, "limit": limit}
+        if cursor is not None:
+            values.update(score=cursor[0], member=cursor[1])
+        stmt = sql.page_first if cursor is None else sql.page_next
+        rows = await self._run("index_page", self._rows(stmt, values, safe=True))
+        return [(str(row[0]), float(row[1])) for row in rows]
+
+    async def index_delete(self, key: str) -> None:
+        """Delete every row of the index."""
+        await self._run("index_delete", self._row(self._index_sql.delete, {"key": check_key(key)}, safe=True))
+
+    async def _purge_indexes(self) -> int:
+        rows = await self._rows(self._index_sql.purge, {}, safe=True)
+        return len({row[0] for row in rows})
+
 
 __all__ = [
     "DEFAULT_TABLE",
@@ -662,6 +774,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SCHEMA_VERSION_NAME",
     "Dialect",
+    "IndexStatements",
     "Row",
     "SQLSessionStore",
     "SQLStatements",

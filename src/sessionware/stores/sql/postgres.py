@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
@@ -78,6 +79,16 @@ def _dialect(n: TableNames) -> Dialect:
     )
 
 
+def _index_schema(n: TableNames) -> str:
+    """Sorted indexes (schema version 3): one row per member; members compare by code point (``C``)."""
+    return f"""
+            CREATE TABLE IF NOT EXISTS {n.index} (
+                key TEXT COLLATE "C" NOT NULL, member TEXT COLLATE "C" NOT NULL,
+                score DOUBLE PRECISION NOT NULL, expires_at TIMESTAMPTZ, PRIMARY KEY (key, member));
+            CREATE INDEX IF NOT EXISTS {n.index_order_index} ON {n.index} (key, score, member);
+            CREATE INDEX IF NOT EXISTS {n.index_expiry_index} ON {n.index} (key, expires_at);"""
+
+
 class _Statements(SQLStatements):
     """The shared statements in PostgreSQL's spelling, and those only PostgreSQL runs."""
 
@@ -103,10 +114,11 @@ class _Statements(SQLStatements):
             {self.stamp_version};
             CREATE UNLOGGED TABLE IF NOT EXISTS {n.locks} (
                 key TEXT COLLATE "C" PRIMARY KEY, token TEXT NOT NULL, expires_at TIMESTAMPTZ NOT NULL);
+            {_index_schema(n)}
             {self.upgrade_version};
         """
         self.drop = (
-            f"DROP TABLE IF EXISTS {n.sessions}, {n.log}, {n.logs}, {n.meta}, {n.locks};"
+            f"DROP TABLE IF EXISTS {n.sessions}, {n.log}, {n.logs}, {n.meta}, {n.locks}, {n.index};"
             f" DROP SEQUENCE IF EXISTS {version_seq}"
         )
         # One statement takes the lease, or else reports the holder's remaining seconds as a hint for how long
@@ -726,6 +738,30 @@ class PostgresSessionStore(SQLSessionStore[_Statements]):
         stmt = self._sql.commit_delete if data is None else self._sql.commit_write
         row = await self._row(stmt, {"key": key, "token": token, "data": data, "ttl": ttl}, safe=False)
         return None if row is None or not row[0] else int(row[1])
+
+    # -- sorted indexes --------------------------------------------------------------------------
+
+    _greatest = "GREATEST"
+
+    @functools.cached_property
+    def _index_lock(self) -> str:
+        """Per key, a transaction-scoped advisory lock (two int4: this table's id, the key's hash)."""
+        table_id = int.from_bytes(
+            hashlib.blake2b(f"sessionware-index:{self.names.table}".encode(), digest_size=4).digest(),
+            "big",
+            signed=True,
+        )
+        return f"SELECT pg_advisory_xact_lock({table_id}, hashtext($1))"
+
+    async def _index_steps(self, key: str, steps: Sequence[tuple[Statement, Values]]) -> None:
+        await self._attempts(lambda conn: self._index_steps_on(conn, key, steps), safe=False)
+
+    async def _index_steps_on(self, conn: Connection, key: str, steps: Sequence[tuple[Statement, Values]]) -> None:
+        # Index writes of one key wait for each other, so a remove's hand-over of its expiry is never lost.
+        async with conn.transaction():
+            await conn.execute(self._index_lock, key)
+            for stmt, values in steps:
+                await conn.execute(stmt.sql, *stmt.args(values))
 
 
 __all__ = ["PostgresSessionStore"]

@@ -75,6 +75,7 @@ class _Statements(SQLStatements):
             # Leases: one row per key while it is locked; expires_at is wall-clock seconds since the epoch.
             f"CREATE TABLE IF NOT EXISTS {n.locks} (key TEXT PRIMARY KEY NOT NULL, token TEXT NOT NULL,"
             " expires_at REAL NOT NULL)",
+            *_index_schema(n),
             self.stamp_version,
             self.upgrade_version,
         ]
@@ -90,6 +91,16 @@ class _Statements(SQLStatements):
             " ON CONFLICT (key) DO UPDATE SET last_seq = excluded.last_seq, expires_at = excluded.expires_at"
         )
         self.log_insert = self.statement(f"INSERT INTO {n.log} (key, seq, value) VALUES (:key, :seq, :data)")
+
+
+def _index_schema(n: TableNames) -> list[str]:
+    """Sorted indexes (schema version 3): one row per member; BINARY collation orders members by code point."""
+    return [
+        f"CREATE TABLE IF NOT EXISTS {n.index} (key TEXT NOT NULL, member TEXT NOT NULL, score REAL NOT NULL,"
+        " expires_at REAL, PRIMARY KEY (key, member))",
+        f"CREATE INDEX IF NOT EXISTS {n.index_order_index} ON {n.index} (key, score, member)",
+        f"CREATE INDEX IF NOT EXISTS {n.index_expiry_index} ON {n.index} (key, expires_at)",
+    ]
 
 
 def _cursor(conn: sqlite3.Connection, stmt: Statement, values: Values) -> sqlite3.Cursor:
@@ -445,6 +456,17 @@ class SQLiteSessionStore(SQLSessionStore[_Statements]):
             _cursor(conn, sql.delete, values)
             return 0
         return int(_cursor(conn, sql.set_returning, values).fetchall()[0][0])
+
+    # -- sorted indexes --------------------------------------------------------------------------
+
+    async def _index_steps(self, key: str, steps: Sequence[tuple[Statement, Values]]) -> None:
+        await self._write(self._index_rows, steps)
+
+    @staticmethod
+    def _index_rows(conn: sqlite3.Connection, steps: Sequence[tuple[Statement, Values]]) -> None:
+        # The write transaction holds the file: no other write comes between the steps.
+        for stmt, values in steps:
+            _fetch_all(conn, stmt, values)
 
 
 __all__ = ["DEFAULT_LOCK_TIMEOUT", "SQLiteSessionStore"]
