@@ -361,7 +361,7 @@ class IndexStatements:
             f"UPDATE {x} SET expires_at = CASE WHEN expires_at IS NULL OR {removed} IS NULL THEN NULL"
             f" ELSE {greatest}(expires_at, {removed}) END"
             f" WHERE key = :key AND member = (SELECT o.member FROM {x} AS o WHERE o.key = :key AND o.member <> :member"
-            f" LIMIT 1) AND EXISTS (SELECT 1 FROM {x} AS r WHERE r.key = :key AND r.member = :member)"
+            f" ORDER BY o.member LIMIT 1) AND EXISTS (SELECT 1 FROM {x} AS r WHERE r.key = :key AND r.member = :member)"
         )
         self.remove = stmt(f"DELETE FROM {x} WHERE key = :key AND member = :member")
         self.delete = stmt(f"DELETE FROM {x} WHERE key = :key")
@@ -558,9 +558,8 @@ class SQLSessionStore(BaseSessionStore, Generic[S]):
         return [row[0] for row in await self._run("scan", self._rows(stmt, values, safe=True))]
 
     async def purge_expired(self) -> int:
-        """Delete expired sessions, logs and leases; return how many sessions and logs were removed."""
-        removed = await self._run("purge_expired", self._purge())
-        return removed + await self._run("purge_expired", self._purge_indexes())
+        """Delete expired sessions, logs, indexes and leases; return how many sessions, logs and indexes went."""
+        return await self._run("purge_expired", self._purge_with_indexes())
 
     # -- append-only logs ------------------------------------------------------------------------
 
@@ -762,6 +761,10 @@ class SQLSessionStore(BaseSessionStore, Generic[S]):
     async def index_delete(self, key: str) -> None:
         """Delete every row of the index."""
         await self._run("index_delete", self._row(self._index_sql.delete, {"key": check_key(key)}, safe=True))
+
+    async def _purge_with_indexes(self) -> int:
+        """The engine's purge, then expired indexes (one statement); how many records, logs and indexes went."""
+        return await self._purge() + await self._purge_indexes()
 
     async def _purge_indexes(self) -> int:
         rows = await self._rows(self._index_sql.purge, {}, safe=True)
