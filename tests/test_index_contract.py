@@ -8,6 +8,7 @@ schema upgrade from version 2, and the cost of a page.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import sqlite3
@@ -19,7 +20,7 @@ from typing import Any, cast
 import pytest
 
 from sessionware import BaseSessionStore, InMemorySessionStore, PostgresSessionStore, SQLiteSessionStore
-from sessionware.errors import InvalidKeyError, InvalidValueError
+from sessionware.errors import InvalidKeyError, InvalidValueError, SessionDecodeError
 from sessionware.store import IndexStore, LogStore, PurgeableStore
 from sessionware.stores.redis import RedisSessionStore
 from sessionware.stores.sql._base import SCHEMA_VERSION
@@ -217,6 +218,16 @@ class IndexContract:
         await advance(9 * TTL)
         assert await x.index_page("ix:late", limit=10) == []
 
+    async def test_concurrent_removes_never_shorten_the_index(self, store: BaseSessionStore, advance: Advance) -> None:
+        x = indexes(store)
+        await x.index_put("ix:race", "long", 0.0, ttl=10 * TTL)
+        for i in range(20):
+            await x.index_put("ix:race", f"m{i:02d}", float(i), ttl=TTL)
+        removed = ["long", *(f"m{i:02d}" for i in range(0, 20, 2))]
+        await asyncio.gather(*(x.index_remove("ix:race", m) for m in removed))
+        await advance(3 * TTL)
+        assert await x.index_page("ix:race", limit=100) == [(f"m{i:02d}", float(i)) for i in range(19, 0, -2)]
+
     async def test_bad_arguments_raise_typed_errors_before_anything_is_written(self, store: BaseSessionStore) -> None:
         x = indexes(store)
         for key in ("", 1, "a\x00b", "k" * 1025):
@@ -367,6 +378,9 @@ async def test_redis_layout_is_one_sorted_set_with_the_latest_expiry(redis_store
     # Written by another program straight into the set: read like the store's own.
     await raw.zadd(name, {"z": 4.0})
     assert await store.index_page("user:{7}", limit=3) == [("e", 5.0), ("z", 4.0), ("d", 4.0)]
+    await raw.zadd(name, {b"\xff": 9.0})  # not UTF-8: no str member reads it
+    with pytest.raises(SessionDecodeError, match="not UTF-8"):
+        await store.index_page("user:{7}", limit=3)
     await store.index_delete("user:{7}")
     assert await raw.exists(name) == 0
 

@@ -760,7 +760,10 @@ class RedisSessionStore(BaseSessionStore):
         flat = await self._run(
             "index_page", self._eval(self._index_page, key, (self._index_key(key),), args, safe=True)
         )
-        return [(flat[i].decode(), float(flat[i + 1])) for i in range(0, len(flat), 2)]
+        try:
+            return [(flat[i].decode(), float(flat[i + 1])) for i in range(0, len(flat), 2)]
+        except UnicodeDecodeError as exc:
+            raise SessionDecodeError(key, f"index member is not UTF-8: {exc.reason}") from exc
 
     async def index_delete(self, key: str) -> None:
         """DEL of the set."""
