@@ -225,6 +225,42 @@ class LogRewriteStore(Protocol):
         ...
 
 
+@runtime_checkable
+class FencedAppendStore(Protocol):
+    """A log append and a record write in one atomic step, fenced by both: the per-message write of an agent session.
+
+    The manager keeps the record it wrote last; when neither the record nor
+    the log changed since, one round trip appends the new entries and writes
+    the record that counts them. Anything else writes nothing, and the caller
+    goes the long way (read, append, write).
+    """
+
+    async def log_append_fenced(
+        self,
+        key: str,
+        entries: Sequence[JsonDict],
+        *,
+        last: int,
+        record: str,
+        expected: int,
+        data: bytes,
+        ttl: TTL = None,
+        log_ttl: TTL = None,
+        max_len: int | None = None,
+    ) -> int | None:
+        """Append ``entries`` to log ``key`` and write ``data`` to ``record``, if both are as the caller saw them.
+
+        Applied only if the record's version is ``expected`` and the log's
+        highest number (``log_last_seq``) is ``last``: the entries then get
+        ``last + 1``, ``last + 2``, ... and the record a new version, which
+        is returned. Otherwise nothing is written and ``None`` returned.
+        ``ttl`` is the record's expiry, ``log_ttl`` (re)sets the log's,
+        ``max_len`` trims the log as :meth:`LogStore.log_append` does. Bad
+        arguments raise before anything is sent.
+        """
+        ...
+
+
 class Versioned(NamedTuple):
     """A stored record with its version: an int that changes on every write of the record."""
 
@@ -491,6 +527,7 @@ __all__ = [
     "BaseSessionStore",
     "ClosableStore",
     "ExpiringStore",
+    "FencedAppendStore",
     "IndexStore",
     "Lease",
     "Locked",

@@ -9,20 +9,22 @@ import inspect
 import math
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from ..codec import DEFAULT_CODEC
 from ..errors import ConflictError, InvalidValueError, LeaseExpiredError
-from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, make_isolation
+from ..isolation import DEFAULT_LEASE, DEFAULT_LOCK_WAIT, LocalIsolation, make_isolation
 from ..keys import TTL, ttl_seconds
 from ..migrations import Migration, MigrationError, Migrations
 from ..providers.imports import Provider, messages_from_response
 from ..store import (
     ClosableStore,
+    FencedAppendStore,
     LockingStore,
     LogEditStore,
     LogEntry,
@@ -31,6 +33,7 @@ from ..store import (
     RawStore,
     ScannableStore,
     SessionStore,
+    Versioned,
     VersionedStore,
     accepts_ttl,
 )
@@ -160,6 +163,12 @@ class SessionManager:
         self._metadata_migrations = (
             None if metadata_migrations is None else Migrations(metadata_migrations, name="metadata_migrations")
         )
+        # The fenced one-round-trip append: with in-process isolation, on a store that has it. The records this
+        # manager read or wrote last are kept (bytes and version); one that changed since makes the append miss.
+        self._fast: _FastStore | None = None
+        if self._updates.name == "local" and isinstance(self._updates, LocalIsolation) and _fast_capable(store):
+            self._fast = store  # type: ignore[assignment]
+        self._recent: OrderedDict[str, Versioned] = OrderedDict()
 
     @property
     def store(self) -> SessionStore:
@@ -218,6 +227,11 @@ class SessionManager:
         key = self._keys.record(session_id)
         if chosen:
             await self._create_exclusive(key, record, seconds)
+        elif self._fast is not None:
+            async with self._updates.locks.hold(key):  # type: ignore[attr-defined]
+                data = self._codec.encode(record.to_json())
+                version = await self._fast.set_versioned(key, data, expected=None, ttl=seconds)
+                self._remember(session_id, Versioned(data, version))
         else:
             async with self._updates.open(key, load=False) as update:
                 await update.save(record.to_json(), ttl=seconds)
@@ -244,10 +258,13 @@ class SessionManager:
             await self._logs.log_delete(self._keys.tools(session_id))
             store = self._store
             if isinstance(store, VersionedStore) and isinstance(store, RawStore):
+                data = store.codec.encode(record.to_json())
                 try:
-                    await store.set_versioned(key, store.codec.encode(record.to_json()), expected=0, ttl=ttl)
+                    version = await store.set_versioned(key, data, expected=0, ttl=ttl)
                 except ConflictError:
                     raise ConflictError(f"session {session_id!r} already exists") from None
+                if self._fast is not None:
+                    self._remember(session_id, Versioned(data, version))
             else:
                 await update.save(record.to_json(), ttl=ttl)
 
@@ -649,23 +666,8 @@ class SessionManager:
             started_at=_timestamp(started_at, now, duration),
             duration=duration,
         )
-        key = self._keys.tools(session_id)
-
-        async def append(record: SessionRecord, now: float) -> list[int]:
-            chain = self._tchain(record)
-            entry["ts"] = now
-            max_len = None if chain.shared else self._max_tools
-            seqs = await self._logs.log_append(chain.own, [entry], ttl=self._log_ttl(record), max_len=max_len)
-            return [seq + chain.offset for seq in seqs]
-
-        def count(record: SessionRecord, seqs: list[int], now: float) -> bool:
-            record.tools = max(record.tools, seqs[-1])
-            if record.ttl is not None:
-                record.until["t"] = now + 2 * record.ttl
-            return True
-
-        seqs, _ = await self._logged_write(session_id, owner, append, count)
-        return invocation_from_entry(key, LogEntry(seqs[0], entry))
+        seqs = await self._append_entries(session_id, owner, "t", [entry])
+        return invocation_from_entry(self._keys.tools(session_id), LogEntry(seqs[0], entry))
 
     async def tool_invocations(
         self,
@@ -1040,7 +1042,14 @@ class SessionManager:
     async def _load(self, session_id: str, user_id: str | None) -> SessionRecord | None:
         """The stored record, or ``None`` if it is missing or (when ``user_id`` is given) someone else's."""
         key = self._keys.record(session_id)
-        data = await self._store.get(key)
+        fast = self._fast
+        if fast is None:
+            data = await self._store.get(key)
+        else:
+            stored = await fast.get_versioned(key)
+            data = None if stored is None else self._codec.decode(key, stored.data)
+            if stored is not None:
+                self._remember(session_id, stored)
         if data is None and user_id is not None:
             # As much work for a missing id as for someone else's, so the time taken does not tell them apart.
             _same_user(SessionRecord.from_json(key, self._codec.decode(key, _DECOY)).user_id, user_id)
@@ -1057,6 +1066,7 @@ class SessionManager:
 
     async def _save(self, update: SessionUpdate, record: SessionRecord, now: float) -> None:
         """Write the record back, sliding its expiry; logs and index entry are extended first if due."""
+        self._recent.pop(record.id, None)
         record.version += 1
         record.updated_at = now
         ttl = record.ttl
@@ -1080,23 +1090,95 @@ class SessionManager:
             if await self._load(session_id, user_id) is None:
                 raise SessionNotFoundError(session_id)
             return []
+        seqs = await self._append_entries(session_id, user_id, "h", entries)
+        return [message_from_entry(key, LogEntry(seq, entry)) for seq, entry in zip(seqs, entries, strict=True)]
+
+    async def _append_entries(
+        self, session_id: str, user_id: str | None, log: Literal["h", "t"], entries: list[JsonDict]
+    ) -> list[int]:
+        """Append to the history (``"h"``) or tool log (``"t"``) and count the entries on the record.
+
+        One fenced round trip when the record this manager kept is still the
+        stored one; else the record is read, the log appended and the record
+        written, under the session's hold (:meth:`_logged_write`).
+        """
+        fast = await self._append_fast(session_id, user_id, log, entries)
+        if fast is not None:
+            return fast
 
         async def append(record: SessionRecord, now: float) -> list[int]:
             for entry in entries:
                 entry["ts"] = now
-            chain = self._hchain(record)
-            max_len = None if chain.shared else self._max_messages
+            chain = self._chain(record, log)
+            max_len = None if chain.shared else self._max_len(log)
             seqs = await self._logs.log_append(chain.own, entries, ttl=self._log_ttl(record), max_len=max_len)
             return [seq + chain.offset for seq in seqs]
 
         def count(record: SessionRecord, seqs: list[int], now: float) -> bool:
-            record.messages = max(record.messages, seqs[-1])
-            if record.ttl is not None:
-                record.until["h"] = now + 2 * record.ttl
+            _count(record, log, seqs, now)
             return True
 
         seqs, _ = await self._logged_write(session_id, user_id, append, count)
-        return [message_from_entry(key, LogEntry(seq, entry)) for seq, entry in zip(seqs, entries, strict=True)]
+        return seqs
+
+    async def _append_fast(
+        self, session_id: str, user_id: str | None, log: Literal["h", "t"], entries: list[JsonDict]
+    ) -> list[int] | None:
+        """The append in one fenced round trip (two if the record must be read first); ``None``: go the long way."""
+        fast = self._fast
+        if fast is None:
+            return None
+        key = self._keys.record(session_id)
+        async with self._updates.locks.hold(key):  # type: ignore[attr-defined]
+            stored = self._recent.get(session_id)
+            if stored is None:
+                stored = await fast.get_versioned(key)
+                if stored is None:
+                    return None
+            record = self._owned(key, self._codec.decode(key, stored.data), user_id)
+            if record is None:
+                return None
+            chain = self._chain(record, log)
+            last = (record.messages if log == "h" else record.tools) - chain.offset
+            if last < 0:
+                return None
+            now = time.time()
+            for entry in entries:
+                entry["ts"] = now
+            seqs = list(range(chain.offset + last + 1, chain.offset + last + 1 + len(entries)))
+            _count(record, log, seqs, now)
+            if not _stamp(record, now):
+                return None  # a log or the index entry is due for a longer expiry: the long way does that
+            data = self._codec.encode(record.to_json())
+            self._recent.pop(session_id, None)
+            version = await fast.log_append_fenced(
+                chain.own,
+                entries,
+                last=last,
+                record=key,
+                expected=stored.version,
+                data=data,
+                ttl=record.ttl,
+                log_ttl=self._log_ttl(record),
+                max_len=None if chain.shared else self._max_len(log),
+            )
+            if version is None:
+                return None
+            self._remember(session_id, Versioned(data, version))
+            return seqs
+
+    def _remember(self, session_id: str, stored: Versioned) -> None:
+        recent = self._recent
+        recent[session_id] = stored
+        recent.move_to_end(session_id)
+        if len(recent) > _RECENT:
+            recent.popitem(last=False)
+
+    def _chain(self, record: SessionRecord, log: Literal["h", "t"]) -> LogChain:
+        return self._hchain(record) if log == "h" else self._tchain(record)
+
+    def _max_len(self, log: Literal["h", "t"]) -> int | None:
+        return self._max_messages if log == "h" else self._max_tools
 
     async def _logged_write(
         self,
@@ -1187,6 +1269,7 @@ class SessionManager:
         *,
         everything: bool = False,
     ) -> None:
+        self._recent.pop(session_id, None)
         await update.delete()
         if record is None:
             logs = [self._keys.history(session_id), self._keys.tools(session_id)]
@@ -1237,6 +1320,41 @@ class SessionManager:
         if not isinstance(self._store, ScannableStore):
             raise MissingCapabilityError(self._store, "ScannableStore (scan)", operation)
         return self._store
+
+
+_RECENT = 1024
+"""How many records a manager keeps for its one-round-trip appends."""
+
+
+class _FastStore(FencedAppendStore, VersionedStore, RawStore, Protocol):
+    """A store with fenced appends and versions, as the one-round-trip append needs."""
+
+
+def _fast_capable(store: object) -> bool:
+    return isinstance(store, FencedAppendStore) and isinstance(store, VersionedStore) and isinstance(store, RawStore)
+
+
+def _count(record: SessionRecord, log: Literal["h", "t"], seqs: list[int], now: float) -> None:
+    """Bring the record's counter of ``log`` up to the entries just appended, and note the log's new expiry."""
+    if log == "h":
+        record.messages = max(record.messages, seqs[-1])
+    else:
+        record.tools = max(record.tools, seqs[-1])
+    if record.ttl is not None:
+        record.until[log] = now + 2 * record.ttl
+
+
+def _stamp(record: SessionRecord, now: float) -> bool:
+    """Mark the record written at ``now``, sliding its expiry; ``False`` if a log or the index entry expires first."""
+    record.version += 1
+    record.updated_at = now
+    ttl = record.ttl
+    if ttl is None:
+        return True
+    expires_at = record.expires_at = now + ttl
+    return all(record.until.get(name, expires_at) >= expires_at for name in ("h", "t")) and (
+        record.until.get("i", 0.0) >= expires_at
+    )
 
 
 class _Progress:

@@ -164,6 +164,42 @@ def log_batch(
     return Batch(encoded, seconds)
 
 
+class FencedBatch(NamedTuple):
+    """A validated ``log_append_fenced``: the log's batch and the record's TTL in seconds."""
+
+    batch: Batch
+    record_ttl: float | None
+
+
+def fenced_batch(
+    codec: Codec,
+    max_size: int,
+    key: str,
+    entries: Sequence[JsonDict],
+    *,
+    last: object,
+    record: str,
+    expected: object,
+    data: object,
+    ttl: TTL,
+    log_ttl: TTL,
+    max_len: int | None,
+) -> FencedBatch:
+    """Check every argument of ``log_append_fenced`` and encode its entries before anything is sent."""
+    check_key(key)
+    record_ttl = check_record(record, data, max_size, ttl)
+    if isinstance(last, bool) or not isinstance(last, int) or last < 0:
+        raise InvalidValueError("last", f"must be a sequence number (an int from 0), not {last!r:.60}")
+    if isinstance(expected, bool) or not isinstance(expected, int) or expected < 1:
+        raise InvalidValueError(
+            "expected", f"must be the version of a stored record (an int from 1), not {expected!r:.60}"
+        )
+    encoded = encode_log_entries(codec, max_size, entries, max_len)
+    if not encoded:
+        raise InvalidValueError("entries", "must hold at least one entry")
+    return FencedBatch(Batch(encoded, store_ttl(log_ttl)), record_ttl)
+
+
 def log_window(after: object, before: object, last: object) -> tuple[int, int, int | None] | None:
     """Turn ``log_read`` arguments into ``(lo, hi, limit)``: entries with ``lo < seq < hi``, the newest ``limit``.
 
@@ -401,6 +437,8 @@ __all__ = [
     "log_window",
     "new_token",
     "renew_lease",
+    "fenced_batch",
+    "FencedBatch",
     "require_version",
     "retry_backoff",
     "seconds_arg",

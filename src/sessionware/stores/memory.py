@@ -14,11 +14,13 @@ from ..errors import InvalidValueError, ValueTooLargeError
 from ..keys import TTL, check_key, hash_tag, ttl_seconds
 from ..store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, LogRewrite, RewriteResult, Versioned
 from ._common import (
+    Batch,
     Closed,
     Taken,
     check_lease,
     check_record,
     encode_rewrites,
+    fenced_batch,
     fenced_commit,
     log_batch,
     log_window,
@@ -301,7 +303,9 @@ class InMemorySessionStore(BaseSessionStore):
         batch = log_batch(self.codec, self.max_size, key, entries, ttl, max_len)
         if batch is None:
             return []
-        log = self._live_log(key)
+        return self._append_now(key, self._live_log(key), batch, max_len)
+
+    def _append_now(self, key: str, log: _Log | None, batch: Batch, max_len: int | None) -> list[int]:
         if log is None:
             log = self._logs[key] = _Log()
             self._joined(key)
@@ -318,6 +322,40 @@ class InMemorySessionStore(BaseSessionStore):
             self._expires(log.expires_at, -1, key)
         self._after_write()
         return list(range(first, log.last_seq + 1))
+
+    async def log_append_fenced(
+        self,
+        key: str,
+        entries: Sequence[JsonDict],
+        *,
+        last: int,
+        record: str,
+        expected: int,
+        data: bytes,
+        ttl: TTL = None,
+        log_ttl: TTL = None,
+        max_len: int | None = None,
+    ) -> int | None:
+        """Append to ``key`` and write ``record`` at once, if neither changed since (see :class:`FencedAppendStore`)."""
+        checked = fenced_batch(
+            self.codec,
+            self.max_size,
+            key,
+            entries,
+            last=last,
+            record=record,
+            expected=expected,
+            data=data,
+            ttl=ttl,
+            log_ttl=log_ttl,
+            max_len=max_len,
+        )
+        stored = self._live(record)
+        log = self._live_log(key)
+        if stored is None or stored[2] != expected or (0 if log is None else log.last_seq) != last:
+            return None
+        self._append_now(key, log, checked.batch, max_len)
+        return self._write(record, data, checked.record_ttl)
 
     async def log_read(
         self, key: str, *, after: int | None = None, before: int | None = None, last: int | None = None

@@ -198,8 +198,8 @@ def session_middleware(
     require_session: bool = True,
     require_user: bool = True,
     record: bool = True,
-    history: Window = None,
-    tool_invocations: Window = None,
+    history: Window = 0,
+    tool_invocations: Window = 0,
 ) -> Middleware:
     """Middleware that gives every tool the caller's session as ``context.session``.
 
@@ -221,8 +221,12 @@ def session_middleware(
     (not when the bound session itself was unavailable). If recording fails,
     the result becomes an ``error`` with code ``record_failed`` that still
     carries the tool's value. ``history`` / ``tool_invocations`` are passed to
-    ``get_session`` to size the snapshot. List it first in ``middleware=`` so
-    it records what the other middleware decided.
+    ``get_session`` to size the snapshot: none by default, so a call costs
+    two store round trips (load and check, record) however long the session
+    is; a tool that needs the history reads it with
+    ``context.sessions.history(...)``, or ask for ``history=N`` / ``"all"``
+    here. List it first in ``middleware=`` so it records what the other
+    middleware decided.
     """
     return SessionToolMiddleware(
         manager,

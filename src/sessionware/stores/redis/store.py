@@ -129,6 +129,7 @@ from .._common import (
     conflict,
     encode_log_entries,
     encode_rewrites,
+    fenced_batch,
     lease_lost,
     new_token,
     retry_backoff,
@@ -285,7 +286,8 @@ class RedisSessionStore(BaseSessionStore):
         self._tagged_lock_prefix = self._key_prefix + _TAGGED_LOCK_KIND
         self._log_top_prefix = self._key_prefix + _LOG_TOP_KIND
         self._tagged_log_top_prefix = self._key_prefix + _TAGGED_LOG_TOP_KIND
-        self._append = Script("append")
+        self._append = Script("appending", "append")
+        self._fenced = Script("record", "appending", "fenced")
         self._read = Script("read")
         self._rewrite = Script("rewrite")
         self._pop = Script("newest", "pop")
@@ -652,6 +654,56 @@ class RedisSessionStore(BaseSessionStore):
         before = await self._run("log_append", self._eval(self._append, key, names, args, safe=False))
         first = int(before) + 1
         return list(range(first, first + len(encoded)))
+
+    async def log_append_fenced(
+        self,
+        key: str,
+        entries: Sequence[JsonDict],
+        *,
+        last: int,
+        record: str,
+        expected: int,
+        data: bytes,
+        ttl: TTL = None,
+        log_ttl: TTL = None,
+        max_len: int | None = None,
+    ) -> int | None:
+        """Append to ``key`` and write ``record`` in one script, if neither changed since; the new version or ``None``.
+
+        On a cluster the record and the log must share a hash slot (keys with
+        one hash tag, as the agent keys have); if they do not, nothing is sent
+        and ``None`` returned. Never sent twice, like an append.
+        """
+        checked = fenced_batch(
+            self.codec,
+            self.max_size,
+            key,
+            entries,
+            last=last,
+            record=record,
+            expected=expected,
+            data=data,
+            ttl=ttl,
+            log_ttl=log_ttl,
+            max_len=max_len,
+        )
+        name = self._key_prefix + record
+        names = self._log_names(key)
+        if self._cluster and hash_tag(name) != hash_tag(names[0]):
+            return None
+        framed, version = _frame(data)
+        seconds, log_seconds = checked.record_ttl, checked.batch.ttl
+        args = (
+            str(expected),
+            framed,
+            "" if seconds is None else _ms(seconds),
+            last,
+            "" if log_seconds is None else _ms(log_seconds),
+            "" if max_len is None else max_len,
+            *checked.batch.encoded,
+        )
+        done = await self._run("log_append_fenced", self._eval(self._fenced, record, (name, *names), args, safe=False))
+        return version if done == 1 else None
 
     async def log_read(
         self, key: str, *, after: int | None = None, before: int | None = None, last: int | None = None

@@ -34,6 +34,7 @@ from .._common import (
     check_record,
     conflict,
     encode_rewrites,
+    fenced_batch,
     fenced_commit,
     log_batch,
     log_window,
@@ -256,6 +257,7 @@ class SQLStatements:
         self.cas_delete = stmt(
             f"DELETE FROM {n.sessions} WHERE key = :key AND version = :expected AND {live} RETURNING 1"
         )
+        self.version_of = stmt(f"SELECT version FROM {n.sessions} WHERE key = :key AND {live}")
         self.exists = stmt(f"SELECT 1 FROM {n.sessions} WHERE key = :key AND {live}")
         self.expires_in = stmt(f"SELECT {d.seconds_left} FROM {n.sessions} WHERE key = :key AND {live}")
         self.touch = stmt(f"UPDATE {n.sessions} SET expires_at = {d.expiry} WHERE key = :key AND {live} RETURNING 1")
@@ -504,6 +506,12 @@ class SQLSessionStore(BaseSessionStore, Generic[S]):
         """Append ``batch`` atomically and trim to ``max_len``; never repeated once sent."""
 
     @abstractmethod
+    async def _append_fenced(
+        self, key: str, batch: Batch, max_len: int | None, last: int, record: Values
+    ) -> int | None:
+        """Append, and write ``record`` (``key``, ``data``, ``ttl``, ``expected``), if both are as expected."""
+
+    @abstractmethod
     async def _purge(self) -> int:
         """Delete expired leases, records and logs in one transaction; count the records and logs."""
 
@@ -575,6 +583,39 @@ class SQLSessionStore(BaseSessionStore, Generic[S]):
         if batch is None:
             return []
         return await self._run("log_append", self._append(key, batch, max_len))
+
+    async def log_append_fenced(
+        self,
+        key: str,
+        entries: Sequence[JsonDict],
+        *,
+        last: int,
+        record: str,
+        expected: int,
+        data: bytes,
+        ttl: TTL = None,
+        log_ttl: TTL = None,
+        max_len: int | None = None,
+    ) -> int | None:
+        """Append to ``key`` and write ``record`` in one transaction if neither changed; the new version or ``None``.
+
+        Never repeated once sent (like an append).
+        """
+        checked = fenced_batch(
+            self.codec,
+            self.max_size,
+            key,
+            entries,
+            last=last,
+            record=record,
+            expected=expected,
+            data=data,
+            ttl=ttl,
+            log_ttl=log_ttl,
+            max_len=max_len,
+        )
+        values = {"key": record, "data": data, "ttl": checked.record_ttl, "expected": expected}
+        return await self._run("log_append_fenced", self._append_fenced(key, checked.batch, max_len, last, values))
 
     async def log_read(
         self, key: str, *, after: int | None = None, before: int | None = None, last: int | None = None

@@ -165,6 +165,23 @@ class _Statements(SQLStatements):
             " FROM claim c, unnest(:entries::bytea[]) WITH ORDINALITY AS u(v, i))"
             " SELECT last_seq FROM claim"
         )
+        # The fenced append of a live log without trimming, in one statement: the record row is locked
+        # (its version re-checked on the newest row), then the log claims its numbers only if the record
+        # matched and its highest number is the one expected, and the record is written only if it did.
+        self.log_append_fenced = self.statement(
+            f"WITH rec AS (SELECT version FROM {n.sessions} WHERE key = :record::text"
+            f" AND version = :expected::bigint AND {self.live} FOR UPDATE),"
+            f" claim AS (UPDATE {n.logs} AS l SET last_seq = l.last_seq + :count::bigint,"
+            f" expires_at = COALESCE({d.expiry.replace(':ttl', ':log_ttl')}, l.expires_at)"
+            " WHERE l.key = :key AND (l.expires_at IS NULL OR l.expires_at > now())"
+            " AND l.last_seq = :last::bigint AND EXISTS (SELECT 1 FROM rec) RETURNING l.last_seq),"
+            f" ins AS (INSERT INTO {n.log} (key, seq, value) SELECT :key, c.last_seq - :count::bigint + u.i, u.v"
+            " FROM claim c, unnest(:entries::bytea[]) WITH ORDINALITY AS u(v, i)),"
+            f" upd AS (UPDATE {n.sessions} SET value = :data, expires_at = {d.expiry}, version = {d.updated_version}"
+            " WHERE key = :record::text AND EXISTS (SELECT 1 FROM claim) RETURNING version)"
+            " SELECT version FROM upd"
+        )
+        self.version_lock = self.statement(self.version_of.text + " FOR UPDATE")
         insert = (
             f"INSERT INTO {n.log} (key, seq, value)"
             " SELECT :key, :start::bigint + u.i, u.v FROM unnest(:entries::bytea[]) WITH ORDINALITY AS u(v, i)"
@@ -702,6 +719,45 @@ class PostgresSessionStore(SQLSessionStore[_Statements]):
             elif max_len is not None:
                 await conn.execute(sql.log_trim.sql, *sql.log_trim.args(values))
         return list(range(last - count + 1, last + 1))
+
+    async def _append_fenced(
+        self, key: str, batch: Batch, max_len: int | None, last: int, record: Values
+    ) -> int | None:
+        if max_len is None:
+            values: Values = {
+                **record,
+                "record": record["key"],
+                "key": key,
+                "count": len(batch.encoded),
+                "log_ttl": batch.ttl,
+                "last": last,
+                "entries": batch.encoded,
+            }
+            stmt = self._sql.log_append_fenced
+            version: int | None = await self._attempts(
+                lambda conn: conn.fetchval(stmt.sql, *stmt.args(values)), safe=False
+            )
+            if version is not None or last > 0:
+                return version
+        # A new or expired log, or one to trim: compared under row locks, in one transaction.
+        return await self._attempts(
+            lambda conn: self._append_fenced_on(conn, key, batch, max_len, last, record), safe=False
+        )
+
+    async def _append_fenced_on(
+        self, conn: Connection, key: str, batch: Batch, max_len: int | None, last: int, record: Values
+    ) -> int | None:
+        sql = self._sql
+        async with conn.transaction():
+            found = await conn.fetchval(sql.version_lock.sql, *sql.version_lock.args(record))
+            if found != record["expected"]:
+                return None
+            head = await conn.fetchval(sql.log_lock_head.sql, *sql.log_lock_head.args({"key": key}))
+            if (head or 0) != last:
+                return None
+            await self._append_on(conn, key, batch, max_len)
+            version: int = await conn.fetchval(sql.cas_update.sql, *sql.cas_update.args(record))
+            return version
 
     async def _rewrite(self, key: str, rewrites: list[EncodedRewrite]) -> list[RewriteResult]:
         stmt = self._sql.log_rewrite_batch

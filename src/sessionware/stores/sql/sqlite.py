@@ -405,6 +405,26 @@ class SQLiteSessionStore(SQLSessionStore[_Statements]):
             _cursor(conn, sql.log_trim, {"key": key, "keep": max_len})
         return list(range(last + 1, new_last + 1))
 
+    async def _append_fenced(
+        self, key: str, batch: Batch, max_len: int | None, last: int, record: Values
+    ) -> int | None:
+        return await self._write(self._append_fenced_rows, key, batch, max_len, last, record)
+
+    def _append_fenced_rows(
+        self, conn: sqlite3.Connection, key: str, batch: Batch, max_len: int | None, last: int, record: Values
+    ) -> int | None:
+        # The write transaction holds the file: record and log stay as compared until it commits.
+        sql = self._sql
+        found = _fetch_one(conn, sql.version_of, record)
+        if found is None or int(found[0]) != record["expected"]:
+            return None
+        head = _cursor(conn, sql.log_head, {"key": key}).fetchone()
+        live = head is not None and (head[1] is None or head[1] > time.time())
+        if (int(head[0]) if live else 0) != last:
+            return None
+        self._append_rows(conn, key, batch, max_len)
+        return int(_fetch_one(conn, sql.cas_update, record)[0])
+
     async def _rewrite(self, key: str, rewrites: list[EncodedRewrite]) -> list[RewriteResult]:
         return await self._write(self._rewrite_rows, key, rewrites)
 
