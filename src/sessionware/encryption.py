@@ -41,6 +41,8 @@ from .store import (
     BaseSessionStore,
     ClosableStore,
     ExpiringStore,
+    FencedAppendStore,
+    IndexPut,
     Lease,
     Locked,
     LockingStore,
@@ -375,6 +377,44 @@ class EncryptedStore(BaseSessionStore):
         sealed = [self._seal_entry(key, self.codec.encode(entry)) for entry in entries]
         seqs: list[int] = await self.inner.log_append(key, sealed, ttl=ttl_seconds(ttl), max_len=max_len)
         return seqs
+
+    async def log_append_fenced(
+        self,
+        key: str,
+        entries: Sequence[JsonDict],
+        *,
+        last: int,
+        record: str,
+        expected: int,
+        data: bytes,
+        ttl: TTL = None,
+        log_ttl: TTL = None,
+        max_len: int | None = None,
+        index: IndexPut | None = None,
+    ) -> int | None:
+        """Seal the entries and the record, then append and write them in one step of ``inner``.
+
+        ``None`` (nothing written) if they changed, or if ``inner`` has no fenced append.
+        """
+        self._check_open("log_append_fenced")
+        check_key(key)
+        self._checked(record, data)
+        sealed = [self._seal_entry(key, self.codec.encode(entry)) for entry in entries]
+        if not isinstance(self.inner, FencedAppendStore):
+            return None
+        version: int | None = await self.inner.log_append_fenced(
+            key,
+            sealed,
+            last=last,
+            record=record,
+            expected=expected,
+            data=self._seal(record, data),
+            ttl=ttl,
+            log_ttl=log_ttl,
+            max_len=max_len,
+            index=index,
+        )
+        return version
 
     async def log_read(
         self, key: str, *, after: int | None = None, before: int | None = None, last: int | None = None

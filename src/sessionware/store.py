@@ -225,6 +225,15 @@ class LogRewriteStore(Protocol):
         ...
 
 
+class IndexPut(NamedTuple):
+    """An :meth:`IndexStore.index_put` to make along with another write."""
+
+    key: str
+    member: str
+    score: float
+    ttl: float | None = None
+
+
 @runtime_checkable
 class FencedAppendStore(Protocol):
     """A log append and a record write in one atomic step, fenced by both: the per-message write of an agent session.
@@ -247,6 +256,7 @@ class FencedAppendStore(Protocol):
         ttl: TTL = None,
         log_ttl: TTL = None,
         max_len: int | None = None,
+        index: IndexPut | None = None,
     ) -> int | None:
         """Append ``entries`` to log ``key`` and write ``data`` to ``record``, if both are as the caller saw them.
 
@@ -255,8 +265,11 @@ class FencedAppendStore(Protocol):
         ``last + 1``, ``last + 2``, ... and the record a new version, which
         is returned. Otherwise nothing is written and ``None`` returned.
         ``ttl`` is the record's expiry, ``log_ttl`` (re)sets the log's,
-        ``max_len`` trims the log as :meth:`LogStore.log_append` does. Bad
-        arguments raise before anything is sent.
+        ``max_len`` trims the log as :meth:`LogStore.log_append` does;
+        ``index`` is an :meth:`IndexStore.index_put` made with the write (in
+        the same atomic step where the backend can keep the index beside
+        the record, right after it otherwise). Bad arguments raise before
+        anything is sent.
         """
         ...
 
@@ -528,6 +541,7 @@ __all__ = [
     "ClosableStore",
     "ExpiringStore",
     "FencedAppendStore",
+    "IndexPut",
     "IndexStore",
     "Lease",
     "Locked",

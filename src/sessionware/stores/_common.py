@@ -25,7 +25,7 @@ from ..errors import (
     ValueTooLargeError,
 )
 from ..keys import MAX_SECONDS, TTL, check_key, check_seconds, ttl_seconds
-from ..store import Lease, Locked, LogRewrite, Versioned
+from ..store import IndexPut, Lease, Locked, LogRewrite, Versioned
 
 MAX_TTL_SECONDS = MAX_SECONDS
 """About 317 years: far enough for "keep", near enough that every engine can store the timestamp."""
@@ -165,10 +165,11 @@ def log_batch(
 
 
 class FencedBatch(NamedTuple):
-    """A validated ``log_append_fenced``: the log's batch and the record's TTL in seconds."""
+    """A validated ``log_append_fenced``: the log's batch, the record's TTL in seconds, the index put."""
 
     batch: Batch
     record_ttl: float | None
+    put: IndexPut | None
 
 
 def fenced_batch(
@@ -184,6 +185,7 @@ def fenced_batch(
     ttl: TTL,
     log_ttl: TTL,
     max_len: int | None,
+    index: IndexPut | None = None,
 ) -> FencedBatch:
     """Check every argument of ``log_append_fenced`` and encode its entries before anything is sent."""
     check_key(key)
@@ -197,7 +199,13 @@ def fenced_batch(
     encoded = encode_log_entries(codec, max_size, entries, max_len)
     if not encoded:
         raise InvalidValueError("entries", "must hold at least one entry")
-    return FencedBatch(Batch(encoded, store_ttl(log_ttl)), record_ttl)
+    if index is not None:
+        from ._index import check_put
+
+        if not isinstance(index, IndexPut):
+            raise InvalidValueError("index", f"must be an IndexPut or None, not {type(index).__name__}")
+        index = IndexPut(*check_put(*index))
+    return FencedBatch(Batch(encoded, store_ttl(log_ttl)), record_ttl, index)
 
 
 def log_window(after: object, before: object, last: object) -> tuple[int, int, int | None] | None:

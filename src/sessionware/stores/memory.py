@@ -12,7 +12,17 @@ from dataclasses import dataclass, field
 from ..codec import Codec, JsonDict
 from ..errors import InvalidValueError, ValueTooLargeError
 from ..keys import TTL, check_key, hash_tag, ttl_seconds
-from ..store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, LogRewrite, RewriteResult, Versioned
+from ..store import (
+    DEFAULT_MAX_SIZE,
+    BaseSessionStore,
+    IndexPut,
+    Lease,
+    Locked,
+    LogEntry,
+    LogRewrite,
+    RewriteResult,
+    Versioned,
+)
 from ._common import (
     Batch,
     Closed,
@@ -335,6 +345,7 @@ class InMemorySessionStore(BaseSessionStore):
         ttl: TTL = None,
         log_ttl: TTL = None,
         max_len: int | None = None,
+        index: IndexPut | None = None,
     ) -> int | None:
         """Append to ``key`` and write ``record`` at once, if neither changed since (see :class:`FencedAppendStore`)."""
         checked = fenced_batch(
@@ -349,13 +360,18 @@ class InMemorySessionStore(BaseSessionStore):
             ttl=ttl,
             log_ttl=log_ttl,
             max_len=max_len,
+            index=index,
         )
         stored = self._live(record)
         log = self._live_log(key)
         if stored is None or stored[2] != expected or (0 if log is None else log.last_seq) != last:
             return None
         self._append_now(key, log, checked.batch, max_len)
-        return self._write(record, data, checked.record_ttl)
+        version = self._write(record, data, checked.record_ttl)
+        put = checked.put
+        if put is not None:
+            await self.index_put(put.key, put.member, put.score, ttl=put.ttl)  # no I/O: nothing comes between
+        return version
 
     async def log_read(
         self, key: str, *, after: int | None = None, before: int | None = None, last: int | None = None

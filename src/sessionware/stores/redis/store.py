@@ -113,7 +113,17 @@ from urllib.parse import parse_qsl, urlencode
 from ...codec import Codec, JsonDict
 from ...errors import InvalidKeyError, InvalidStoreURLError, SessionDecodeError
 from ...keys import TTL, check_key, hash_tag
-from ...store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, LogRewrite, RewriteResult, Versioned
+from ...store import (
+    DEFAULT_MAX_SIZE,
+    BaseSessionStore,
+    IndexPut,
+    Lease,
+    Locked,
+    LogEntry,
+    LogRewrite,
+    RewriteResult,
+    Versioned,
+)
 from ...urls import redact_url, url_int, url_seconds
 from .._common import (
     DEFAULT_OPERATION_TIMEOUT,
@@ -287,7 +297,7 @@ class RedisSessionStore(BaseSessionStore):
         self._log_top_prefix = self._key_prefix + _LOG_TOP_KIND
         self._tagged_log_top_prefix = self._key_prefix + _TAGGED_LOG_TOP_KIND
         self._append = Script("appending", "append")
-        self._fenced = Script("record", "appending", "fenced")
+        self._fenced = Script("record", "appending", "indexing", "fenced")
         self._read = Script("read")
         self._rewrite = Script("rewrite")
         self._pop = Script("newest", "pop")
@@ -301,7 +311,7 @@ class RedisSessionStore(BaseSessionStore):
         self._commit = Script("record", "commit")
         self._unlock = Script("unlock")
         self._index_prefix = self._key_prefix + _INDEX_KIND
-        self._index_put = Script("index_put")
+        self._index_put = Script("indexing", "index_put")
         self._index_page = Script("index_page")
 
     @classmethod
@@ -667,12 +677,14 @@ class RedisSessionStore(BaseSessionStore):
         ttl: TTL = None,
         log_ttl: TTL = None,
         max_len: int | None = None,
+        index: IndexPut | None = None,
     ) -> int | None:
         """Append to ``key`` and write ``record`` in one script, if neither changed since; the new version or ``None``.
 
         On a cluster the record and the log must share a hash slot (keys with
         one hash tag, as the agent keys have); if they do not, nothing is sent
-        and ``None`` returned. Never sent twice, like an append.
+        and ``None`` returned. An ``index`` in another slot is put by a second
+        script once the first succeeded. Never sent twice, like an append.
         """
         checked = fenced_batch(
             self.codec,
@@ -686,6 +698,7 @@ class RedisSessionStore(BaseSessionStore):
             ttl=ttl,
             log_ttl=log_ttl,
             max_len=max_len,
+            index=index,
         )
         name = self._key_prefix + record
         names = self._log_names(key)
@@ -693,6 +706,17 @@ class RedisSessionStore(BaseSessionStore):
             return None
         framed, version = _frame(data)
         seconds, log_seconds = checked.record_ttl, checked.batch.ttl
+        put = checked.put
+        later: IndexPut | None = None
+        keys: tuple[str, ...] = (name, *names)
+        index_args: tuple[Any, ...] = ("", "", "")
+        if put is not None:
+            index_name = self._index_key(put.key)
+            if self._cluster and hash_tag(index_name) != hash_tag(name):
+                later = put
+            else:
+                keys = (*keys, index_name)
+                index_args = (repr(put.score), put.member, "" if put.ttl is None else _ms(put.ttl))
         args = (
             str(expected),
             framed,
@@ -700,10 +724,15 @@ class RedisSessionStore(BaseSessionStore):
             last,
             "" if log_seconds is None else _ms(log_seconds),
             "" if max_len is None else max_len,
+            *index_args,
             *checked.batch.encoded,
         )
-        done = await self._run("log_append_fenced", self._eval(self._fenced, record, (name, *names), args, safe=False))
-        return version if done == 1 else None
+        done = await self._run("log_append_fenced", self._eval(self._fenced, record, keys, args, safe=False))
+        if done != 1:
+            return None
+        if later is not None:
+            await self.index_put(later.key, later.member, later.score, ttl=later.ttl)
+        return version
 
     async def log_read(
         self, key: str, *, after: int | None = None, before: int | None = None, last: int | None = None

@@ -21,7 +21,17 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from ...codec import Codec, JsonDict
 from ...errors import InvalidValueError, SchemaVersionError
 from ...keys import MAX_KEY_LENGTH, TTL, check_key
-from ...store import DEFAULT_MAX_SIZE, BaseSessionStore, Lease, Locked, LogEntry, LogRewrite, RewriteResult, Versioned
+from ...store import (
+    DEFAULT_MAX_SIZE,
+    BaseSessionStore,
+    IndexPut,
+    Lease,
+    Locked,
+    LogEntry,
+    LogRewrite,
+    RewriteResult,
+    Versioned,
+)
 from .._common import (
     Batch,
     EncodedRewrite,
@@ -507,9 +517,10 @@ class SQLSessionStore(BaseSessionStore, Generic[S]):
 
     @abstractmethod
     async def _append_fenced(
-        self, key: str, batch: Batch, max_len: int | None, last: int, record: Values
+        self, key: str, batch: Batch, max_len: int | None, last: int, record: Values, index: IndexPut | None
     ) -> int | None:
-        """Append, and write ``record`` (``key``, ``data``, ``ttl``, ``expected``), if both are as expected."""
+        """Append, write ``record`` (``key``, ``data``, ``ttl``, ``expected``) and put ``index``, if both are as
+        expected; atomically."""
 
     @abstractmethod
     async def _purge(self) -> int:
@@ -596,6 +607,7 @@ class SQLSessionStore(BaseSessionStore, Generic[S]):
         ttl: TTL = None,
         log_ttl: TTL = None,
         max_len: int | None = None,
+        index: IndexPut | None = None,
     ) -> int | None:
         """Append to ``key`` and write ``record`` in one transaction if neither changed; the new version or ``None``.
 
@@ -613,9 +625,17 @@ class SQLSessionStore(BaseSessionStore, Generic[S]):
             ttl=ttl,
             log_ttl=log_ttl,
             max_len=max_len,
+            index=index,
         )
         values = {"key": record, "data": data, "ttl": checked.record_ttl, "expected": expected}
-        return await self._run("log_append_fenced", self._append_fenced(key, checked.batch, max_len, last, values))
+        fenced = self._append_fenced(key, checked.batch, max_len, last, values, checked.put)
+        return await self._run("log_append_fenced", fenced)
+
+    def _index_put_steps(self, put: IndexPut) -> list[tuple[Statement, Values]]:
+        """The statements of an index put (after the index's advisory lock, on PostgreSQL)."""
+        sql = self._index_sql
+        values: Values = {"key": put.key, "member": put.member, "score": put.score, "ttl": put.ttl}
+        return [(sql.drop_dead, values), (sql.put, dict(values))]
 
     async def log_read(
         self, key: str, *, after: int | None = None, before: int | None = None, last: int | None = None

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlunsplit
 from ...codec import Codec
 from ...errors import InvalidStoreURLError, InvalidValueError, MissingExtraError, StoreError, StoreUnavailableError
 from ...keys import check_seconds
-from ...store import DEFAULT_MAX_SIZE, RewriteResult, Versioned
+from ...store import DEFAULT_MAX_SIZE, IndexPut, RewriteResult, Versioned
 from ...urls import redact_url, split_url, url_bool, url_int, url_seconds
 from .._common import (
     DEFAULT_OPERATION_TIMEOUT,
@@ -721,7 +721,7 @@ class PostgresSessionStore(SQLSessionStore[_Statements]):
         return list(range(last - count + 1, last + 1))
 
     async def _append_fenced(
-        self, key: str, batch: Batch, max_len: int | None, last: int, record: Values
+        self, key: str, batch: Batch, max_len: int | None, last: int, record: Values, index: IndexPut | None
     ) -> int | None:
         if max_len is None:
             values: Values = {
@@ -734,6 +734,9 @@ class PostgresSessionStore(SQLSessionStore[_Statements]):
                 "entries": batch.encoded,
             }
             stmt = self._sql.log_append_fenced
+            if index is not None:
+                stmt = self._fenced_indexed
+                values.update(ikey=index.key, imember=index.member, iscore=index.score, ittl=index.ttl)
             version: int | None = await self._attempts(
                 lambda conn: conn.fetchval(stmt.sql, *stmt.args(values)), safe=False
             )
@@ -741,11 +744,18 @@ class PostgresSessionStore(SQLSessionStore[_Statements]):
                 return version
         # A new or expired log, or one to trim: compared under row locks, in one transaction.
         return await self._attempts(
-            lambda conn: self._append_fenced_on(conn, key, batch, max_len, last, record), safe=False
+            lambda conn: self._append_fenced_on(conn, key, batch, max_len, last, record, index), safe=False
         )
 
     async def _append_fenced_on(
-        self, conn: Connection, key: str, batch: Batch, max_len: int | None, last: int, record: Values
+        self,
+        conn: Connection,
+        key: str,
+        batch: Batch,
+        max_len: int | None,
+        last: int,
+        record: Values,
+        index: IndexPut | None,
     ) -> int | None:
         sql = self._sql
         async with conn.transaction():
@@ -757,6 +767,10 @@ class PostgresSessionStore(SQLSessionStore[_Statements]):
                 return None
             await self._append_on(conn, key, batch, max_len)
             version: int = await conn.fetchval(sql.cas_update.sql, *sql.cas_update.args(record))
+            if index is not None:
+                await conn.execute(self._index_lock, index.key)
+                for step, values in self._index_put_steps(index):
+                    await conn.execute(step.sql, *step.args(values))
             return version
 
     async def _rewrite(self, key: str, rewrites: list[EncodedRewrite]) -> list[RewriteResult]:
@@ -800,14 +814,39 @@ class PostgresSessionStore(SQLSessionStore[_Statements]):
     _greatest = "GREATEST"
 
     @functools.cached_property
-    def _index_lock(self) -> str:
-        """Per key, a transaction-scoped advisory lock (two int4: this table's id, the key's hash)."""
-        table_id = int.from_bytes(
+    def _index_lock_id(self) -> int:
+        """This table's half of the per-key advisory lock of its indexes."""
+        return int.from_bytes(
             hashlib.blake2b(f"sessionware-index:{self.names.table}".encode(), digest_size=4).digest(),
             "big",
             signed=True,
         )
-        return f"SELECT pg_advisory_xact_lock({table_id}, hashtext($1))"
+
+    @functools.cached_property
+    def _index_lock(self) -> str:
+        """Per key, a transaction-scoped advisory lock (two int4: this table's id, the key's hash)."""
+        return f"SELECT pg_advisory_xact_lock({self._index_lock_id}, hashtext($1))"
+
+    @functools.cached_property
+    def _fenced_indexed(self) -> Statement:
+        """The one-statement fenced append, then (once the record was written) the index put under its lock.
+
+        An index found expired is not emptied first, as ``index_put`` does: its stale members come back,
+        naming sessions that are gone.
+        """
+        base = self._sql.log_append_fenced.text
+        tail = " SELECT version FROM upd"
+        expiry = self._sql.dialect.expiry.replace(":ttl", ":ittl")
+        text = (
+            base.removesuffix(tail)
+            + f", ilock AS (SELECT pg_advisory_xact_lock({self._index_lock_id}, hashtext(:ikey::text)) FROM upd),"
+            f" iput AS (INSERT INTO {self.names.index} AS i (key, member, score, expires_at)"
+            f" SELECT :ikey::text, :imember::text, :iscore::float8, {expiry} FROM ilock"
+            " ON CONFLICT (key, member) DO UPDATE SET score = excluded.score,"
+            " expires_at = CASE WHEN i.expires_at IS NULL OR excluded.expires_at IS NULL THEN NULL"
+            " ELSE GREATEST(i.expires_at, excluded.expires_at) END)" + tail
+        )
+        return self._sql.statement(text)
 
     async def _index_steps(self, key: str, steps: Sequence[tuple[Statement, Values]]) -> None:
         await self._attempts(lambda conn: self._index_steps_on(conn, key, steps), safe=False)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from ...codec import Codec
 from ...errors import InvalidValueError, StoreTimeoutError, StoreUnavailableError, ValueTooLargeError
 from ...keys import TTL, check_key
-from ...store import DEFAULT_MAX_SIZE, RewriteResult, Versioned
+from ...store import DEFAULT_MAX_SIZE, IndexPut, RewriteResult, Versioned
 from .._common import Batch, EncodedRewrite, Taken, store_ttl
 from ._base import DEFAULT_TABLE, Dialect, SQLSessionStore, SQLStatements, Statement, TableNames, Values
 
@@ -406,12 +406,19 @@ class SQLiteSessionStore(SQLSessionStore[_Statements]):
         return list(range(last + 1, new_last + 1))
 
     async def _append_fenced(
-        self, key: str, batch: Batch, max_len: int | None, last: int, record: Values
+        self, key: str, batch: Batch, max_len: int | None, last: int, record: Values, index: IndexPut | None
     ) -> int | None:
-        return await self._write(self._append_fenced_rows, key, batch, max_len, last, record)
+        return await self._write(self._append_fenced_rows, key, batch, max_len, last, record, index)
 
     def _append_fenced_rows(
-        self, conn: sqlite3.Connection, key: str, batch: Batch, max_len: int | None, last: int, record: Values
+        self,
+        conn: sqlite3.Connection,
+        key: str,
+        batch: Batch,
+        max_len: int | None,
+        last: int,
+        record: Values,
+        index: IndexPut | None,
     ) -> int | None:
         # The write transaction holds the file: record and log stay as compared until it commits.
         sql = self._sql
@@ -423,7 +430,10 @@ class SQLiteSessionStore(SQLSessionStore[_Statements]):
         if (int(head[0]) if live else 0) != last:
             return None
         self._append_rows(conn, key, batch, max_len)
-        return int(_fetch_one(conn, sql.cas_update, record)[0])
+        version = int(_fetch_one(conn, sql.cas_update, record)[0])
+        if index is not None:
+            self._index_rows(conn, self._index_put_steps(index))
+        return version
 
     async def _rewrite(self, key: str, rewrites: list[EncodedRewrite]) -> list[RewriteResult]:
         return await self._write(self._rewrite_rows, key, rewrites)
