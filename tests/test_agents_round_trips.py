@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import pytest
@@ -294,3 +295,125 @@ async def test_a_bad_fenced_append_is_refused_before_anything_is_written(
     stored = await store.get_versioned("rec")  # type: ignore[attr-defined]
     assert stored is not None
     assert stored.version == version
+
+
+async def test_an_encrypted_store_appends_in_one_fenced_call_and_stores_no_plaintext(store: BaseSessionStore) -> None:
+    from sessionware.encryption import EncryptedStore, KeyRing
+
+    sealed = EncryptedStore(store, KeyRing({"k1": os.urandom(32)}))
+    calls = StoreCalls(store)
+    manager = SessionManager(sealed)
+    session = await manager.create_session("ada")
+    await manager.add_message(session.id, "user", "first secret")
+    calls.take()
+    await manager.add_message(session.id, "user", "second secret")
+    assert calls.take() == {"log_append_fenced": 1}
+    history = await manager.history(session.id)
+    assert [m.content for m in history] == ["first secret", "second secret"]
+    raw = await store.log_read(manager.keys.history(session.id))  # type: ignore[attr-defined]
+    assert len(raw) == 2
+    assert "secret" not in repr([entry.value for entry in raw])
+    record = await store.get_raw(manager.keys.record(session.id))
+    assert record is not None
+    assert b"ada" not in record
+
+
+# -- list_sessions: one page of the user's activity index ------------------------------------------------
+
+
+class ListCalls(StoreCalls):
+    NAMES = (*StoreCalls.NAMES, "index_put", "index_page", "index_remove", "scan")
+
+    def _counting(self, name: str, original: Any) -> Any:
+        if name != "scan":
+            return super()._counting(name, original)
+
+        def scan(*args: Any, **kwargs: Any) -> Any:  # an async iterator, counted when it is started
+            self.counts[name] = self.counts.get(name, 0) + 1
+            return original(*args, **kwargs)
+
+        return scan
+
+
+async def make_sessions(manager: SessionManager, user_id: str, count: int) -> list[str]:
+    ids: list[str] = []
+    for start in range(0, count, 100):
+        made = await asyncio.gather(*(manager.create_session(user_id) for _ in range(start, min(count, start + 100))))
+        ids += [session.id for session in made]
+    return ids
+
+
+async def test_a_page_costs_the_same_for_ten_sessions_as_for_a_thousand(store: BaseSessionStore) -> None:
+    manager = SessionManager(store)
+    await make_sessions(manager, "few", 25)
+    await make_sessions(manager, "many", 1000)
+    calls = ListCalls(store)
+    costs = {}
+    for user_id in ("few", "many"):
+        first = await manager.list_sessions(user_id, limit=20)  # builds nothing: new sessions are indexed
+        assert len(first.sessions) == 20
+        calls.take()
+        page = await manager.list_sessions(user_id, limit=20)
+        costs[user_id] = calls.take()
+        assert page.next_cursor is not None
+    assert costs["few"] == costs["many"]
+    assert costs["many"] == {"index_page": 2, "get_versioned": 20}  # the marker, the page; each session's record
+
+
+async def test_sessions_are_listed_by_last_activity_and_paged_without_loss(store: BaseSessionStore) -> None:
+    manager = SessionManager(store)
+    ids = await make_sessions(manager, "ada", 45)
+    await manager.create_session("bob")
+    for session_id in (ids[3], ids[0], ids[10]):  # the newest activity last
+        await manager.add_message(session_id, "user", "hello")
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await manager.list_sessions("ada", limit=20, cursor=cursor)
+        seen += [session.id for session in page.sessions]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert sorted(seen) == sorted(ids), "every session once, and only ada's"
+    assert seen[:3] == [ids[10], ids[0], ids[3]]
+    stamps = [s.updated_at for s in [await manager.get_session(i) for i in seen] if s is not None]
+    assert stamps == sorted(stamps, reverse=True)
+
+
+async def test_a_gone_session_leaves_the_index_at_the_next_listing(store: BaseSessionStore) -> None:
+    manager = SessionManager(store)
+    ids = await make_sessions(manager, "ada", 3)
+    await store.delete(manager.keys.record(ids[1]))  # gone behind the manager's back (expired, say)
+    page = await manager.list_sessions("ada")
+    assert sorted(s.id for s in page.sessions) == sorted([ids[0], ids[2]])
+    members = [member for member, _ in await store.index_page(manager.keys.activity("ada"), limit=10)]  # type: ignore[attr-defined]
+    assert ids[1] not in members
+
+
+async def test_sessions_stored_before_the_index_are_indexed_at_the_first_listing(store: BaseSessionStore) -> None:
+    manager = SessionManager(store)
+    ids = await make_sessions(manager, "ada", 30)
+    await manager.add_message(ids[7], "user", "the newest")
+    # As a store written by the previous release holds them: index entries, no activity index.
+    await store.index_delete(manager.keys.activity("ada"))  # type: ignore[attr-defined]
+    calls = ListCalls(store)
+    fresh = SessionManager(store)
+    first = await fresh.list_sessions("ada", limit=10)
+    assert calls.take()["scan"] == 1
+    assert first.sessions[0].id == ids[7]
+    seen = [s.id for s in first.sessions]
+    cursor = first.next_cursor
+    while cursor is not None:
+        page = await fresh.list_sessions("ada", limit=10, cursor=cursor)
+        seen += [s.id for s in page.sessions]
+        cursor = page.next_cursor
+    assert sorted(seen) == sorted(ids)
+    assert "scan" not in calls.take(), "built once"
+
+
+async def test_an_erased_user_leaves_no_index(store: BaseSessionStore) -> None:
+    manager = SessionManager(store)
+    await make_sessions(manager, "ada", 5)
+    assert await manager.delete_user_data("ada") == 5
+    assert await store.index_page(manager.keys.activity("ada"), limit=10) == []  # type: ignore[attr-defined]
+    assert (await manager.list_sessions("ada")).sessions == ()

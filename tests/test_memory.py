@@ -167,7 +167,7 @@ async def test_a_hand_made_lease_keeps_the_default_clock(store: InMemorySessionS
 async def test_eviction_takes_a_whole_session_record_history_and_index_entry(clock: FakeClock) -> None:
     from sessionware import SessionManager
 
-    store = InMemorySessionStore(max_sessions=3, clock=clock)
+    store = InMemorySessionStore(max_sessions=4, clock=clock)  # three sessions and the user's activity index
     manager = SessionManager(store)
     made = []
     for i in range(5):

@@ -346,3 +346,32 @@ async def test_failover_keeps_every_acknowledged_write(cluster: LocalCluster, cl
         await drop(client, prefix)
         if victim.process is None:
             cluster.restart(victim)
+
+
+async def test_an_agent_turn_on_the_cluster_is_one_script_and_lists_by_activity(store: RedisSessionStore) -> None:
+    """The record and logs of a session share a slot, so the fenced append is one script; the user's activity
+    index lies in another slot and is put by a second."""
+    from sessionware.agents import SessionManager
+
+    manager = SessionManager(store)
+    first = await manager.create_session("alice")
+    second = await manager.create_session("alice")
+    await manager.add_message(second.id, "user", "warm")
+    sent: list[str] = []
+    script = store.driver.script
+
+    async def counted(*args: Any) -> Any:
+        sent.append("script")
+        return await script(*args)
+
+    store.driver.script = counted  # type: ignore[method-assign,assignment]
+    try:
+        await manager.add_message(first.id, "user", "hello")
+    finally:
+        store.driver.script = script  # type: ignore[method-assign]
+    assert sent == ["script", "script"]  # the fenced append, then the index put in the user's slot
+    page = await manager.list_sessions("alice")
+    assert [s.id for s in page.sessions] == [first.id, second.id]
+    got = await manager.get_session(first.id)
+    assert got is not None
+    assert got.message_count == 1

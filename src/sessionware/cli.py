@@ -36,6 +36,7 @@ from .logs import LogRestore, iter_log
 from .store import (
     BaseSessionStore,
     ExpiringStore,
+    IndexStore,
     LockingStore,
     LogStore,
     PurgeableStore,
@@ -663,6 +664,7 @@ async def restore(
         report.conflicts = sorted(set(report.conflicts))
         skipped.update(report.conflicts)
     updates = updates_of(store)
+    rebuild: set[str] = set()
     try:
         for key, (value, ttl) in plan.records.items():
             if key in skipped:
@@ -674,8 +676,15 @@ async def restore(
                     await update.write(value, ttl=ttl)
             report.records += 1
             report.sessions += kind_of(keys, key) != AGENT_INDEX
+            stale = keys.activity_of_entry(key)
+            if stale is not None:
+                rebuild.add(stale)
     finally:
         await updates.close()
+    if isinstance(store, IndexStore):
+        for index in sorted(rebuild):
+            # The user's activity index does not know the imported sessions: rebuilt on its next listing.
+            await store.index_delete(index)
     source.seek(start)
     source.readline()
     log: LogRestore | None = None

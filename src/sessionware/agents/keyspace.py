@@ -73,6 +73,22 @@ def check_cursor(cursor: object) -> str:
     return cursor
 
 
+def activity_score(at: float) -> float:
+    """A time as an activity index score: whole microseconds (exact in a float, and in a cursor)."""
+    return float(round(at * 1_000_000))
+
+
+def activity_cursor(score: float, session_id: str) -> str:
+    """The ``list_sessions`` cursor of a position in the activity index (the shape of an index entry)."""
+    return f"{int(score):016x}:{session_id}"
+
+
+def cursor_position(cursor: str) -> tuple[float, str]:
+    """The ``(score, member)`` position of a checked cursor."""
+    score, _, session_id = cursor.partition(":")
+    return float(int(score, 16)), session_id
+
+
 def index_entry(created_at: float, session_id: str) -> str:
     """The per-user index suffix of a session: creation time (µs, fixed-width hex) then id, so names sort by age."""
     return f"{round(created_at * 1_000_000):016x}:{session_id}"
@@ -84,7 +100,10 @@ class AgentKeys:
     - ``{ns}:s:{{session_id}}``: the session record (metadata, counters, expiry)
     - log ``{ns}:h:{{session_id}}``: the message history
     - log ``{ns}:t:{{session_id}}``: the tool invocations
-    - ``{ns}:u:{escaped user_id}:{created µs hex}:{{session_id}}``: the per-user index
+    - ``{ns}:u:{escaped user_id}:{created µs hex}:{{session_id}}``: the per-user index entries (one record
+      each: which sessions a user has)
+    - index ``{ns}:a:{escaped user_id}``: the user's sessions by last activity (on stores with sorted
+      indexes; rebuilt from the entries when it lacks its ``!built`` member)
 
     Every key of one session carries the session id in braces: on Redis
     Cluster that is the hash tag, so all of them share one slot and a script
@@ -131,6 +150,18 @@ class AgentKeys:
         created, _, session_id = entry.partition(":")
         return f"{self.user_prefix(user_id)}{created}:{{{session_id}}}"
 
+    def activity(self, user_id: str) -> str:
+        """Key of the sorted index of ``user_id``'s sessions by last activity."""
+        return f"{self.namespace}:a:{escape_user_id(user_id)}"
+
+    def activity_of_entry(self, key: str) -> str | None:
+        """The activity index of the user an index entry key belongs to, or ``None`` for another key."""
+        head = f"{self.namespace}:u:"
+        if not key.startswith(head):
+            return None
+        escaped, sep, _ = key[len(head) :].partition(":")
+        return f"{self.namespace}:a:{escaped}" if sep and escaped else None
+
     @staticmethod
     def entry_of(suffix: str) -> str | None:
         """The index entry (``"<created hex>:<session id>"``) of what follows a user prefix, or ``None``."""
@@ -150,6 +181,9 @@ __all__ = [
     "check_session_id",
     "check_user_id",
     "escape_user_id",
+    "activity_cursor",
+    "activity_score",
+    "cursor_position",
     "index_entry",
     "new_session_id",
 ]

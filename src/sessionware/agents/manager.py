@@ -25,6 +25,8 @@ from ..providers.imports import Provider, messages_from_response
 from ..store import (
     ClosableStore,
     FencedAppendStore,
+    IndexPut,
+    IndexStore,
     LockingStore,
     LogEditStore,
     LogEntry,
@@ -43,9 +45,12 @@ from .errors import MissingCapabilityError, SessionNotFoundError
 from .history import TokenCounter, check_window, read_window
 from .keyspace import (
     AgentKeys,
+    activity_cursor,
+    activity_score,
     check_cursor,
     check_session_id,
     check_user_id,
+    cursor_position,
     index_entry,
     new_session_id,
 )
@@ -169,6 +174,7 @@ class SessionManager:
         if self._updates.name == "local" and isinstance(self._updates, LocalIsolation) and _fast_capable(store):
             self._fast = store  # type: ignore[assignment]
         self._recent: OrderedDict[str, Versioned] = OrderedDict()
+        self._index: IndexStore | None = store if isinstance(store, IndexStore) else None
 
     @property
     def store(self) -> SessionStore:
@@ -241,6 +247,7 @@ class SessionManager:
                 {"id": session_id},
                 None if seconds is None else 2 * seconds,
             )
+            await self._put_activity(record, now)
         except BaseException:
             await self._store.delete(self._keys.record(session_id))
             raise
@@ -400,6 +407,8 @@ class SessionManager:
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise InvalidValueError("limit", f"must be an int from 1 to {MAX_PAGE}, not {limit!r:.60}")
         after = None if cursor is None else check_cursor(cursor)
+        if self._index is not None:
+            return await self._page(self._index, user_id, limit, after)
         prefix = self._keys.user_prefix(user_id)
         scanner = self._scanner("list_sessions")
         found = [AgentKeys.entry_of(key[len(prefix) :]) async for key in scanner.scan(prefix)]
@@ -422,6 +431,64 @@ class SessionManager:
                     next_cursor = entry
                 break
         return SessionPage(sessions=tuple(sessions), next_cursor=next_cursor)
+
+    async def _page(self, index: IndexStore, user_id: str, limit: int, after: str | None) -> SessionPage:
+        """One page read from the user's activity index: its cost grows with ``limit``, not with their sessions."""
+        key = self._keys.activity(user_id)
+        if not await self._index_built(index, key):
+            await self._build_index(index, user_id)
+        before = None if after is None else cursor_position(after)
+        sessions: list[Session] = []
+        next_cursor: str | None = None
+        last = before
+        while next_cursor is None:
+            want = limit - len(sessions) + 1
+            found = await index.index_page(key, limit=want, before=before)
+            for member, score in found:
+                if member == _BUILT:
+                    continue
+                if len(sessions) == limit and last is not None:
+                    next_cursor = activity_cursor(*last)  # one more is there: the next page starts after ours
+                    break
+                before = (score, member)
+                record = await self._load(member, user_id)
+                if record is None:
+                    await index.index_remove(key, member)  # expired or deleted: the index forgets it
+                    continue
+                sessions.append(record.snapshot())
+                last = before
+            if len(found) < want:
+                break
+            if found:
+                before = (found[-1][1], found[-1][0])
+        return SessionPage(sessions=tuple(sessions), next_cursor=next_cursor)
+
+    async def _index_built(self, index: IndexStore, key: str) -> bool:
+        # The marker is the only member at score 0 (sessions score their activity in µs), and "!built" sorts
+        # after everything else there: the one pair right after (0, "!built\x01") is it, if it is there.
+        marker = await index.index_page(key, limit=1, before=(0.0, _BUILT + "\x01"))
+        return bool(marker) and marker[0][0] == _BUILT
+
+    async def _build_index(self, index: IndexStore, user_id: str) -> None:
+        """Fill the activity index from the user's index entries (sessions stored before it, or imported)."""
+        key = self._keys.activity(user_id)
+        longest: float | None = 0.0
+        if isinstance(self._store, ScannableStore):
+            prefix = self._keys.user_prefix(user_id)
+            entries = [key async for key in self._store.scan(prefix)]
+            for entry_key in entries:
+                entry = AgentKeys.entry_of(entry_key[len(prefix) :])
+                if entry is None:
+                    continue
+                record = await self._load(_session_of(entry), user_id)
+                if record is None or record.index != entry:
+                    continue
+                ttl = None if record.ttl is None else 2 * record.ttl
+                longest = None if ttl is None or longest is None else max(longest, ttl)
+                await index.index_put(key, record.id, activity_score(record.updated_at), ttl=ttl)
+        if longest == 0.0:  # no session: the marker alone, for a while (a user may come back)
+            longest = _EMPTY_INDEX_TTL if self._ttl is None else 2 * self._ttl
+        await index.index_put(key, _BUILT, 0.0, ttl=longest)
 
     async def delete_user_data(self, user_id: str) -> int:
         """Delete every session of ``user_id`` with its history and tool invocations; return how many."""
@@ -446,6 +513,8 @@ class SessionManager:
                         await self._erase(update, session_id, user_id, record.index, record, everything=True)
                         deleted += 1
             await self._store.delete(key)
+        if self._index is not None:
+            await self._index.index_delete(self._keys.activity(user_id))
         return deleted
 
     # -- history and tool invocations ----------------------------------------------------------------
@@ -867,6 +936,7 @@ class SessionManager:
                         {"id": new_id},
                         None if ttl is None else 2 * ttl,
                     )
+                    await self._put_activity(record, now)
                 except BaseException:
                     await self._store.delete(self._keys.record(new_id))
                     raise
@@ -1082,6 +1152,7 @@ class SessionManager:
             if record.until.get("i", 0.0) < expires_at:
                 await self._set(self._keys.user_index(record.user_id, record.index), {"id": record.id}, 2 * ttl)
                 record.until["i"] = now + 2 * ttl
+        await self._put_activity(record, now)
         await update.save(record.to_json(), ttl=ttl)
 
     async def _append_messages(self, session_id: str, user_id: str | None, entries: list[JsonDict]) -> list[Message]:
@@ -1161,6 +1232,7 @@ class SessionManager:
                 ttl=record.ttl,
                 log_ttl=self._log_ttl(record),
                 max_len=None if chain.shared else self._max_len(log),
+                index=self._activity(record, now),
             )
             if version is None:
                 return None
@@ -1173,6 +1245,18 @@ class SessionManager:
         recent.move_to_end(session_id)
         if len(recent) > _RECENT:
             recent.popitem(last=False)
+
+    def _activity(self, record: SessionRecord, now: float) -> IndexPut | None:
+        """The put that moves the session to ``now`` in its user's activity index (``None``: no index)."""
+        if self._index is None:
+            return None
+        ttl = None if record.ttl is None else 2 * record.ttl
+        return IndexPut(self._keys.activity(record.user_id), record.id, activity_score(now), ttl)
+
+    async def _put_activity(self, record: SessionRecord, now: float) -> None:
+        put = self._activity(record, now)
+        if put is not None and self._index is not None:
+            await self._index.index_put(put.key, put.member, put.score, ttl=put.ttl)
 
     def _chain(self, record: SessionRecord, log: Literal["h", "t"]) -> LogChain:
         return self._hchain(record) if log == "h" else self._tchain(record)
@@ -1282,6 +1366,8 @@ class SessionManager:
         for key in logs:
             await self._logs.log_delete(key)
         await self._store.delete(self._keys.user_index(user_id, index))
+        if self._index is not None:
+            await self._index.index_remove(self._keys.activity(user_id), session_id)
 
     async def _set(self, key: str, value: JsonDict, ttl: float | None) -> None:
         await self._updates.put(key, value, ttl=ttl)
@@ -1321,6 +1407,13 @@ class SessionManager:
             raise MissingCapabilityError(self._store, "ScannableStore (scan)", operation)
         return self._store
 
+
+_BUILT = "!built"
+"""The member that marks a user's activity index as complete (never a session id)."""
+
+
+_EMPTY_INDEX_TTL = 86_400.0
+"""How long the activity index of a user found with no session is kept (it saves looking again)."""
 
 _RECENT = 1024
 """How many records a manager keeps for its one-round-trip appends."""
