@@ -846,10 +846,8 @@ async def _measure_forks(recipe: TurnRecipe, rows: list[Row], tag: str, plan: Tu
             return await manager.fork_session(parent.id, at=parent.newest, user_id=parent.user)
 
         def check(parent: _Parent, _: int, session: Any) -> None:
-            if session.message_count != parent.newest or session.forked_from != {
-                "session_id": parent.id,
-                "seq": parent.newest,
-            }:
+            origin = {"session_id": parent.id, "seq": parent.newest}
+            if session.message_count != parent.newest or session.forked_from != origin:
                 raise RuntimeError(f"a fork of {parent.id} at {parent.newest} is {session!r:.200}")
             parent.forks.append(session.id)
 
