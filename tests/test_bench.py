@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from benchmarks.harness import BenchConfig, config_from_args, main, parser, run_bench
 from benchmarks.harness.bulk import bulk_key
+from benchmarks.harness.measure import Timing
 from benchmarks.harness.output import LineProgress, NoProgress, progress_for, render
 from benchmarks.harness.report import Report, Row, WorkloadReport
 from benchmarks.harness.spaces import StoreSpec
@@ -28,15 +29,22 @@ from benchmarks.harness.workloads import (
     PENDING,
     W1_SUBJECTS,
     W2_BASELINES,
+    W2_FORK,
     W2_LABELS,
+    W2_LIST,
     W2_MIN_RATIOS,
     W2_OURS,
     W2_QUICK,
+    ForkGroup,
+    ListGroup,
+    ListRow,
     ScaleRow,
     TurnGroup,
     TurnPlan,
     TurnRow,
+    interleaved,
     run_conversations,
+    run_round_robin,
     run_w1s,
     run_w2,
     w1s_session,
@@ -165,17 +173,36 @@ def test_command_writes_plain_tables_and_json(tmp_path: Path) -> None:
     w2_rows = data["workloads"][1]["rows"]
     kinds = (*W2_OURS["memory"], *W2_BASELINES["memory"])
     assert [(row["subject"], row["messages"]) for row in w2_rows] == [
-        (f"{kind}@{size}", size) for size in (50, 5000) for kind in kinds
+        *((f"{kind}@{size}", size) for size in (50, 5000) for kind in kinds),
+        ("ours-fork@50", 50),
+        ("ours-fork@5000", 5000),
+        ("ours-list@10", 0),
+        ("ours-list@10000", 0),
     ]
-    assert [row["lost"] for row in w2_rows] == [0] * 2 * len(kinds)
-    small, large = w2_rows[0], w2_rows[len(kinds)]
-    assert large["cost_ratio"] == small["ops_per_s"] / large["ops_per_s"]
+    assert [row["sessions"] for row in w2_rows[-2:]] == [10, 10_000]
+    assert [row["lost"] for row in w2_rows] == [0] * len(w2_rows)
+    for small, large in [(w2_rows[0], w2_rows[len(kinds)]), (w2_rows[-4], w2_rows[-3]), (w2_rows[-2], w2_rows[-1])]:
+        assert large["cost_ratio"] == small["ops_per_s"] / large["ops_per_s"]
+    assert "sessionware SessionManager.fork_session, 5,000 msgs" in text
+    assert "sessionware SessionManager.list_sessions limit=20, 10,000 sessions" in text
+    assert "10000/10 cost" in text
 
 
 # -- W2 --------------------------------------------------------------------------------------------
 
-W2_TINY = TurnPlan((TurnGroup(24, 5, 2), TurnGroup(60, 3, 4)), concurrency=4, batch=16)
-"""Two sizes (both above the 20-message window), prefilled in several batches, with fewer conversations than tasks."""
+W2_TINY = TurnPlan(
+    (TurnGroup(24, 5, 2), TurnGroup(60, 3, 4)),
+    concurrency=4,
+    batch=16,
+    forks=(ForkGroup(24, 3, 2), ForkGroup(60, 2, 3)),
+    lists=(ListGroup(3, 4), ListGroup(45, 6)),
+    page=10,
+    creators=4,
+)
+"""Two sizes (both above the 20-message window), prefilled in several batches, with fewer conversations than tasks;
+forks of both sizes, and pages of a user with fewer sessions than a page holds and of one with several pages."""
+MANAGER_ROWS = ["ours-fork@24", "ours-fork@60", "ours-list@3", "ours-list@45"]
+"""The manager's own rows of ``W2_TINY`` on every backend, after the turn rows."""
 
 
 async def test_tiny_w2_on_memory_and_sqlite(tmp_path: Path) -> None:
@@ -186,9 +213,12 @@ async def test_tiny_w2_on_memory_and_sqlite(tmp_path: Path) -> None:
 
     sizes = [group.messages for group in W2_TINY.groups]
     kinds = {backend: (*W2_OURS[backend], *W2_BASELINES[backend]) for backend in ("memory", "sqlite")}
-    # Rows come size by size within each backend: every subject at 24 messages, then every one at 60.
+    # Rows come size by size within each backend: every subject at 24 messages, then every one at 60,
+    # then the manager's forks at both sizes and its pages of both users.
     assert [(row.backend, row.subject) for row in w2.rows] == [
-        (backend, f"{kind}@{size}") for backend in ("memory", "sqlite") for size in sizes for kind in kinds[backend]
+        (backend, subject)
+        for backend in ("memory", "sqlite")
+        for subject in [*(f"{kind}@{size}" for size in sizes for kind in kinds[backend]), *MANAGER_ROWS]
     ]
     have_agents = importlib.util.find_spec("agents") is not None
     have_frameworks = {
@@ -200,6 +230,8 @@ async def test_tiny_w2_on_memory_and_sqlite(tmp_path: Path) -> None:
     for row in w2.rows:
         assert isinstance(row, TurnRow)
         kind, _, size = row.subject.partition("@")
+        if kind in (W2_FORK, W2_LIST):
+            continue
         group = next(g for g in W2_TINY.groups if g.messages == int(size))
         is_ours = kind in W2_OURS[row.backend]
         assert (row.workload, row.ours, row.messages, row.concurrency) == ("w2", is_ours, group.messages, 4)
@@ -234,6 +266,38 @@ async def test_tiny_w2_on_memory_and_sqlite(tmp_path: Path) -> None:
             else:
                 assert large.met is None
 
+    # Forks of 24- and 60-message sessions at their newest message, and pages of the users with 3 and 45
+    # sessions: each row timed every operation, each fork holds its parent's messages, each user's sessions
+    # are all found; the larger row's cost is against the smaller's of this run, with ours' target.
+    for backend in ("memory", "sqlite"):
+        for fork, fork_group in zip(MANAGER_ROWS[:2], W2_TINY.forks, strict=True):
+            row = rows[(backend, fork)]
+            assert (row.status, row.note, row.ours, row.concurrency) == ("ok", "", True, 4)
+            assert row.label == f"{W2_LABELS[W2_FORK]}, {fork_group.messages} msgs"
+            assert isinstance(row, TurnRow)
+            assert row.messages == fork_group.messages
+            assert row.ops == fork_group.sessions * fork_group.forks
+            assert row.expected == row.final == fork_group.sessions * (1 + fork_group.forks) * fork_group.messages
+        for listed, list_group in zip(MANAGER_ROWS[2:], W2_TINY.lists, strict=True):
+            row = rows[(backend, listed)]
+            assert (row.status, row.note, row.ours, row.concurrency) == ("ok", "", True, 4)
+            assert row.label == f"{W2_LABELS[W2_LIST]} limit=10, {list_group.sessions} sessions"
+            assert isinstance(row, ListRow)
+            assert (row.sessions, row.messages) == (list_group.sessions, 0)
+            assert row.ops == list_group.pages
+            assert row.expected == row.final == list_group.sessions
+        for small_subject, large_subject, target in [
+            ("ours-fork@24", "ours-fork@60", "60/24 cost"),
+            ("ours-list@3", "ours-list@45", "45/3 cost"),
+        ]:
+            small, large = rows[(backend, small_subject)], rows[(backend, large_subject)]
+            assert isinstance(small, TurnRow)
+            assert isinstance(large, TurnRow)
+            assert (small.cost_ratio, small.target, small.met) == (None, "", None)
+            assert large.cost_ratio == small.ops_per_s / large.ops_per_s
+            assert large.target == f"{target} {large.cost_ratio:.2f}x ≤1.2x"
+            assert large.met == (large.cost_ratio <= 1.2)
+
     # Ratios pair ours with baselines of the same backend at the same size only: the manager with the
     # openai-agents sessions and the raw clients, each adapter over ours with its framework's own store.
     assert sorted((r.backend, r.ours, r.baseline) for r in w2.ratios) == sorted(
@@ -265,6 +329,8 @@ async def test_tiny_w2_on_memory_and_sqlite(tmp_path: Path) -> None:
     assert text.startswith("W2 agent turn")
     assert "sqlite3 row per message (raw), 60 msgs" in text
     assert "60/24 cost" in text
+    assert "sessionware SessionManager.list_sessions limit=10, 45 sessions" in text
+    assert "45/3 cost" in text
     data = report.to_dict()["workloads"][0]
     n = len(kinds["memory"])
     assert [row["messages"] for row in data["rows"]][: 2 * n] == [24] * n + [60] * n
@@ -274,9 +340,12 @@ async def test_w2_on_an_unreachable_server_gives_error_rows(tmp_path: Path) -> N
     config = tiny(backends=("postgres",), postgres_url="postgresql://postgres@127.0.0.1:1/test")
     w2 = await run_w2(config, tmp_path, NoProgress(), W2_TINY)
     assert [row.subject for row in w2.rows] == [
-        f"{kind}@{group.messages}"
-        for group in W2_TINY.groups
-        for kind in (*W2_OURS["postgres"], *W2_BASELINES["postgres"])
+        *(
+            f"{kind}@{group.messages}"
+            for group in W2_TINY.groups
+            for kind in (*W2_OURS["postgres"], *W2_BASELINES["postgres"])
+        ),
+        *MANAGER_ROWS,
     ]
     for row in w2.rows:
         assert row.status == "error"
@@ -286,6 +355,12 @@ async def test_w2_on_an_unreachable_server_gives_error_rows(tmp_path: Path) -> N
     assert w2.rows[0].note.startswith("StoreUnavailableError: ")
     ours_large = next(row for row in w2.rows if row.subject == "ours@60")
     assert (ours_large.target, ours_large.met) == ("60/24 cost ≤1.2x", None)
+    fork_large, list_large = (
+        next(row for row in w2.rows if row.subject == s) for s in ("ours-fork@60", "ours-list@45")
+    )
+    assert (fork_large.target, fork_large.met) == ("60/24 cost ≤1.2x", None)
+    assert (list_large.target, list_large.met) == ("45/3 cost ≤1.2x", None)
+    assert all(row.note.startswith("StoreUnavailableError: ") for row in w2.rows if row.subject in MANAGER_ROWS)
     assert len(w2.ratios) == 6  # ours with both baselines, the openai-agents session over ours with the SDK's
     assert all(ratio.ratio is None and ratio.met is None and ratio.note for ratio in w2.ratios)
 
@@ -322,6 +397,50 @@ async def test_a_turn_that_reads_the_wrong_window_fails_the_run() -> None:
         await run_conversations(short, ["a", "b"], turns=2, first=5, window=20, concurrency=2)
     with pytest.raises(RuntimeError, match="not the 20 ending with the reply it wrote"):
         await run_conversations(stale, ["a"], turns=1, first=5, window=20, concurrency=1)
+
+
+async def test_round_robin_calls_each_item_in_order_and_never_overlaps() -> None:
+    in_flight: set[str] = set()
+    calls: dict[str, list[int]] = {"a": [], "b": []}
+    checked: list[tuple[str, int, str]] = []
+
+    async def call(item: str, n: int) -> str:
+        assert item not in in_flight
+        in_flight.add(item)
+        await asyncio.sleep(0)
+        calls[item].append(n)
+        in_flight.discard(item)
+        return f"{item}{n}"
+
+    def check(item: str, n: int, result: str) -> None:
+        checked.append((item, n, result))
+
+    timing = await run_round_robin(call, ["a", "b"], times=3, concurrency=4, check=check)
+    assert (timing.ops, len(timing.latencies)) == (6, 6)
+    assert calls == {"a": [0, 1, 2], "b": [0, 1, 2]}
+    assert sorted(checked) == [(item, n, f"{item}{n}") for item in "ab" for n in range(3)]
+
+    def refuse(item: str, n: int, result: str) -> None:
+        raise RuntimeError(f"bad {result}")
+
+    with pytest.raises(RuntimeError, match="bad a0"):
+        await run_round_robin(call, ["a"], times=2, concurrency=1, check=refuse)
+
+
+async def test_interleaved_slices_alternate_and_add_up() -> None:
+    ran: list[tuple[str, int, int]] = []
+
+    def run_of(name: str) -> Any:
+        async def run(count: int, done: int) -> Timing:
+            ran.append((name, count, done))
+            return Timing(count, 0.5, [0.1] * count)
+
+        return run
+
+    small, large = await interleaved([run_of("s"), run_of("l")], [4, 6], 3)
+    assert ran == [("s", 1, 0), ("l", 2, 0), ("l", 2, 2), ("s", 1, 1), ("s", 2, 2), ("l", 2, 4)]
+    assert (small.ops, small.seconds, len(small.latencies)) == (4, 1.5, 4)
+    assert (large.ops, large.seconds, len(large.latencies)) == (6, 1.5, 6)
 
 
 def test_messages_are_about_200_characters_and_history_is_exact() -> None:

@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sessionware.bot.adapters import Update
 from sessionware.codec import JsonDict
@@ -52,19 +52,57 @@ class TurnGroup:
 
 
 @dataclass(frozen=True)
+class ForkGroup:
+    """W2 sessions to fork of one size: messages each holds, how many, forks timed of each (at its newest message)."""
+
+    messages: int
+    sessions: int
+    forks: int
+
+
+@dataclass(frozen=True)
+class ListGroup:
+    """A W2 user whose sessions are listed: how many sessions they own, how many pages are timed."""
+
+    sessions: int
+    pages: int
+
+
+@dataclass(frozen=True)
 class TurnPlan:
-    """The sizes of W2: its groups of conversations, the concurrency, the window a turn reads, the prefill batch."""
+    """The sizes of W2: its groups of conversations, the concurrency, the window a turn reads, the prefill batch;
+    the sessions ``fork_session`` is timed on and the users ``list_sessions`` is timed for (none: no such rows)."""
 
     groups: tuple[TurnGroup, ...]
     concurrency: int = 16
     window: int = 20
     batch: int = 500
+    forks: tuple[ForkGroup, ...] = ()
+    lists: tuple[ListGroup, ...] = ()
+    page: int = 20
+    """The ``limit`` of each timed ``list_sessions`` page."""
+    creators: int = 32
+    """Concurrent ``create_session`` calls prefilling the listed users' sessions."""
 
 
-W2_FULL = TurnPlan((TurnGroup(50, 200, 5), TurnGroup(5_000, 20, 50)))
-"""200 conversations at 50 messages and 20 at 5,000; 1,000 timed turns each, 16 conversations at a time."""
-W2_QUICK = TurnPlan((TurnGroup(50, 32, 5), TurnGroup(5_000, 8, 20)), concurrency=8)
-"""``--quick``: the same two sizes, 160 timed turns each, 8 conversations at a time (a fifth of the prefill)."""
+W2_FULL = TurnPlan(
+    (TurnGroup(50, 200, 5), TurnGroup(5_000, 20, 50)),
+    forks=(ForkGroup(50, 20, 50), ForkGroup(5_000, 20, 50)),
+    lists=(ListGroup(10, 200), ListGroup(10_000, 200)),
+)
+"""200 conversations at 50 messages and 20 at 5,000; 1,000 timed turns each, 16 conversations at a time.
+1,000 forks each of 20 sessions of 50 and of 5,000 messages; 200 pages each of users with 10 and 10,000 sessions."""
+W2_QUICK = TurnPlan(
+    (TurnGroup(50, 32, 5), TurnGroup(5_000, 8, 20)),
+    concurrency=8,
+    forks=(ForkGroup(50, 8, 20), ForkGroup(5_000, 8, 20)),
+    lists=(ListGroup(10, 40), ListGroup(10_000, 40)),
+)
+"""``--quick``: the same two sizes, 160 timed turns each, 8 conversations at a time (a fifth of the prefill);
+160 forks of each size, 40 pages of each user (still 10,000 sessions: they take seconds to create)."""
+W2_SLICES = 5
+"""Forks and pages of the two sizes are timed in this many alternating slices (turns in as many as the fewest
+turns of a conversation)."""
 
 W2_LABELS = {
     "ours": "sessionware SessionManager",
@@ -81,6 +119,8 @@ W2_LABELS = {
     "sqlite3": "sqlite3 row per message (raw)",
     "redis-py": "redis-py RPUSH+LRANGE (raw)",
     "asyncpg": "asyncpg row per message (raw)",
+    "ours-fork": "sessionware SessionManager.fork_session",
+    "ours-list": "sessionware SessionManager.list_sessions",
 }
 W2_BASELINES: dict[str, tuple[str, ...]] = {
     "memory": ("pydantic-memory", "adk-memory"),
@@ -115,7 +155,12 @@ W2_MIN_RATIOS = {
     "adk-sqlite": 2.0,
 }
 W2_COST_LIMIT = 1.2
-"""Ours' time per turn at the largest size may be at most this many times its time at the smallest."""
+"""Ours' time per turn (per fork, per page) at the largest size may be at most this many times its time at the
+smallest."""
+W2_FORK = "ours-fork"
+W2_LIST = "ours-list"
+"""The manager's own operations W2 times on every backend besides turns, each against itself at the smaller size:
+``fork_session`` of a short and of a long session, a ``list_sessions`` page of a user with few and with many."""
 
 
 def turn_subject(kind: str, messages: int) -> str:
@@ -502,13 +547,76 @@ class TurnRow(Row):
     """A W2 row: one subject on conversations of one size."""
 
     messages: int = 0
-    """Messages each conversation was prefilled with (it grows by 2 per timed turn)."""
+    """Messages each conversation was prefilled with (it grows by 2 per timed turn; a forked one does not grow)."""
     cost_ratio: float | None = None
-    """Time per turn at this size over the same subject's at the smallest size (its throughput there over
-    this row's), both measured in this run; ``None`` at the smallest size or when either did not run."""
+    """Time per turn (fork, page) at this size over the same subject's at the smallest size (its throughput there
+    over this row's), both measured in this run; ``None`` at the smallest size or when either did not run."""
+
+    @property
+    def size(self) -> int:
+        """What the row's size is counted in: messages (sessions for :class:`ListRow`)."""
+        return self.messages
+
+
+@dataclass
+class ListRow(TurnRow):
+    """A W2 ``list_sessions`` row: pages of one user's sessions (``messages`` is 0: the sessions are empty)."""
+
+    sessions: int = 0
+    """Sessions the listed user owns (created before the timed pages; the only ones in their store)."""
+
+    @property
+    def size(self) -> int:
+        """The listed user's sessions."""
+        return self.sessions
 
 
 TurnCall = Callable[[Any, list[Message]], Awaitable[tuple[int, str]]]
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+async def run_round_robin(
+    operation: Callable[[T, int], Awaitable[R]],
+    items: Sequence[T],
+    *,
+    times: int,
+    concurrency: int,
+    check: Callable[[T, int, R], None] | None = None,
+    meter: Meter | None = None,
+) -> Timing:
+    """Time ``operation(item, n)`` for ``n`` in ``range(times)`` on each item, ``concurrency`` at a time.
+
+    As :func:`run_conversations`: items wait in one round-robin queue, so one
+    item never has two calls in flight. ``check`` (untimed) sees every result
+    and raises to fail the run.
+    """
+    queue = deque((item, 0) for item in items if times > 0)
+    latencies: list[float] = []
+    meter = meter or Meter()
+
+    async def worker() -> None:
+        clock, record = time.perf_counter, latencies.append
+        while queue:
+            item, done = queue.popleft()
+            start = clock()
+            result = await operation(item, done)
+            record(clock() - start)
+            if check is not None:
+                check(item, done, result)
+            if done + 1 < times:
+                queue.append((item, done + 1))
+            meter.done += 1
+
+    gc.collect()
+    start = time.perf_counter()
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(concurrency):
+                group.create_task(worker())
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return Timing(len(latencies), time.perf_counter() - start, latencies)
 
 
 async def run_conversations(
@@ -635,31 +743,246 @@ async def _interleaved_turns(
     alternating from one slice to the next. Each group's timing is the sum of
     its slices.
     """
-    slices = max(1, min(group.turns for group in plan.groups))
-    parts: list[list[Timing]] = [[] for _ in plan.groups]
-    done = [0] * len(plan.groups)
-    for number in range(slices):
-        order = list(range(len(plan.groups)))
-        for index in order if number % 2 == 0 else order[::-1]:
-            group = plan.groups[index]
-            turns = group.turns * (number + 1) // slices - group.turns * number // slices
-            if turns == 0:
-                continue
-            timing = await run_conversations(
+
+    def turns_of(index: int) -> SliceRun:
+        group = plan.groups[index]
+
+        async def run(turns: int, done: int) -> Timing:
+            return await run_conversations(
                 subject.turn,
                 groups[index],
                 turns=turns,
-                first=group.messages + 1 + done[index],
+                first=group.messages + 1 + done,
                 window=plan.window,
                 concurrency=plan.concurrency,
                 meter=meter,
             )
-            parts[index].append(timing)
-            done[index] += turns
+
+        return run
+
+    counts = [group.turns for group in plan.groups]
+    return await interleaved([turns_of(index) for index in range(len(counts))], counts, max(1, min(counts)))
+
+
+SliceRun = Callable[[int, int], Awaitable[Timing]]
+"""Times ``count`` more operations of one size, ``done`` of them having run before: ``run(count, done)``."""
+
+
+async def interleaved(runs: Sequence[SliceRun], counts: Sequence[int], slices: int) -> list[Timing]:
+    """Run ``counts[i]`` operations of each size through ``runs[i]`` in ``slices`` alternating slices.
+
+    In each slice every size runs its share, the sizes' order alternating
+    from one slice to the next, so that all see the same machine conditions.
+    Each size's timing is the sum of its slices.
+    """
+    parts: list[list[Timing]] = [[] for _ in runs]
+    done = [0] * len(runs)
+    for number in range(slices):
+        order = list(range(len(runs)))
+        for index in order if number % 2 == 0 else order[::-1]:
+            count = counts[index] * (number + 1) // slices - counts[index] * number // slices
+            if count == 0:
+                continue
+            parts[index].append(await runs[index](count, done[index]))
+            done[index] += count
     return [
         Timing(sum(t.ops for t in timings), sum(t.seconds for t in timings), [x for t in timings for x in t.latencies])
         for timings in parts
     ]
+
+
+@dataclass
+class _Parent:
+    """A session W2 forks: its owner, its newest message, and the forks made of it."""
+
+    id: str
+    user: str
+    newest: int
+    content: str
+    forks: list[str]
+
+
+async def _open_manager(recipe: TurnRecipe) -> tuple[StoreSpec, BaseSessionStore, Any]:
+    from sessionware.agents import SessionManager
+
+    spec = recipe.store_spec()
+    store = spec.open()
+    return spec, store, SessionManager(store)
+
+
+async def _close_stores(opened: list[tuple[StoreSpec, BaseSessionStore]], rows: list[Row]) -> None:
+    for spec, store in opened:
+        try:
+            await spec.drop(store)
+        except Exception as exc:
+            for row in rows:
+                _cleanup_failed(row, exc)
+
+
+async def _measure_forks(recipe: TurnRecipe, rows: list[Row], tag: str, plan: TurnPlan, progress: Progress) -> None:
+    """Fill sessions of every fork size of ``plan`` in one namespace, fork each once untimed, then time the forks.
+
+    Every fork is at the parent's newest message; afterwards each fork must
+    hold that many messages, ending with the parent's newest (``lost`` counts
+    the messages of forks that do not).
+    """
+    opened: list[tuple[StoreSpec, BaseSessionStore]] = []
+    pending = list(rows)
+    name = f"W2 {recipe.backend} {W2_FORK}"
+    try:
+        spec, store, manager = await _open_manager(recipe)
+        opened.append((spec, store))
+
+        async def make(number: int, messages: list[Message], meter: Meter) -> _Parent:
+            user = f"user-{number}"
+            session = await manager.create_session(user)
+            for start in range(0, len(messages), plan.batch):
+                batch = messages[start : start + plan.batch]
+                added = await manager.add_messages(session.id, batch, user_id=user)
+                meter.done += len(batch)
+            return _Parent(session.id, user, added[-1].seq, messages[-1]["content"], [])
+
+        async def fork(parent: _Parent, _: int) -> Any:
+            return await manager.fork_session(parent.id, at=parent.newest, user_id=parent.user)
+
+        def check(parent: _Parent, _: int, session: Any) -> None:
+            origin = {"session_id": parent.id, "seq": parent.newest}
+            if session.message_count != parent.newest or session.forked_from != origin:
+                raise RuntimeError(f"a fork of {parent.id} at {parent.newest} is {session!r:.200}")
+            parent.forks.append(session.id)
+
+        async with progress.track(f"{name} warm-up{tag}", plan.window) as meter:
+            warm = await make(0, history(0, plan.window), meter)
+        await run_round_robin(fork, [warm], times=5, concurrency=1, check=check)
+        parents: list[list[_Parent]] = []
+        number = 1
+        total = sum(group.sessions * group.messages for group in plan.forks)
+        async with progress.track(f"{name} prefill{tag}", total) as meter:
+            for group in plan.forks:
+                messages = history(0, group.messages)
+                parents.append([await make(number + i, messages, meter) for i in range(group.sessions)])
+                number += group.sessions
+            # One untimed fork of every session, so that neither size pays first touches in its timing.
+            for sessions in parents:
+                await run_round_robin(fork, sessions, times=1, concurrency=plan.concurrency, check=check)
+
+        def forks_of(sessions: list[_Parent], meter: Meter) -> SliceRun:
+            async def run(count: int, done: int) -> Timing:
+                return await run_round_robin(
+                    fork, sessions, times=count, concurrency=plan.concurrency, check=check, meter=meter
+                )
+
+            return run
+
+        counts = [group.forks for group in plan.forks]
+        total = sum(group.sessions * group.forks for group in plan.forks)
+        async with progress.track(f"{name} forks c={plan.concurrency}{tag}", total) as meter:
+            runs = [forks_of(sessions, meter) for sessions in parents]
+            timings = await interleaved(runs, counts, min(W2_SLICES, *counts))
+        for row, group, sessions, timing in zip(rows, plan.forks, parents, timings, strict=True):
+            final = 0
+            for parent in sessions:
+                for fork_id in parent.forks:
+                    final += await _fork_holds(manager, fork_id, parent)
+            expected = group.sessions * (1 + group.forks) * group.messages
+            row.measured(timing, expected=expected, final=final)
+            pending.remove(row)
+    except Exception as exc:
+        for row in pending:
+            _failed(row, exc)
+    finally:
+        await _close_stores(opened, rows)
+
+
+async def _fork_holds(manager: Any, fork_id: str, parent: _Parent) -> int:
+    """How many messages fork ``fork_id`` of ``parent`` holds, read back: 0 unless it ends with the parent's newest."""
+    session = await manager.get_session(fork_id, user_id=parent.user, history=1, tool_invocations=0)
+    if session is None or session.message_count != parent.newest or not session.conversation_history:
+        return 0
+    newest = session.conversation_history[-1]
+    return int(session.message_count) if (newest.seq, newest.text) == (parent.newest, parent.content) else 0
+
+
+async def _measure_lists(
+    recipes: list[TurnRecipe], rows: list[Row], tag: str, plan: TurnPlan, progress: Progress
+) -> None:
+    """Give one user the sessions of each list size of ``plan``, each user in a store of its own, then time pages.
+
+    Each store holds only its user's sessions, so a page that costs more
+    with the store's size (not only with the user's sessions) shows it too.
+    The sessions are created concurrently (``plan.creators`` at a time); each
+    user's first page is untimed. Every timed page must hold the user's
+    newest ``plan.page`` sessions (all of them if fewer), newest first;
+    afterwards paging through all of them must find every one (``lost``).
+    """
+    from sessionware.agents.manager import MAX_PAGE
+
+    opened: list[tuple[StoreSpec, BaseSessionStore]] = []
+    pending = list(rows)
+    name = f"W2 {recipes[0].backend} {W2_LIST}"
+    user = "user-list"
+    try:
+        managers: list[Any] = []
+        for recipe in recipes:
+            spec, store, manager = await _open_manager(recipe)
+            opened.append((spec, store))
+            managers.append(manager)
+        total = sum(group.sessions for group in plan.lists)
+        async with progress.track(f"{name} prefill {total:,} sessions{tag}", total) as meter:
+            for manager, group in zip(managers, plan.lists, strict=True):
+
+                async def create(_: int, manager: Any = manager) -> None:
+                    await manager.create_session(user)
+
+                await run_queue(create, range(group.sessions), plan.creators, meter)
+
+        def page_of(manager: Any) -> Callable[[object, int], Awaitable[Any]]:
+            async def page(_: object, __: int) -> Any:
+                return await manager.list_sessions(user, limit=plan.page)
+
+            return page
+
+        def pages_of(manager: Any, group: ListGroup, meter: Meter) -> SliceRun:
+            expect = min(plan.page, group.sessions)
+
+            def check(_: object, __: int, result: Any) -> None:
+                created = [session.created_at for session in result.sessions]
+                if len(created) != expect or created != sorted(created, reverse=True):
+                    raise RuntimeError(
+                        f"a page of {group.sessions} sessions held {len(created)}, not the newest {expect}"
+                    )
+                if any(session.user_id != user for session in result.sessions):
+                    raise RuntimeError("a page held another user's session")
+
+            async def run(count: int, done: int) -> Timing:
+                return await run_round_robin(
+                    page_of(manager), range(count), times=1, concurrency=plan.concurrency, check=check, meter=meter
+                )
+
+            return run
+
+        for manager in managers:
+            await page_of(manager)(None, 0)
+        counts = [group.pages for group in plan.lists]
+        async with progress.track(f"{name} pages c={plan.concurrency}{tag}", sum(counts)) as meter:
+            runs = [pages_of(manager, group, meter) for manager, group in zip(managers, plan.lists, strict=True)]
+            timings = await interleaved(runs, counts, min(W2_SLICES, *counts))
+        for row, group, manager, timing in zip(rows, plan.lists, managers, timings, strict=True):
+            found: set[str] = set()
+            cursor: str | None = None
+            while True:
+                result = await manager.list_sessions(user, limit=MAX_PAGE, cursor=cursor)
+                found.update(session.id for session in result.sessions)
+                cursor = result.next_cursor
+                if cursor is None:
+                    break
+            row.measured(timing, expected=group.sessions, final=len(found))
+            pending.remove(row)
+    except Exception as exc:
+        for row in pending:
+            _failed(row, exc)
+    finally:
+        await _close_stores(opened, rows)
 
 
 def _turn_costs(rows: list[Row]) -> None:
@@ -671,10 +994,57 @@ def _turn_costs(rows: list[Row]) -> None:
         ran = row.status == smallest.status == "ok" and row.ops_per_s > 0
         row.cost_ratio = smallest.ops_per_s / row.ops_per_s if ran else None
         cost = "" if row.cost_ratio is None else f" {row.cost_ratio:.2f}x"
-        row.target = f"{row.messages}/{smallest.messages} cost{cost}"
+        row.target = f"{row.size}/{smallest.size} cost{cost}"
         if row.ours:
             row.target += f" ≤{W2_COST_LIMIT:.1f}x"
             row.met = None if row.cost_ratio is None else row.cost_ratio <= W2_COST_LIMIT
+
+
+def _manager_entries(
+    config: BenchConfig, workdir: Path, backend: str, plan: TurnPlan, progress: Progress
+) -> list[tuple[list[Row], GroupMeasure]]:
+    """The fork and list rows of ``backend`` with what measures them: where ours runs and ``plan`` has their sizes."""
+    if "ours" not in W2_OURS[backend]:
+        return []
+    entries: list[tuple[list[Row], GroupMeasure]] = []
+    if plan.forks:
+        forks: list[Row] = [
+            TurnRow(
+                "w2",
+                backend,
+                turn_subject(W2_FORK, group.messages),
+                f"{W2_LABELS[W2_FORK]}, {group.messages:,} msgs",
+                True,
+                plan.concurrency,
+                messages=group.messages,
+            )
+            for group in plan.forks
+        ]
+
+        async def fork(rows: list[Row], tag: str) -> None:
+            await _measure_forks(_turn_recipe(config, workdir, W2_FORK, backend, plan), rows, tag, plan, progress)
+
+        entries.append((forks, fork))
+    if plan.lists:
+        lists: list[Row] = [
+            ListRow(
+                "w2",
+                backend,
+                turn_subject(W2_LIST, group.sessions),
+                f"{W2_LABELS[W2_LIST]} limit={plan.page}, {group.sessions:,} sessions",
+                True,
+                plan.concurrency,
+                sessions=group.sessions,
+            )
+            for group in plan.lists
+        ]
+
+        async def page(rows: list[Row], tag: str) -> None:
+            recipes = [_turn_recipe(config, workdir, W2_LIST, backend, plan) for _ in plan.lists]
+            await _measure_lists(recipes, rows, tag, plan, progress)
+
+        entries.append((lists, page))
+    return entries
 
 
 async def run_w2(
@@ -706,10 +1076,16 @@ async def run_w2(
                 await _measure_w2(_turn_recipe(config, workdir, kind, backend, plan), rows, tag, plan, progress)
 
             entries.append((rows, measure))
+        turned = len(entries)
+        entries += _manager_entries(config, workdir, backend, plan, progress)
         measured = await in_rounds_grouped(entries, config.rounds)
         for rows in measured:
             _turn_costs(rows)
-        report.rows.extend(row for position in range(len(plan.groups)) for rows in measured for row in [rows[position]])
+        turn_rows = measured[:turned]
+        report.rows.extend(
+            row for position in range(len(plan.groups)) for rows in turn_rows for row in [rows[position]]
+        )
+        report.rows.extend(row for rows in measured[turned:] for row in rows)
     pairs = [
         (turn_subject(ours, group.messages), turn_subject(kind, group.messages))
         for backend, kinds in W2_BASELINES.items()
