@@ -393,9 +393,25 @@ def tool_entry(
 # -- stored entries to snapshots -------------------------------------------------------------------
 
 
+_PLAIN_MESSAGE = frozenset({"role", "content", "ts"})
+_ROLES = frozenset(ROLES)
+
+
 def message_from_entry(key: str, entry: LogEntry) -> Message:
     """Turn a history log entry into a :class:`Message`."""
     value = entry.value
+    ts = value.get("ts")
+    if (
+        value.keys() <= _PLAIN_MESSAGE
+        and type(value.get("content")) is str
+        and value.get("role") in _ROLES
+        and type(ts) is float
+        and type(entry.seq) is int
+    ):
+        # A plain text message, the most common entry: nothing left for validation to check or convert.
+        return Message.model_construct(
+            seq=entry.seq, role=value["role"], content=value["content"], created_at=_datetime(ts)
+        )
     try:
         fields: dict[str, Any] = {}  # optional fields only when present, so the model's defaults apply
         for name in ("name", "tool_call_id"):

@@ -165,22 +165,38 @@ class _Statements(SQLStatements):
             " FROM claim c, unnest(:entries::bytea[]) WITH ORDINALITY AS u(v, i))"
             " SELECT last_seq FROM claim"
         )
-        # The fenced append of a live log without trimming, in one statement: the record row is locked
-        # (its version re-checked on the newest row), then the log claims its numbers only if the record
-        # matched and its highest number is the one expected, and the record is written only if it did.
-        self.log_append_fenced = self.statement(
-            f"WITH rec AS (SELECT version FROM {n.sessions} WHERE key = :record::text"
-            f" AND version = :expected::bigint AND {self.live} FOR UPDATE),"
-            f" claim AS (UPDATE {n.logs} AS l SET last_seq = l.last_seq + :count::bigint,"
-            f" expires_at = COALESCE({d.expiry.replace(':ttl', ':log_ttl')}, l.expires_at)"
+        # The fenced append without trimming, in one statement: the record row is locked (its version
+        # re-checked on the newest row), then the log claims its numbers only if the record matched and its
+        # highest number is the one expected, and the record is written only if it did. A live log is
+        # claimed by an UPDATE; a log that does not exist yet (expected at 0) by an INSERT, which does nothing
+        # if a head is there (an expired log, whose stale entries the transaction path clears first).
+        log_expiry = d.expiry.replace(":ttl", ":log_ttl")
+        claim_live = (
+            f"UPDATE {n.logs} AS l SET last_seq = l.last_seq + :count::bigint,"
+            f" expires_at = COALESCE({log_expiry}, l.expires_at)"
             " WHERE l.key = :key AND (l.expires_at IS NULL OR l.expires_at > now())"
-            " AND l.last_seq = :last::bigint AND EXISTS (SELECT 1 FROM rec) RETURNING l.last_seq),"
-            f" ins AS (INSERT INTO {n.log} (key, seq, value) SELECT :key, c.last_seq - :count::bigint + u.i, u.v"
-            " FROM claim c, unnest(:entries::bytea[]) WITH ORDINALITY AS u(v, i)),"
-            f" upd AS (UPDATE {n.sessions} SET value = :data, expires_at = {d.expiry}, version = {d.updated_version}"
-            " WHERE key = :record::text AND EXISTS (SELECT 1 FROM claim) RETURNING version)"
-            " SELECT version FROM upd"
+            " AND l.last_seq = :last::bigint AND EXISTS (SELECT 1 FROM rec) RETURNING l.last_seq"
         )
+        claim_new = (
+            f"INSERT INTO {n.logs} (key, last_seq, expires_at) SELECT :key, :count::bigint, {log_expiry}"
+            " FROM rec WHERE :last::bigint = 0 ON CONFLICT (key) DO NOTHING RETURNING last_seq"
+        )
+
+        def fenced(claim: str) -> Statement:
+            return self.statement(
+                f"WITH rec AS (SELECT version FROM {n.sessions} WHERE key = :record::text"
+                f" AND version = :expected::bigint AND {self.live} FOR UPDATE),"
+                f" claim AS ({claim}),"
+                f" ins AS (INSERT INTO {n.log} (key, seq, value) SELECT :key, c.last_seq - :count::bigint + u.i, u.v"
+                " FROM claim c, unnest(:entries::bytea[]) WITH ORDINALITY AS u(v, i)),"
+                f" upd AS (UPDATE {n.sessions} SET value = :data, expires_at = {d.expiry},"
+                f" version = {d.updated_version} WHERE key = :record::text AND EXISTS (SELECT 1 FROM claim)"
+                " RETURNING version)"
+                " SELECT version FROM upd"
+            )
+
+        self.log_append_fenced = fenced(claim_live)
+        self.log_append_fenced_new = fenced(claim_new)
         self.version_lock = self.statement(self.version_of.text + " FOR UPDATE")
         insert = (
             f"INSERT INTO {n.log} (key, seq, value)"
@@ -733,9 +749,9 @@ class PostgresSessionStore(SQLSessionStore[_Statements]):
                 "last": last,
                 "entries": batch.encoded,
             }
-            stmt = self._sql.log_append_fenced
+            stmt = self._sql.log_append_fenced if last else self._sql.log_append_fenced_new
             if index is not None:
-                stmt = self._fenced_indexed
+                stmt = self._fenced_indexed[stmt.text]
                 values.update(ikey=index.key, imember=index.member, iscore=index.score, ittl=index.ttl)
             version: int | None = await self._attempts(
                 lambda conn: conn.fetchval(stmt.sql, *stmt.args(values)), safe=False
@@ -828,13 +844,19 @@ class PostgresSessionStore(SQLSessionStore[_Statements]):
         return f"SELECT pg_advisory_xact_lock({self._index_lock_id}, hashtext($1))"
 
     @functools.cached_property
-    def _fenced_indexed(self) -> Statement:
-        """The one-statement fenced append, then (once the record was written) the index put under its lock.
+    def _fenced_indexed(self) -> dict[str, Statement]:
+        """The one-statement fenced appends (by text), then (once the record was written) the index put under
+        its lock.
 
         An index found expired is not emptied first, as ``index_put`` does: its stale members come back,
         naming sessions that are gone.
         """
-        base = self._sql.log_append_fenced.text
+        return {
+            stmt.text: self._with_index(stmt) for stmt in (self._sql.log_append_fenced, self._sql.log_append_fenced_new)
+        }
+
+    def _with_index(self, fenced: Statement) -> Statement:
+        base = fenced.text
         tail = " SELECT version FROM upd"
         expiry = self._sql.dialect.expiry.replace(":ttl", ":ittl")
         text = (

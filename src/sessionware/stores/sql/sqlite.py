@@ -91,6 +91,11 @@ class _Statements(SQLStatements):
             " ON CONFLICT (key) DO UPDATE SET last_seq = excluded.last_seq, expires_at = excluded.expires_at"
         )
         self.log_insert = self.statement(f"INSERT INTO {n.log} (key, seq, value) VALUES (:key, :seq, :data)")
+        # A fenced append's claim on a live log: its numbers, only if the highest is still the one expected.
+        self.log_claim_at = self.statement(
+            f"UPDATE {n.logs} SET last_seq = last_seq + :count, expires_at = coalesce(:expires_at, expires_at)"
+            " WHERE key = :key AND last_seq = :last AND (expires_at IS NULL OR expires_at > :now) RETURNING last_seq"
+        )
 
 
 def _index_schema(n: TableNames) -> list[str]:
@@ -121,6 +126,10 @@ def _fetch_one(conn: sqlite3.Connection, stmt: Statement, values: Values) -> Any
 
 def _fetch_all(conn: sqlite3.Connection, stmt: Statement, values: Values) -> list[Any]:
     return _cursor(conn, stmt, _now(values)).fetchall()
+
+
+class _Refused(Exception):
+    """A fenced append found the log changed after it wrote the record: the transaction is rolled back."""
 
 
 class SQLiteSessionStore(SQLSessionStore[_Statements]):
@@ -408,7 +417,10 @@ class SQLiteSessionStore(SQLSessionStore[_Statements]):
     async def _append_fenced(
         self, key: str, batch: Batch, max_len: int | None, last: int, record: Values, index: IndexPut | None
     ) -> int | None:
-        return await self._write(self._append_fenced_rows, key, batch, max_len, last, record, index)
+        try:
+            return await self._write(self._append_fenced_rows, key, batch, max_len, last, record, index)
+        except _Refused:
+            return None
 
     def _append_fenced_rows(
         self,
@@ -420,20 +432,29 @@ class SQLiteSessionStore(SQLSessionStore[_Statements]):
         record: Values,
         index: IndexPut | None,
     ) -> int | None:
-        # The write transaction holds the file: record and log stay as compared until it commits.
+        # The write transaction holds the file: record and log stay as compared until it commits, and a
+        # refusal after the record was written rolls it back.
         sql = self._sql
-        found = _fetch_one(conn, sql.version_of, record)
-        if found is None or int(found[0]) != record["expected"]:
+        written = _fetch_one(conn, sql.cas_update, record)
+        if written is None:
             return None
-        head = _cursor(conn, sql.log_head, {"key": key}).fetchone()
-        live = head is not None and (head[1] is None or head[1] > time.time())
-        if (int(head[0]) if live else 0) != last:
-            return None
-        self._append_rows(conn, key, batch, max_len)
-        version = int(_fetch_one(conn, sql.cas_update, record)[0])
+        now = time.time()
+        count = len(batch.encoded)
+        if max_len is None and last > 0:
+            values = {"key": key, "count": count, "last": last, "now": now}
+            values["expires_at"] = None if batch.ttl is None else now + batch.ttl
+            if _cursor(conn, sql.log_claim_at, values).fetchall() == []:
+                raise _Refused
+            conn.executemany(sql.log_insert.sql, [(key, last + 1 + i, data) for i, data in enumerate(batch.encoded)])
+        else:
+            head = _cursor(conn, sql.log_head, {"key": key}).fetchone()
+            live = head is not None and (head[1] is None or head[1] > now)
+            if (int(head[0]) if live else 0) != last:
+                raise _Refused
+            self._append_rows(conn, key, batch, max_len)
         if index is not None:
             self._index_rows(conn, self._index_put_steps(index))
-        return version
+        return int(written[0])
 
     async def _rewrite(self, key: str, rewrites: list[EncodedRewrite]) -> list[RewriteResult]:
         return await self._write(self._rewrite_rows, key, rewrites)
