@@ -184,7 +184,7 @@ def test_command_writes_plain_tables_and_json(tmp_path: Path) -> None:
     for small, large in [(w2_rows[0], w2_rows[len(kinds)]), (w2_rows[-4], w2_rows[-3]), (w2_rows[-2], w2_rows[-1])]:
         assert large["cost_ratio"] == small["ops_per_s"] / large["ops_per_s"]
     assert "sessionware SessionManager.fork_session, 5,000 msgs" in text
-    assert "sessionware SessionManager.list_sessions limit=20, 10,000 sessions" in text
+    assert "sessionware SessionManager.list_sessions limit=10, 10,000 sessions" in text
     assert "10000/10 cost" in text
 
 

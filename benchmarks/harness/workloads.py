@@ -79,8 +79,8 @@ class TurnPlan:
     batch: int = 500
     forks: tuple[ForkGroup, ...] = ()
     lists: tuple[ListGroup, ...] = ()
-    page: int = 20
-    """The ``limit`` of each timed ``list_sessions`` page."""
+    page: int = 10
+    """The ``limit`` of each timed ``list_sessions`` page (the smallest listed user's sessions fill one)."""
     creators: int = 32
     """Concurrent ``create_session`` calls prefilling the listed users' sessions."""
 
