@@ -234,6 +234,7 @@ class EncryptedStore(BaseSessionStore):
         if not isinstance(keys, KeyRing):
             raise InvalidValueError("keys", f"must be a KeyRing, not {type(keys).__name__}")
         self.inner: Any = cast(Any, inner)
+        self.overlapping_calls = bool(getattr(inner, "overlapping_calls", False))  # type: ignore[misc]
         self.keys = keys
         self.accept_plaintext = accept_plaintext
         limit = int(getattr(inner, "max_size", 1024 * 1024))

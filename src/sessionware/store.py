@@ -431,6 +431,8 @@ class BaseSessionStore(ABC):
     """
 
     backend: ClassVar[str] = "store"
+    overlapping_calls: ClassVar[bool] = False
+    """Whether calls made at once overlap (a network store) rather than run one after another in this process."""
     _unavailable_errors: ClassVar[tuple[type[BaseException], ...]] = ()
     _driver_errors: ClassVar[tuple[type[BaseException], ...]] = ()
 

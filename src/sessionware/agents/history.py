@@ -75,6 +75,12 @@ def check_window(value: object, name: str) -> int | None:
     return value
 
 
+def window_of(key: str, entries: Sequence[LogEntry], *, before: int | None) -> list[Message]:
+    """The messages of the entries read for a window (``last`` / ``before``), calls kept with their results."""
+    window = drop_orphans([message_from_entry(key, e) for e in entries])
+    return window if before is None else window[: _unanswered_tail(window)]
+
+
 async def read_window(
     store: LogReader,
     key: str,
@@ -94,9 +100,7 @@ async def read_window(
     if max_tokens is None:
         if last == 0:
             return []
-        entries = await store.log_read(key, before=before, last=last)
-        window = drop_orphans([message_from_entry(key, e) for e in entries])
-        return window if before is None else window[: _unanswered_tail(window)]
+        return window_of(key, await store.log_read(key, before=before, last=last), before=before)
     counter = count_tokens or approx_tokens
     newest_first: list[Message] = []
     total = 0

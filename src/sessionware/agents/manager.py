@@ -42,7 +42,7 @@ from ..store import (
 from ..update import SessionUpdate
 from ..urls import open_store
 from .errors import MissingCapabilityError, SessionNotFoundError
-from .history import TokenCounter, check_window, read_window
+from .history import TokenCounter, check_window, read_window, window_of
 from .keyspace import (
     AgentKeys,
     activity_cursor,
@@ -662,7 +662,20 @@ class SessionManager:
         max_tokens = check_window(max_tokens, "max_tokens")
         if count_tokens is not None and not callable(count_tokens):
             raise InvalidValueError("count_tokens", "must be a callable taking a Message and returning an int")
-        record = await self._load(session_id, owner)
+        if max_tokens is None and last != 0 and getattr(self._store, "overlapping_calls", False):
+            # The record and the session's own log are read at once (one round trip on a pipelined or pooled
+            # store); the entries are used only once the record says they are the whole history and the
+            # session is the caller's.
+            key = self._keys.history(session_id)
+            record, entries = await asyncio.gather(
+                self._load(session_id, owner), self._logs.log_read(key, before=before, last=last)
+            )
+            if record is None:
+                raise SessionNotFoundError(session_id)
+            if self._hchain(record).shape() == LogChain(key).shape():
+                return window_of(key, entries, before=before)
+        else:
+            record = await self._load(session_id, owner)
         if record is None:
             raise SessionNotFoundError(session_id)
         chain = self._hchain(record)

@@ -394,6 +394,8 @@ def tool_entry(
 
 
 _PLAIN_MESSAGE = frozenset({"role", "content", "ts"})
+_PLAIN_FIELDS = {"seq", "role", "content", "created_at"}
+_NO_METADATA = FrozenMap()
 _ROLES = frozenset(ROLES)
 
 
@@ -408,9 +410,20 @@ def message_from_entry(key: str, entry: LogEntry) -> Message:
         and type(ts) is float
         and type(entry.seq) is int
     ):
-        # A plain text message, the most common entry: nothing left for validation to check or convert.
+        # A plain text message, the most common entry: nothing left for validation to check or convert. Every
+        # field is given, so no default is resolved (the empty metadata is immutable, and shared).
         return Message.model_construct(
-            seq=entry.seq, role=value["role"], content=value["content"], created_at=_datetime(ts)
+            _PLAIN_FIELDS,
+            seq=entry.seq,
+            role=value["role"],
+            content=value["content"],
+            created_at=_datetime(ts),
+            name=None,
+            tool_call_id=None,
+            tool_calls=(),
+            is_error=False,
+            source=None,
+            metadata=_NO_METADATA,
         )
     try:
         fields: dict[str, Any] = {}  # optional fields only when present, so the model's defaults apply

@@ -85,6 +85,20 @@ the list's expiry (on Redis Cluster sometimes
 ``<prefix>:\x00logtopt:{<list name>}``, named like a lease to share the list's
 hash slot), which the next append continues after and then deletes.
 
+:meth:`~RedisSessionStore.log_append_fenced` is that append and a
+compare-and-set of a record in one script (``fenced.lua``): nothing is pushed
+or written unless the record's version and the log's highest number are the
+ones expected. An index put may ride along in the same script when the index
+shares the record's slot (always on one server; on a cluster a second script
+puts it).
+
+Sorted indexes
+--------------
+An index is one sorted set at ``<prefix>:\x00x:<key>``. A put (``index_put.lua``)
+adds the member and never brings the set's expiry closer; a page
+(``index_page.lua``) finds the cursor's reverse rank and reads ``limit``
+members from there, so its cost does not grow with the set.
+
 Faults
 ------
 The store talks to Redis through a driver (:mod:`.drivers`) that sends every
@@ -267,6 +281,7 @@ class RedisSessionStore(BaseSessionStore):
     """
 
     backend = "redis"
+    overlapping_calls = True
     _unavailable_errors = UNAVAILABLE
     _driver_errors = DRIVER_ERRORS
 

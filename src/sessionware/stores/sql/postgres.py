@@ -386,6 +386,7 @@ class PostgresSessionStore(SQLSessionStore[_Statements]):
     """
 
     backend = "postgres"
+    overlapping_calls = True
     _unavailable_errors = (
         OSError,
         asyncpg.PostgresConnectionError,
