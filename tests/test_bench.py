@@ -147,6 +147,7 @@ async def test_rounds_keep_every_round_and_report_the_median(tmp_path: Path) -> 
         assert row.ops_per_s == sorted(row.round_ops_per_s)[1]
 
 
+@pytest.mark.slow  # the whole quick W1 and W2 on memory: minutes on two cores
 def test_command_writes_plain_tables_and_json(tmp_path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
     path = tmp_path / "report.json"
