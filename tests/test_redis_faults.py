@@ -545,7 +545,7 @@ def sentinel_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 @pytest.fixture
 async def sentinel_client(sentinel_port: int) -> AsyncIterator[aioredis.Redis]:
     """The master's client as a user gets it from Sentinel."""
-    sentinel = Sentinel([("127.0.0.1", sentinel_port)], socket_timeout=2)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel([("127.0.0.1", sentinel_port)], socket_timeout=2)  # type: ignore[no-untyped-call,unused-ignore]
     client = sentinel.master_for("mymaster")
     yield client
     await client.aclose()

@@ -551,7 +551,7 @@ def open_sentinel_url(url: str, **options: Any) -> SentinelDriver:
     if scheme == "rediss+sentinel":
         kwargs["ssl"] = True
     kwargs.update(options)
-    sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs or None, **kwargs)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs or None, **kwargs)  # type: ignore[no-untyped-call,unused-ignore]
     client = sentinel.master_for(service)
     return SentinelDriver(client, sentinel, **wait)
 
