@@ -450,17 +450,15 @@ class SessionManager:
                 if len(sessions) == limit and last is not None:
                     next_cursor = activity_cursor(*last)  # one more is there: the next page starts after ours
                     break
-                before = (score, member)
                 record = await self._load(member, user_id)
                 if record is None:
                     await index.index_remove(key, member)  # expired or deleted: the index forgets it
                     continue
                 sessions.append(record.snapshot())
-                last = before
+                last = (score, member)
             if len(found) < want:
                 break
-            if found:
-                before = (found[-1][1], found[-1][0])
+            before = (found[-1][1], found[-1][0])
         return SessionPage(sessions=tuple(sessions), next_cursor=next_cursor)
 
     async def _index_built(self, index: IndexStore, key: str) -> bool:
@@ -1150,21 +1148,16 @@ class SessionManager:
     async def _save(self, update: SessionUpdate, record: SessionRecord, now: float) -> None:
         """Write the record back, sliding its expiry; logs and index entry are extended first if due."""
         self._recent.pop(record.id, None)
-        record.version += 1
-        record.updated_at = now
         ttl = record.ttl
-        if ttl is not None:
-            expires_at = record.expires_at = now + ttl
-            for name, chain in (("h", self._hchain(record)), ("t", self._tchain(record))):
-                until = record.until.get(name)
-                if until is not None and until < expires_at:
-                    # An append of no entries only resets the log's expiry (a fork's keeps the shared logs).
-                    for key in chain.logs():
-                        await self._logs.log_append(key, [], ttl=2 * ttl)
-                    record.until[name] = now + 2 * ttl
-            if record.until.get("i", 0.0) < expires_at:
+        for name in _stamp(record, now):
+            assert ttl is not None  # only a session that expires has anything due
+            if name == "i":
                 await self._set(self._keys.user_index(record.user_id, record.index), {"id": record.id}, 2 * ttl)
-                record.until["i"] = now + 2 * ttl
+            else:
+                # An append of no entries only resets the log's expiry (a fork's keeps the shared logs).
+                for key in self._chain(record, name).logs():
+                    await self._logs.log_append(key, [], ttl=2 * ttl)
+            record.until[name] = now + 2 * ttl
         await self._put_activity(record, now)
         await update.save(record.to_json(), ttl=ttl)
 
@@ -1231,7 +1224,7 @@ class SessionManager:
                 entry["ts"] = now
             seqs = list(range(chain.offset + last + 1, chain.offset + last + 1 + len(entries)))
             _count(record, log, seqs, now)
-            if not _stamp(record, now):
+            if _stamp(record, now):
                 return None  # a log or the index entry is due for a longer expiry: the long way does that
             data = self._codec.encode(record.to_json())
             self._recent.pop(session_id, None)
@@ -1450,17 +1443,19 @@ def _count(record: SessionRecord, log: Literal["h", "t"], seqs: list[int], now: 
         record.until[log] = now + 2 * record.ttl
 
 
-def _stamp(record: SessionRecord, now: float) -> bool:
-    """Mark the record written at ``now``, sliding its expiry; ``False`` if a log or the index entry expires first."""
+def _stamp(record: SessionRecord, now: float) -> list[Literal["h", "t", "i"]]:
+    """Mark the record written at ``now``, sliding its expiry; return what would expire before it and must be
+    extended: the history or tool log (``"h"``, ``"t"``), the user's index entry (``"i"``)."""
     record.version += 1
     record.updated_at = now
     ttl = record.ttl
     if ttl is None:
-        return True
+        return []
     expires_at = record.expires_at = now + ttl
-    return all(record.until.get(name, expires_at) >= expires_at for name in ("h", "t")) and (
-        record.until.get("i", 0.0) >= expires_at
-    )
+    due: list[Literal["h", "t", "i"]] = [name for name in ("h", "t") if record.until.get(name, expires_at) < expires_at]
+    if record.until.get("i", 0.0) < expires_at:
+        due.append("i")
+    return due
 
 
 class _Progress:
